@@ -73,6 +73,16 @@ SLACK_ERRORS = {
 }
 
 
+class CaseInsensitive(dict):
+    """Header dict whose ``get`` ignores the case of names (as HTTP does)."""
+
+    def get(self, key, default=None):  # type: ignore[override]
+        for k, v in self.items():
+            if k.lower() == str(key).lower():
+                return v
+        return default
+
+
 class DDInvalid(Exception):
     """A Datadog body that does not fit the API model."""
 
@@ -301,7 +311,8 @@ def dd_error(status: int, message: str) -> Reply:
 
 class MockServices:
     """Threaded HTTP server: Slack webhooks under ``/services/``, Datadog under ``/api/``,
-    a generic webhook under ``/hook/``.
+    a generic JSON webhook under ``/hook/``, and ``/capture/`` which takes any body (to look at
+    exactly what a client sends, e.g. a Pushgateway body for promtool).
 
     ``slack_hooks`` maps a hook path (``/services/T.../B.../secret``) to ``"ok"`` or an error
     name from ``SLACK_ERRORS``; unknown hook paths get 404 ``no_service`` as on Slack.
@@ -407,7 +418,8 @@ class MockServices:
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length > 0 else b""
         path = h.path.split("?", 1)[0]
-        headers = {k: v for k, v in h.headers.items()}
+        # Header names as sent (HTTP/1.1 clients may lowercase them); look-ups ignore case.
+        headers = CaseInsensitive(h.headers.items())
         if path.startswith("/services/"):
             kind, default = "slack", self._slack
         elif path in ("/api/v2/series", "/api/v1/series"):
@@ -416,6 +428,8 @@ class MockServices:
             kind, default = "datadog_events", self._dd_events
         elif path.startswith("/hook/"):
             kind, default = "webhook", self._webhook
+        elif path.startswith("/capture/"):
+            kind, default = "capture", lambda *_: (Reply(200, ""), raw, None, [])
         else:
             kind, default = "unknown", lambda *_: (Reply(404, "not found"), None, None, [])
 
@@ -495,7 +509,7 @@ class MockServices:
         return None, body, None
 
     def _dd_auth(self, headers: dict) -> Reply | None:
-        key = next((v for k, v in headers.items() if k.lower() == "dd-api-key"), None)
+        key = headers.get("DD-API-KEY")
         if not key or key not in self.dd_api_keys:
             return dd_error(403, "Forbidden")
         return None

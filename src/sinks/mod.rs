@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::config::notify::{ExternalSystem, NotifyOn, SystemType};
+use crate::config::notify::{AlertThresholds, ExternalSystem, NotifyOn, SystemType};
 use crate::log::Logger;
 use crate::record::{OperationRecord, OperationStatus};
 use deliver::{Answer, Delivery, DeliveryPolicy, HttpRequest, Verdict};
@@ -1193,6 +1193,60 @@ pub fn log_outcomes(res: &NotifyResult, log: &Logger) {
     }
 }
 
+/// The seed's four thresholds against a session's `final_statistics`, for a session record
+/// that carries no `alerts` of its own: success_rate below `min_success_rate`,
+/// average_retry_count above `max_average_retries`, total_execution_time above
+/// `max_execution_time`, failure_rate above `max_error_rate`.
+pub fn threshold_alerts(stats: &Value, t: &AlertThresholds) -> Vec<Alert> {
+    let num = |k: &str| stats.get(k).and_then(Value::as_f64);
+    let mut out = Vec::new();
+    let mut check =
+        |name: &str, value: Option<f64>, limit: Option<f64>, below: bool, unit: &str| {
+            if let (Some(v), Some(l)) = (value, limit) {
+                let breached = if below { v < l } else { v > l };
+                if breached {
+                    out.push(Alert {
+                        name: name.to_string(),
+                        message: format!(
+                            "{v}{unit} is {} the threshold {l}{unit}",
+                            if below { "below" } else { "above" }
+                        ),
+                        severity: "warning".into(),
+                    });
+                }
+            }
+        };
+    check(
+        "min_success_rate",
+        num("success_rate"),
+        t.min_success_rate,
+        true,
+        "%",
+    );
+    check(
+        "max_average_retries",
+        num("average_retry_count"),
+        t.max_average_retries,
+        false,
+        "",
+    );
+    check(
+        "max_execution_time",
+        num("total_execution_time"),
+        t.max_execution_time,
+        false,
+        "s",
+    );
+    check(
+        "max_error_rate",
+        num("failure_rate"),
+        t.max_error_rate,
+        false,
+        "%",
+    );
+    out
+}
+
 /// `retryx notify test`: a test message to every enabled system.
 pub fn notify_test(config: &Config) -> NotifyResult {
     let session = config
@@ -1258,7 +1312,16 @@ pub fn module_notify(config: &Config, check_mode: bool, log: &Logger) -> Value {
             }
         };
         match Report::from_session(&doc) {
-            Some(r) => r,
+            Some(mut r) => {
+                let thresholds = config.monitoring.as_ref().and_then(|m| m.alerts.as_ref());
+                if doc.get("alerts").is_none()
+                    && let Some(t) = thresholds
+                {
+                    let stats = doc.get("final_statistics").cloned().unwrap_or(Value::Null);
+                    r.alerts = threshold_alerts(&stats, t);
+                }
+                r
+            }
             None => {
                 return serde_json::json!({"failed": true, "changed": false,
                     "msg": format!("{} is not a session record (no session_id)", path.display())});
@@ -1407,6 +1470,24 @@ mod tests {
         assert!(!wanted(&s, SystemType::Slack, &ok, Purpose::Run));
         assert!(wanted(&s, SystemType::Datadog, &ok, Purpose::Run));
         assert!(!wanted(&s, SystemType::Slack, &ok, Purpose::Alerts));
+    }
+
+    #[test]
+    fn seed_thresholds_raise_alerts() {
+        let stats = serde_json::json!({"success_rate": 80.0, "average_retry_count": 0.6,
+            "total_execution_time": 330, "failure_rate": 20.0});
+        let t = AlertThresholds {
+            min_success_rate: Some(85.0),
+            max_average_retries: Some(2.5),
+            max_execution_time: Some(1800.0),
+            max_error_rate: Some(15.0),
+        };
+        let names: Vec<String> = threshold_alerts(&stats, &t)
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(names, ["min_success_rate", "max_error_rate"]);
+        assert!(threshold_alerts(&stats, &AlertThresholds::default()).is_empty());
     }
 
     #[test]

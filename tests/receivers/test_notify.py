@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -430,3 +431,98 @@ def test_module_action_notify_metrics_and_alerts(retryx_bin, tmp_path, mock):
     res = run_module(retryx_bin, tmp_path, {**base, "session_id": "../etc", "notify_kind": "metrics"})
     assert res["failed"] is True
     assert_no_secrets(json.dumps(res))
+
+
+# ------------------------------------------------------------------------- ansible-playbook
+
+HANDLER_ARGS = """
+        action: notify
+        notify_kind: {kind}
+        session_id: "{{{{ retry_session_id }}}}"
+        artifacts_dir: "{{{{ retry_session_artifacts_dir }}}}"
+        external_systems: "{{{{ retry_session_config.external_systems }}}}"
+        monitoring: "{{{{ retry_session_config.monitoring }}}}"
+"""
+
+
+def test_role_handlers_through_ansible_playbook(retryx_bin, tmp_path, mock):
+    """The role's two notification handlers, as roles/retry_manager/handlers/main.yml writes
+    them (same names, same module arguments), run by ansible-playbook against the binary
+    module; the session record is the seed's "Session Statistics" shape."""
+    venv_bin = Path(sys.executable).parent
+    playbook_bin = shutil.which("ansible-playbook", path=f"{venv_bin}:{os.environ['PATH']}")
+    if playbook_bin is None:
+        pytest.fail("ansible-playbook missing (pip install ansible-core, see tests/requirements.txt)")
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "retry_manager").symlink_to(retryx_bin)
+    art = tmp_path / "artifacts"
+    art.mkdir()
+    session = "retry_1700000000_424242"
+    (art / f"retry_session_{session}.json").write_text(json.dumps({
+        "session_id": session, "session_status": "completed",
+        "session_start": "2026-01-21T15:00:00Z", "session_end": "2026-01-21T15:05:30Z",
+        "session_duration": 330,
+        "final_statistics": {"total_operations": 5, "successful_operations": 4,
+                             "failed_operations": 1, "total_retry_attempts": 3,
+                             "average_retry_count": 0.6, "total_execution_time": 330,
+                             "success_rate": 80.0, "failure_rate": 20.0},
+    }))
+    config = {
+        "external_systems": [slack_sys(mock), dd_sys(mock)],
+        "monitoring": {"alerts": {"min_success_rate": 85, "max_average_retries": 2.5,
+                                  "max_execution_time": 1800, "max_error_rate": 15}},
+    }
+    play = f"""
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: {sys.executable}
+  tasks:
+    - name: Session facts as the role leaves them for its handlers
+      ansible.builtin.set_fact:
+        retry_session_id: {session}
+        retry_session_artifacts_dir: {art}
+        retry_session_config: {json.dumps(config)}
+      no_log: true
+    - name: An operation that wants metrics and alerts sent
+      ansible.builtin.command: "true"
+      changed_when: true
+      notify:
+        - send retry metrics to external systems
+        - send retry alerts
+  handlers:
+    - name: send retry metrics to external systems
+      retry_manager:{HANDLER_ARGS.format(kind="metrics")}
+      register: metrics_result
+    - name: send retry alerts
+      retry_manager:{HANDLER_ARGS.format(kind="alerts")}
+      register: alerts_result
+    - name: Show what came back
+      ansible.builtin.debug:
+        msg: "{{{{ {{'metrics': metrics_result.retry.notifications, 'alerts': alerts_result.retry.notifications}} | to_json }}}}"
+      changed_when: true
+      listen: send retry alerts
+"""
+    pb = tmp_path / "notify.yml"
+    pb.write_text(play)
+    env = {**os.environ, "ANSIBLE_LIBRARY": str(library), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"), "ANSIBLE_HOME": str(tmp_path / "ah"),
+           "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+           "ANSIBLE_LOCALHOST_WARNING": "False"}
+    proc = subprocess.run([playbook_bin, "-i", "localhost,", str(pb)], capture_output=True,
+                          text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "failed=0" in proc.stdout
+    (series,) = mock.seen("datadog_series")
+    assert series.problems == []
+    ops = [s for s in series.json["series"] if s["metric"] == "retry.operations"]
+    assert ops[0]["points"][0]["value"] == 5
+    assert f"session:{session}" in ops[0]["tags"]
+    (slack,) = mock.seen("slack")
+    assert slack.problems == []
+    blocks = json.dumps(slack.json["blocks"])
+    assert "min_success_rate" in blocks and "max_error_rate" in blocks
+    assert "max_average_retries" not in blocks
+    assert_no_secrets(proc.stdout, proc.stderr)

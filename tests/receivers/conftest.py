@@ -17,6 +17,12 @@ from mock_services import MockServices  # noqa: E402
 from receivers import NodeExporter, Prometheus, Pushgateway, VictoriaMetrics  # noqa: E402
 
 REPO = HERE.parent.parent
+
+# Every receiver is on 127.0.0.1: never let a proxy from the environment carry that traffic
+# (urllib here and ureq in retryx both honour NO_PROXY).
+for _var in ("NO_PROXY", "no_proxy"):
+    _have = [h for h in os.environ.get(_var, "").split(",") if h]
+    os.environ[_var] = ",".join(_have + [h for h in ("127.0.0.1", "localhost") if h not in _have])
 SLACK_HOOK = "/services/T0RETRYX1/B0RETRYX1/s3cr3tW3bh00kT0k3n"
 DD_KEY = "0123456789abcdef0123456789abcdef"
 

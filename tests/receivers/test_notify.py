@@ -32,13 +32,14 @@ def write_config(tmp_path: Path, systems: list[dict], **extra) -> Path:
     return p
 
 
-def run_op(retryx_bin, tmp_path, cfg, cmd=FAIL_CMD, operation="deploy_app", attempts=2, timeout=60):
+def run_op(retryx_bin, tmp_path, cfg, cmd=FAIL_CMD, operation="deploy_app", attempts=2, timeout=60,
+           env=None):
     out = tmp_path / f"result_{time.monotonic_ns()}.json"
     t0 = time.monotonic()
     proc = subprocess.run(
         [str(retryx_bin), "-n", str(attempts), "-d", "10ms", "-j", "none", "-o", operation,
          "-c", str(cfg), "--result-json", str(out), "--", *cmd],
-        capture_output=True, text=True, timeout=timeout)
+        capture_output=True, text=True, timeout=timeout, env=env)
     elapsed = time.monotonic() - t0
     result = json.loads(out.read_text())
     return proc, result, elapsed
@@ -149,6 +150,23 @@ def test_datadog_v1_deflate_and_site_url(retryx_bin, tmp_path, mock):
     assert req.path == "/api/v1/series" and req.header("Content-Encoding") == "deflate"
     assert req.problems == []
     assert {s["type"] for s in req.json["series"]} == {"count", "gauge"}
+
+
+def test_datadog_api_key_from_environment(retryx_bin, tmp_path, mock):
+    system = {"name": "datadog", "url": "http://127.0.0.1:%d/api/v2/series" % mock.port}
+    cfg = write_config(tmp_path, [system])
+    env = {k: v for k, v in os.environ.items() if k != "DD_API_KEY"}
+    _, result, _ = run_op(retryx_bin, tmp_path, cfg, env=env)
+    n = notif(result, "datadog")
+    assert (n["status"], n["attempts"]) == ("failed", 0), n
+    assert "DD_API_KEY" in n["error"]
+    assert mock.requests == []
+    proc, result, _ = run_op(retryx_bin, tmp_path, cfg, env={**env, "DD_API_KEY": DD_KEY})
+    n = notif(result, "datadog")
+    assert (n["status"], n["http_status"], n["inferred"]) == ("sent", 202, True), n
+    (req,) = mock.seen("datadog_series")
+    assert req.header("DD-API-KEY") == DD_KEY and req.problems == []
+    assert_no_secrets(json.dumps(result), proc.stderr)
 
 
 def test_victoria_metrics_datadog_intake(retryx_bin, tmp_path, victoria):

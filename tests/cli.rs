@@ -606,7 +606,11 @@ fn bad_usage_is_125_with_a_message_naming_the_key() {
     assert_eq!(out.status.code(), Some(125));
     let out = run(&["-p", "sometimes", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("'retry_policy'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--policy") && stderr(&out).contains("unknown retry policy"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(&["--retry-on-exit", "1-x", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("retry_on_exit"));

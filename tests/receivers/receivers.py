@@ -10,8 +10,8 @@ own API. This module must never bind anything but 127.0.0.1, nor start a system 
 
 from __future__ import annotations
 
+import atexit
 import json
-import os
 import shutil
 import signal
 import socket
@@ -96,6 +96,7 @@ class Receiver:
                 self._argv(self.port, self.datadir), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, cwd=self.datadir, start_new_session=True)
             log.close()
+            atexit.register(self.stop)  # never outlive the Python process that started it
             end = time.monotonic() + ready_timeout
             while time.monotonic() < end:
                 if self.proc.poll() is not None:

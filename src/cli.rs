@@ -1,0 +1,333 @@
+//! The shell front door: clap flags turned once into config overrides, subcommands, and errors
+//! mapped to exit codes at the top (ripgrep style). Knows nothing of Ansible.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::cancel::Cancel;
+use crate::clock::RealTimer;
+use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
+use crate::exit_codes::USAGE;
+use crate::log::Logger;
+use crate::run::{RunOptions, run_operation};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "retryx",
+    version,
+    about = "Run a command until it succeeds, under a stated retry policy",
+    long_about = "Run a command until it succeeds: exponential, linear or fixed backoff with jitter and a cap; \
+transient failures told from permanent ones; per-attempt timeout and overall deadline; records and guards.\n\n\
+Exit codes: the last attempt's exit code; 124 last attempt timed out; 126/127 command not executable/not found; \
+75 refused by a circuit breaker or bulkhead; 125 bad usage or config; 128+N stopped by signal N.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Example: retryx -n 5 -d 500ms --retry-on-exit 1,75 -- curl -fsS https://example.com/health"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub sub: Option<Sub>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Attempts in all, first included [default: 3]
+    #[arg(short = 'n', long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// exponential, linear, fixed (or exponential_backoff, linear_backoff, fixed_delay) [default: exponential]
+    #[arg(short = 'p', long, value_name = "P")]
+    pub policy: Option<String>,
+    /// Base delay: 250ms, 2s, 1m, or seconds [default: 1s]
+    #[arg(short = 'd', long, value_name = "D")]
+    pub base_delay: Option<DurationSpec>,
+    /// Cap on any single wait [default: 30s]
+    #[arg(short = 'M', long, value_name = "D")]
+    pub max_delay: Option<DurationSpec>,
+    /// Exponential multiplier [default: 2.0]
+    #[arg(short = 'x', long, value_name = "F")]
+    pub multiplier: Option<f64>,
+    /// none, proportional, full, equal, decorrelated [default: proportional]
+    #[arg(short = 'j', long, value_name = "K")]
+    pub jitter: Option<String>,
+    /// Seed for reproducible jitter
+    #[arg(long, value_name = "N")]
+    pub jitter_seed: Option<u64>,
+    /// Per-attempt timeout: the attempt's process group is killed (TERM, grace, KILL)
+    #[arg(short = 't', long, value_name = "D")]
+    pub timeout: Option<DurationSpec>,
+    /// Bound on the whole operation, waits included
+    #[arg(long, value_name = "D")]
+    pub deadline: Option<DurationSpec>,
+    /// Grace between TERM and KILL [default: 2s]
+    #[arg(long, value_name = "D")]
+    pub kill_grace: Option<DurationSpec>,
+    /// Exit codes that are retried, e.g. 1,75,100-110 [default: any non-zero]
+    #[arg(long, value_name = "CODES")]
+    pub retry_on_exit: Option<String>,
+    /// Exit codes never retried (wins over everything)
+    #[arg(long, value_name = "CODES")]
+    pub fail_on_exit: Option<String>,
+    /// Retry when the output matches (repeatable)
+    #[arg(long, value_name = "REGEX")]
+    pub retry_if: Vec<String>,
+    /// Never retry when the output matches (repeatable; wins over --retry-if)
+    #[arg(long, value_name = "REGEX")]
+    pub fail_if: Vec<String>,
+    /// Error classes that are retried, comma-separated
+    #[arg(long, value_name = "LIST")]
+    pub retry_conditions: Option<String>,
+    /// Wait the seconds captured by this pattern in the output (e.g. 'Retry-After: (\d+)'), capped
+    #[arg(long, value_name = "REGEX")]
+    pub delay_from_output: Option<String>,
+    /// Operation name: picks operation_configs, keys guards and records [default: command]
+    #[arg(short = 'o', long, value_name = "NAME")]
+    pub operation: Option<String>,
+    /// JSON config, same schema as the module args
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write records there (none unless asked)
+    #[arg(long, value_name = "DIR")]
+    pub artifacts_dir: Option<String>,
+    /// Where guard state lives [default: <artifacts-dir>/state]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
+    /// Add this operation to an existing session
+    #[arg(long, value_name = "ID")]
+    pub session_id: Option<String>,
+    /// Write the result document to PATH (- for stdout)
+    #[arg(long, value_name = "PATH")]
+    pub result_json: Option<String>,
+    /// Run the command through /bin/sh -c (the arguments joined by spaces)
+    #[arg(long)]
+    pub shell: bool,
+    /// Capture stdin once and replay it to every attempt
+    #[arg(long)]
+    pub stdin_replay: bool,
+    /// Fewer log lines on stderr (-qq: none)
+    #[arg(short = 'q', long, action = ArgAction::Count)]
+    pub quiet: u8,
+    /// More log lines on stderr
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// The command and its arguments, after --
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Sub {
+    /// Check a config file against the schema
+    Validate {
+        /// The JSON config file
+        file: PathBuf,
+        /// The operation whose merged config to check
+        #[arg(short = 'o', long)]
+        operation: Option<String>,
+    },
+    /// Print the JSON Schema of module args and config files
+    Schema,
+}
+
+/// Bad usage: message and exit 125.
+struct Usage(String);
+
+fn read_config(path: &PathBuf) -> Result<Value, Usage> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Usage(format!("cannot read config {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Usage(format!("config {} is not valid JSON: {e}", path.display())))
+}
+
+fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_string(), v);
+    };
+    let secs = |d: &DurationSpec| json!(d.get().as_secs_f64());
+    if let Some(v) = a.max_attempts {
+        put("max_attempts", json!(v));
+    }
+    if let Some(v) = &a.policy {
+        put("retry_policy", json!(v));
+    }
+    if let Some(v) = &a.base_delay {
+        put("base_delay", secs(v));
+    }
+    if let Some(v) = &a.max_delay {
+        put("max_delay", secs(v));
+    }
+    if let Some(v) = a.multiplier {
+        put("backoff_multiplier", json!(v));
+    }
+    if let Some(v) = &a.jitter {
+        put("jitter", json!(v));
+    }
+    if let Some(v) = a.jitter_seed {
+        put("jitter_seed", json!(v));
+    }
+    if let Some(v) = &a.timeout {
+        put("timeout", secs(v));
+    }
+    if let Some(v) = &a.deadline {
+        put("deadline", secs(v));
+    }
+    if let Some(v) = &a.kill_grace {
+        put("kill_grace", secs(v));
+    }
+    if let Some(v) = &a.retry_on_exit {
+        put("retry_on_exit", json!(v));
+    }
+    if let Some(v) = &a.fail_on_exit {
+        put("fail_on_exit", json!(v));
+    }
+    if !a.retry_if.is_empty() {
+        put("retry_if", json!(a.retry_if));
+    }
+    if !a.fail_if.is_empty() {
+        put("fail_if", json!(a.fail_if));
+    }
+    if let Some(v) = &a.retry_conditions {
+        let list: Vec<&str> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        put("retry_conditions", json!(list));
+    }
+    if let Some(v) = &a.delay_from_output {
+        put("delay_from_output", json!(v));
+    }
+    if let Some(v) = &a.operation {
+        put("operation", json!(v));
+    }
+    if let Some(v) = &a.artifacts_dir {
+        put("artifacts_dir", json!(v));
+    }
+    if let Some(v) = &a.state_dir {
+        put("state_dir", json!(v));
+    }
+    if let Some(v) = &a.session_id {
+        put("session_id", json!(v));
+    }
+    if !a.command.is_empty() {
+        if a.shell {
+            put("command", json!(a.command.join(" ")));
+        } else {
+            put("argv", json!(a.command));
+        }
+    } else if a.shell {
+        return Err(Usage("--shell needs a command after --".into()));
+    }
+    Ok(m)
+}
+
+/// Copies our stdin to a private temp file once, for replay to every attempt.
+fn capture_stdin() -> Result<tempfile::TempPath, Usage> {
+    let mut file = tempfile::NamedTempFile::new()
+        .map_err(|e| Usage(format!("--stdin-replay: cannot make a temp file: {e}")))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut file)
+        .map_err(|e| Usage(format!("--stdin-replay: reading stdin: {e}")))?;
+    Ok(file.into_temp_path())
+}
+
+fn write_result(path: &str, result: &Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(result).map_err(|e| e.to_string())?;
+    if path == "-" {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{text}").map_err(|e| e.to_string())
+    } else {
+        std::fs::write(path, format!("{text}\n")).map_err(|e| format!("writing {path}: {e}"))
+    }
+}
+
+fn run_command(a: RunArgs) -> Result<i32, Usage> {
+    if a.command.is_empty() && a.config.is_none() {
+        return Err(Usage(
+            "no command: usage is `retryx [OPTIONS] -- COMMAND [ARGS...]` (see --help)".into(),
+        ));
+    }
+    let raw = match &a.config {
+        Some(p) => read_config(p)?,
+        None => json!({}),
+    };
+    let overrides = flags_to_overrides(&a)?;
+    let mut resolved =
+        Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
+    let _replay_guard = if a.stdin_replay {
+        let path = capture_stdin()?;
+        resolved.plan.stdin = StdinSpec::ReplayFile(path.to_path_buf());
+        Some(path)
+    } else {
+        None
+    };
+    let verbosity = i8::try_from(i16::from(a.verbose) - i16::from(a.quiet)).unwrap_or(0);
+    let log = Logger::stderr(verbosity);
+    let cancel = Cancel::new();
+    if let Err(e) = cancel.install_signal_handlers() {
+        log.warn("signals will not be forwarded", &[("error", e)]);
+    }
+    let timer = RealTimer::new();
+    let report = run_operation(
+        &resolved,
+        &RunOptions {
+            passthrough: true,
+            ..Default::default()
+        },
+        &log,
+        &cancel,
+        &timer,
+    );
+    if let Some(path) = &a.result_json
+        && let Err(e) = write_result(path, &report.result)
+    {
+        log.error("cannot write the result document", &[("error", e)]);
+    }
+    Ok(report.exit_code)
+}
+
+fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
+    let raw = read_config(file)?;
+    let mut flags = Map::new();
+    if let Some(op) = operation {
+        flags.insert("operation".into(), json!(op));
+    }
+    Resolved::from_value(raw, flags, true)
+        .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+    println!("{}: valid", file.display());
+    Ok(0)
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { USAGE } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let outcome = match cli.sub {
+        Some(Sub::Schema) => match serde_json::to_string_pretty(&schema_json()) {
+            Ok(s) => {
+                println!("{s}");
+                Ok(0)
+            }
+            Err(e) => Err(Usage(e.to_string())),
+        },
+        Some(Sub::Validate { file, operation }) => validate(&file, operation),
+        None => run_command(cli.run),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(Usage(msg)) => {
+            eprintln!("retryx: {msg}");
+            USAGE
+        }
+    }
+}

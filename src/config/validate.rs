@@ -1,0 +1,476 @@
+//! Turns raw JSON (module args, a `--config` file, a role dict) into a `Config`: drops nulls,
+//! coerces strings where the schema wants numbers, booleans or lists (Ansible's `k=v` syntax
+//! makes every value a string), validates against `schemas/retry_manager.schema.json`, then
+//! deserialises. Every rejection names the key and what was expected. Pure.
+
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value};
+
+use super::Config;
+
+/// The committed schema; a test keeps it equal to what the types generate.
+const SCHEMA_TEXT: &str = include_str!("../../schemas/retry_manager.schema.json");
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ConfigError {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        ConfigError::Invalid(msg.into())
+    }
+}
+
+/// The schema the types describe, cleaned so that optional keys are plain (absent = unset;
+/// nulls are dropped before validation).
+pub fn schema_json() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let schema = generator.into_root_schema_for::<Config>();
+    let mut value = schema.to_value();
+    strip_null_alternatives(&mut value);
+    value
+}
+
+fn strip_null_alternatives(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types[0].clone();
+                    map.insert("type".into(), only);
+                }
+            }
+            if let Some(Value::Array(alts)) = map.get("anyOf") {
+                let kept: Vec<Value> = alts
+                    .iter()
+                    .filter(|a| a.get("type") != Some(&Value::from("null")))
+                    .cloned()
+                    .collect();
+                if kept.len() == 1 {
+                    map.remove("anyOf");
+                    if let Value::Object(inner) = &kept[0] {
+                        for (k, val) in inner {
+                            map.entry(k.clone()).or_insert_with(|| val.clone());
+                        }
+                    }
+                }
+            }
+            for val in map.values_mut() {
+                strip_null_alternatives(val);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_null_alternatives),
+        _ => {}
+    }
+}
+
+struct Compiled {
+    schema: Value,
+    validator: jsonschema::Validator,
+}
+
+fn compiled() -> Result<&'static Compiled, ConfigError> {
+    static C: OnceLock<Result<Compiled, String>> = OnceLock::new();
+    C.get_or_init(|| {
+        let schema: Value =
+            serde_json::from_str(SCHEMA_TEXT).map_err(|e| format!("embedded schema: {e}"))?;
+        let validator =
+            jsonschema::validator_for(&schema).map_err(|e| format!("embedded schema: {e}"))?;
+        Ok(Compiled { schema, validator })
+    })
+    .as_ref()
+    .map_err(|e| ConfigError::invalid(e.clone()))
+}
+
+/// Drops null values everywhere (a null is an unset key, as Ansible's `omit`-less templates give).
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|_, val| !val.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// Follows `$ref` into the root's `$defs`.
+fn resolve<'a>(root: &'a Value, mut node: &'a Value) -> &'a Value {
+    for _ in 0..16 {
+        match node.get("$ref").and_then(Value::as_str) {
+            Some(r) => match r.strip_prefix("#").and_then(|p| root.pointer(p)) {
+                Some(target) => node = target,
+                None => return node,
+            },
+            None => return node,
+        }
+    }
+    node
+}
+
+fn types_of(node: &Value) -> Vec<&str> {
+    match node.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" | "y" | "t" => Some(true),
+        "false" | "no" | "off" | "0" | "n" | "f" => Some(false),
+        _ => None,
+    }
+}
+
+/// Coerces strings toward what the schema asks for; leaves anything it cannot coerce for the
+/// validator to reject with a message.
+fn coerce(root: &Value, node: &Value, v: &mut Value) {
+    let node = resolve(root, node);
+    let types = types_of(node);
+    if let Value::String(s) = v {
+        if !types.contains(&"string") && !types.is_empty() {
+            let t = s.trim();
+            let replacement = if types.contains(&"integer") {
+                t.parse::<i64>().ok().map(Value::from).or_else(|| {
+                    // "3.0" for an integer is fine; "3.5" is not (left for the validator)
+                    t.parse::<f64>()
+                        .ok()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                        .map(|f| Value::from(f as i64))
+                })
+            } else if types.contains(&"number") {
+                t.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+            } else if types.contains(&"boolean") {
+                parse_bool(t).map(Value::Bool)
+            } else if (types.contains(&"array") && t.starts_with('['))
+                || (types.contains(&"object") && t.starts_with('{'))
+            {
+                serde_json::from_str(t).ok()
+            } else if types.contains(&"array") {
+                Some(Value::Array(
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(Value::from)
+                        .collect(),
+                ))
+            } else {
+                None
+            };
+            if let Some(r) = replacement {
+                *v = r;
+            }
+        } else if types.contains(&"string")
+            && types.contains(&"array")
+            && s.trim_start().starts_with('[')
+        {
+            if let Ok(parsed @ Value::Array(_)) = serde_json::from_str::<Value>(s) {
+                *v = parsed;
+            }
+        }
+    }
+    match v {
+        Value::Object(map) => {
+            let props = node.get("properties").and_then(Value::as_object);
+            let additional = node.get("additionalProperties").filter(|a| a.is_object());
+            for (key, val) in map.iter_mut() {
+                if let Some(sub) = props.and_then(|p| p.get(key)) {
+                    coerce(root, sub, val);
+                } else if let Some(sub) = additional {
+                    coerce(root, sub, val);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = node.get("items") {
+                for item in items {
+                    coerce(root, sub, item);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `/operation_configs/x~1y/max_attempts` → `operation_configs.x/y.max_attempts`.
+fn dotted(pointer: &str) -> String {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|seg| seg.replace("~1", "/").replace("~0", "~"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}...", s.chars().take(77).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// The schema node that describes the value at `pointer`.
+fn schema_at<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
+    let mut node = resolve(root, root);
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        let next = if let Some(p) = node.get("properties").and_then(|p| p.get(&seg)) {
+            p
+        } else if let Some(a) = node.get("additionalProperties").filter(|a| a.is_object()) {
+            a
+        } else {
+            node.get("items")?
+        };
+        node = resolve(root, next);
+    }
+    Some(node)
+}
+
+fn describe_expected(node: &Value) -> String {
+    if let Some(d) = node.get("description").and_then(Value::as_str)
+        && d.starts_with("A duration")
+    {
+        return "a duration like \"250ms\", \"2s\", \"1m30s\" or a number of seconds".into();
+    }
+    if let Some(values) = node.get("enum").and_then(Value::as_array) {
+        let names: Vec<String> = values
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect();
+        return format!("one of {}", names.join(", "));
+    }
+    let types = types_of(node);
+    if types.is_empty() {
+        return "a valid value".into();
+    }
+    let words: Vec<&str> = types
+        .iter()
+        .map(|t| match *t {
+            "integer" => "an integer",
+            "number" => "a number",
+            "boolean" => "a boolean",
+            "string" => "a string",
+            "array" => "a list",
+            "object" => "a mapping",
+            other => other,
+        })
+        .collect();
+    words.join(" or ")
+}
+
+fn suggestion(unexpected: &str, allowed: &[&str]) -> Option<String> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur.push(
+                    (prev[j] + usize::from(ca != *cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    allowed
+        .iter()
+        .map(|k| (distance(unexpected, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+}
+
+fn format_error(root: &Value, e: &jsonschema::ValidationError) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
+    let pointer = e.instance_path.as_str();
+    let key = dotted(pointer);
+    let at = if key.is_empty() {
+        "the top level".to_string()
+    } else {
+        format!("'{key}'")
+    };
+    let node = schema_at(root, pointer);
+    match &e.kind {
+        K::AdditionalProperties { unexpected } => {
+            let allowed: Vec<&str> = node
+                .and_then(|n| n.get("properties"))
+                .and_then(Value::as_object)
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            unexpected
+                .iter()
+                .map(|u| {
+                    let full = if key.is_empty() { u.clone() } else { format!("{key}.{u}") };
+                    let hint = suggestion(u, &allowed).unwrap_or_default();
+                    format!("unknown key '{full}' at {at}{hint}; see `retryx schema` for the keys allowed")
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+        K::Required { property } => format!("{at} is missing the required key {property}"),
+        K::Type { .. } | K::Enum { .. } | K::Pattern { .. } => format!(
+            "key {at}: expected {}, got {}",
+            node.map(describe_expected)
+                .unwrap_or_else(|| "a valid value".into()),
+            short(&e.instance)
+        ),
+        _ => format!("key {at}: {e}"),
+    }
+}
+
+/// Every schema error for a value (after null-dropping and coercion), as messages.
+pub fn validator_errors(value: &Value) -> Result<Vec<String>, ConfigError> {
+    let c = compiled()?;
+    Ok(c.validator
+        .iter_errors(value)
+        .map(|e| format_error(&c.schema, &e))
+        .collect())
+}
+
+/// Raw JSON → `Config`. `coerce_strings` turns `"3"` into 3 and `"yes"` into true where the
+/// schema asks (module args always; config files too, as one schema serves both).
+pub fn coerce_and_validate(mut value: Value, coerce_strings: bool) -> Result<Config, ConfigError> {
+    if !value.is_object() {
+        return Err(ConfigError::invalid(format!(
+            "expected a mapping of retry_manager keys at the top level, got {}",
+            short(&value)
+        )));
+    }
+    drop_nulls(&mut value);
+    let c = compiled()?;
+    if coerce_strings {
+        coerce(&c.schema, &c.schema, &mut value);
+    }
+    let mut errors: Vec<String> = c
+        .validator
+        .iter_errors(&value)
+        .map(|e| format_error(&c.schema, &e))
+        .collect();
+    if !errors.is_empty() {
+        errors.sort();
+        errors.dedup();
+        return Err(ConfigError::invalid(errors.join("; ")));
+    }
+    serde_json::from_value::<Config>(value)
+        .map_err(|e| ConfigError::invalid(format!("invalid configuration: {e}")))
+}
+
+/// Overlays `over`'s keys onto `base` (shallow: a key given replaces the whole value).
+pub fn overlay(base: &mut Map<String, Value>, over: &Map<String, Value>) {
+    for (k, v) in over {
+        base.insert(k.clone(), v.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn committed_schema_matches_the_types() {
+        let committed: Value = serde_json::from_str(SCHEMA_TEXT).unwrap();
+        assert_eq!(
+            committed,
+            schema_json(),
+            "schemas/retry_manager.schema.json is stale: run `cargo run -- schema > schemas/retry_manager.schema.json`"
+        );
+    }
+
+    #[test]
+    fn seed_advanced_example_is_accepted() {
+        let v = json!({
+            "max_attempts": 5, "retry_policy": "exponential_backoff", "base_delay": 10, "max_delay": 600,
+            "backoff_multiplier": 1.5, "jitter_enabled": true,
+            "retry_conditions": ["connection_error", "timeout", "temporary_failure", "resource_busy"],
+            "external_integration": true,
+            "external_systems": [{"name": "slack_alerts", "url": "https://hooks.slack.com/services/YOUR/SLACK/WEBHOOK", "method": "POST", "enabled": true}],
+            "operation_configs": {"vmware_vm_create": {"max_attempts": 5, "base_delay": 10, "max_delay": 600, "retry_policy": "exponential_backoff", "backoff_multiplier": 1.5}},
+            "monitoring": {"enabled": true, "metrics": ["success_rate"], "alerts": {"min_success_rate": 85, "max_average_retries": 2.5, "max_execution_time": 1800, "max_error_rate": 15}}
+        });
+        let c = coerce_and_validate(v, false).unwrap();
+        assert_eq!(c.max_attempts, Some(5));
+    }
+
+    #[test]
+    fn strings_are_coerced_for_module_args() {
+        let c = coerce_and_validate(
+            json!({"max_attempts": "3", "jitter_enabled": "no", "backoff_multiplier": "1.5", "retry_conditions": "timeout, connection_error", "base_delay": "2s", "argv": "[\"echo\", \"hi\"]"}),
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.max_attempts, Some(3));
+        assert_eq!(c.jitter_enabled, Some(false));
+        assert_eq!(c.backoff_multiplier, Some(1.5));
+        assert_eq!(c.retry_conditions.map(|v| v.len()), Some(2));
+        assert_eq!(c.argv, Some(vec!["echo".to_string(), "hi".to_string()]));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_was_expected() {
+        let cases = [
+            (
+                json!({"max_attempts": "lots"}),
+                "'max_attempts': expected an integer, got \"lots\"",
+            ),
+            (
+                json!({"max_attemps": 3}),
+                "unknown key 'max_attemps' at the top level (did you mean 'max_attempts'?)",
+            ),
+            (
+                json!({"retry_policy": "nonsense"}),
+                "'retry_policy': expected one of exponential, linear, fixed",
+            ),
+            (
+                json!({"base_delay": "soon"}),
+                "'base_delay': expected a duration like",
+            ),
+            (json!({"base_delay": -5}), "base_delay"),
+            (json!({"max_attempts": 0}), "max_attempts"),
+            (json!({"argv": 5}), "'argv': expected a list, got 5"),
+            (
+                json!({"operation_configs": {"op": {"max_attempts": "x"}}}),
+                "'operation_configs.op.max_attempts': expected an integer",
+            ),
+            (
+                json!({"circuit_breaker": {"bogus": 1}}),
+                "unknown key 'circuit_breaker.bogus'",
+            ),
+            (
+                json!({"retry_conditions": ["sometimes"]}),
+                "'retry_conditions.0': expected one of connection_error",
+            ),
+            (json!([1, 2]), "expected a mapping"),
+        ];
+        for (value, want) in cases {
+            let err = coerce_and_validate(value.clone(), true)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(want),
+                "{value}: got {err:?}, want it to contain {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nulls_are_unset() {
+        let c = coerce_and_validate(json!({"max_attempts": null, "context": null}), true).unwrap();
+        assert_eq!(c.max_attempts, None);
+    }
+}

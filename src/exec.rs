@@ -1,0 +1,542 @@
+//! Runs one attempt: the child in its own process group, a per-attempt timeout that stops the
+//! whole group (TERM, a grace, KILL), signals forwarded to the group, stdout and stderr passed
+//! through live (CLI) while a bounded tail is kept and user patterns are scanned as the output
+//! streams. Memory stays flat whatever the child writes. The only place that spawns.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use regex::bytes::Regex as BytesRegex;
+
+use crate::cancel::{Cancel, Wake};
+use crate::config::{CommandLine, StdinSpec};
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitKind {
+    Code(i32),
+    /// Ended by a signal that was not our timeout.
+    Signal(i32),
+    /// Our per-attempt timeout (or the deadline) stopped it.
+    TimedOut,
+    /// It never started.
+    SpawnFailed {
+        not_found: bool,
+        message: String,
+    },
+}
+
+impl ExitKind {
+    pub fn success(&self) -> bool {
+        matches!(self, ExitKind::Code(0))
+    }
+
+    /// The shell-style exit code (124 timeout, 126/127 spawn, 128+N signal).
+    pub fn shell_code(&self) -> i32 {
+        match self {
+            ExitKind::Code(c) => *c,
+            ExitKind::Signal(s) => 128 + s,
+            ExitKind::TimedOut => crate::exit_codes::TIMEOUT,
+            ExitKind::SpawnFailed {
+                not_found: true, ..
+            } => crate::exit_codes::NOT_FOUND,
+            ExitKind::SpawnFailed {
+                not_found: false, ..
+            } => crate::exit_codes::NOT_EXECUTABLE,
+        }
+    }
+}
+
+/// What an attempt left behind.
+#[derive(Debug, Clone)]
+pub struct AttemptOutput {
+    pub exit: ExitKind,
+    pub stdout_tail: Vec<u8>,
+    pub stderr_tail: Vec<u8>,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub retry_if_hit: bool,
+    pub fail_if_hit: bool,
+    /// The stop signal forwarded to the attempt, when retryx was asked to stop during it.
+    pub interrupted_by: Option<i32>,
+}
+
+impl AttemptOutput {
+    /// An attempt that never ran a process (guards, fakes).
+    pub fn synthetic(exit: ExitKind) -> Self {
+        AttemptOutput {
+            exit,
+            stdout_tail: Vec::new(),
+            stderr_tail: Vec::new(),
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            retry_if_hit: false,
+            fail_if_hit: false,
+            interrupted_by: None,
+        }
+    }
+}
+
+/// One attempt to run.
+pub struct AttemptSpec<'a> {
+    pub command: &'a CommandLine,
+    pub chdir: Option<&'a str>,
+    pub env: &'a [(String, String)],
+    pub stdin: &'a StdinSpec,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub timeout: Option<Duration>,
+    pub kill_grace: Duration,
+    /// Copy the child's output to our stdout/stderr as it comes.
+    pub passthrough: bool,
+    pub tail_bytes: usize,
+    pub retry_if: &'a [regex::Regex],
+    pub fail_if: &'a [regex::Regex],
+}
+
+/// Keeps the last `cap` bytes of a stream in at most `2 * cap` bytes of memory.
+struct Tail {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl Tail {
+    fn new(cap: usize) -> Self {
+        Tail {
+            buf: Vec::new(),
+            cap,
+        }
+    }
+    fn push(&mut self, chunk: &[u8]) {
+        if self.cap == 0 {
+            return;
+        }
+        if chunk.len() >= self.cap {
+            self.buf.clear();
+            self.buf.extend_from_slice(&chunk[chunk.len() - self.cap..]);
+            return;
+        }
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() > 2 * self.cap {
+            let cut = self.buf.len() - self.cap;
+            self.buf.drain(..cut);
+        }
+    }
+    fn finish(mut self) -> Vec<u8> {
+        if self.buf.len() > self.cap {
+            let cut = self.buf.len() - self.cap;
+            self.buf.drain(..cut);
+        }
+        self.buf
+    }
+}
+
+/// Scans complete lines for the user's patterns as the stream goes by.
+struct LineScan {
+    retry_if: Vec<BytesRegex>,
+    fail_if: Vec<BytesRegex>,
+    partial: Vec<u8>,
+    retry_hit: bool,
+    fail_hit: bool,
+}
+
+/// Longest line scanned whole; longer lines are scanned in pieces of this size.
+const MAX_LINE: usize = 64 * 1024;
+
+impl LineScan {
+    fn active(&self) -> bool {
+        (!self.retry_if.is_empty() && !self.retry_hit)
+            || (!self.fail_if.is_empty() && !self.fail_hit)
+    }
+    fn check(&mut self, line: &[u8]) {
+        if !self.retry_hit && self.retry_if.iter().any(|r| r.is_match(line)) {
+            self.retry_hit = true;
+        }
+        if !self.fail_hit && self.fail_if.iter().any(|r| r.is_match(line)) {
+            self.fail_hit = true;
+        }
+    }
+    fn push(&mut self, chunk: &[u8]) {
+        if !self.active() {
+            return;
+        }
+        let mut rest = chunk;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let (line, after) = rest.split_at(pos);
+            if self.partial.is_empty() {
+                self.check(line);
+            } else {
+                self.partial.extend_from_slice(line);
+                let whole = std::mem::take(&mut self.partial);
+                self.check(&whole);
+            }
+            rest = &after[1..];
+        }
+        self.partial.extend_from_slice(rest);
+        if self.partial.len() > MAX_LINE {
+            let whole = std::mem::take(&mut self.partial);
+            self.check(&whole);
+        }
+    }
+    fn finish(&mut self) {
+        if !self.partial.is_empty() && self.active() {
+            let whole = std::mem::take(&mut self.partial);
+            self.check(&whole);
+        }
+    }
+}
+
+struct StreamResult {
+    tail: Vec<u8>,
+    total: u64,
+    retry_hit: bool,
+    fail_hit: bool,
+}
+
+fn bytes_regexes(list: &[regex::Regex]) -> Vec<BytesRegex> {
+    // These compiled once as `regex::Regex`, so the same text compiles as bytes too.
+    list.iter()
+        .filter_map(|r| BytesRegex::new(r.as_str()).ok())
+        .collect()
+}
+
+/// Writes all of `buf` to fd 1 or 2; false once the reader has gone away (EPIPE).
+fn write_through(to_stderr: bool, buf: &[u8]) -> bool {
+    let result = if to_stderr {
+        std::io::stderr().lock().write_all(buf)
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(buf).and_then(|_| out.flush())
+    };
+    result.is_ok()
+}
+
+fn pump<R: Read + Send + 'static>(
+    mut src: R,
+    passthrough: Option<bool>,
+    tail_cap: usize,
+    mut scan: LineScan,
+) -> std::io::Result<JoinHandle<StreamResult>> {
+    std::thread::Builder::new()
+        .name("retryx-pump".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut tail = Tail::new(tail_cap);
+            let mut total = 0u64;
+            let mut through = passthrough;
+            loop {
+                let n = match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let chunk = &buf[..n];
+                total += n as u64;
+                if let Some(to_stderr) = through
+                    && !write_through(to_stderr, chunk)
+                {
+                    // Our reader went away: keep draining so the child is not blocked.
+                    through = None;
+                }
+                tail.push(chunk);
+                scan.push(chunk);
+            }
+            scan.finish();
+            StreamResult {
+                tail: tail.finish(),
+                total,
+                retry_hit: scan.retry_hit,
+                fail_hit: scan.fail_hit,
+            }
+        })
+}
+
+fn build_command(spec: &AttemptSpec) -> Result<Command, ExitKind> {
+    let mut cmd = match spec.command {
+        CommandLine::Shell(text) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(text);
+            c
+        }
+        CommandLine::Argv(argv) => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if let Some(dir) = spec.chdir {
+        if !std::path::Path::new(dir).is_dir() {
+            return Err(ExitKind::SpawnFailed {
+                not_found: true,
+                message: format!("chdir {dir:?}: no such directory"),
+            });
+        }
+        cmd.current_dir(dir);
+    }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    cmd.env("RETRYX_ATTEMPT", spec.attempt.to_string());
+    cmd.env("RETRYX_MAX_ATTEMPTS", spec.max_attempts.to_string());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    match spec.stdin {
+        StdinSpec::Inherit => {
+            cmd.stdin(Stdio::inherit());
+        }
+        StdinSpec::Null => {
+            cmd.stdin(Stdio::null());
+        }
+        StdinSpec::Text(_) => {
+            cmd.stdin(Stdio::piped());
+        }
+        StdinSpec::ReplayFile(path) => {
+            let f = std::fs::File::open(path).map_err(|e| ExitKind::SpawnFailed {
+                not_found: false,
+                message: format!("replaying stdin: {e}"),
+            })?;
+            cmd.stdin(Stdio::from(f));
+        }
+    }
+    Ok(cmd)
+}
+
+fn spawn_failure(spec: &AttemptSpec, e: &std::io::Error) -> ExitKind {
+    let program = match spec.command {
+        CommandLine::Shell(_) => "/bin/sh".to_string(),
+        CommandLine::Argv(v) => v[0].clone(),
+    };
+    let not_found = e.kind() == std::io::ErrorKind::NotFound;
+    let what = if not_found {
+        "command not found"
+    } else if e.kind() == std::io::ErrorKind::PermissionDenied {
+        "permission denied (not executable)"
+    } else {
+        "cannot execute"
+    };
+    ExitKind::SpawnFailed {
+        not_found,
+        message: format!("{program}: {what}: {e}"),
+    }
+}
+
+fn send_group(pgid: Pid, sig: Signal) {
+    // ESRCH (the group is gone) is the normal end of the story.
+    let _ = killpg(pgid, sig);
+}
+
+fn group_alive(pgid: Pid) -> bool {
+    killpg(pgid, None).is_ok()
+}
+
+/// Runs one attempt to its end. A stop request is forwarded to the group; the attempt's result
+/// says so in `interrupted_by`.
+pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
+    let mut cmd = match build_command(spec) {
+        Ok(c) => c,
+        Err(exit) => return AttemptOutput::synthetic(exit),
+    };
+    let mut child: Child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return AttemptOutput::synthetic(spawn_failure(spec, &e)),
+    };
+    let pgid = Pid::from_raw(child.id() as i32);
+    let started = Instant::now();
+
+    let scan = || LineScan {
+        retry_if: bytes_regexes(spec.retry_if),
+        fail_if: bytes_regexes(spec.fail_if),
+        partial: Vec::new(),
+        retry_hit: false,
+        fail_hit: false,
+    };
+    let pumps = (|| -> std::io::Result<_> {
+        let out = child
+            .stdout
+            .take()
+            .map(|s| {
+                pump(
+                    s,
+                    spec.passthrough.then_some(false),
+                    spec.tail_bytes,
+                    scan(),
+                )
+            })
+            .transpose()?;
+        let err = child
+            .stderr
+            .take()
+            .map(|s| pump(s, spec.passthrough.then_some(true), spec.tail_bytes, scan()))
+            .transpose()?;
+        Ok((out, err))
+    })();
+    let (out_pump, err_pump) = match pumps {
+        Ok(p) => p,
+        Err(e) => {
+            send_group(pgid, Signal::SIGKILL);
+            let _ = child.wait();
+            return AttemptOutput::synthetic(ExitKind::SpawnFailed {
+                not_found: false,
+                message: format!("cannot start output threads: {e}"),
+            });
+        }
+    };
+    if let (StdinSpec::Text(text), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
+        let text = text.clone().into_bytes();
+        // A child that never reads its stdin must not block us: the writer is on its own.
+        let _ = std::thread::Builder::new()
+            .name("retryx-stdin".into())
+            .spawn(move || {
+                let _ = stdin.write_all(&text);
+            });
+    }
+
+    let (tx, rx) = cancel.subscribe();
+    let waiter = std::thread::Builder::new()
+        .name("retryx-wait".into())
+        .spawn(move || {
+            let status = child.wait().map_err(|e| e.to_string());
+            let _ = tx.send(Wake::Exited(status));
+        });
+    if waiter.is_err() {
+        send_group(pgid, Signal::SIGKILL);
+    }
+
+    let mut timed_out = false;
+    let mut interrupted_by = None;
+    // The next moment something must be done: TERM at the timeout, KILL after the grace.
+    let mut kill_at: Option<Instant> = spec.timeout.map(|t| started + t);
+    let mut term_sent = false;
+    let status = loop {
+        let wait = kill_at.map(|at| at.saturating_duration_since(Instant::now()));
+        let woke = match wait {
+            Some(d) => rx.recv_timeout(d),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match woke {
+            Ok(Wake::Exited(status)) => break status,
+            Ok(Wake::Signal(sig)) => {
+                if interrupted_by.is_none() {
+                    interrupted_by = Some(sig);
+                    if let Ok(s) = Signal::try_from(sig) {
+                        send_group(pgid, s);
+                    }
+                    term_sent = true;
+                    kill_at = Some(Instant::now() + spec.kill_grace);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if !term_sent {
+                    timed_out = true;
+                    term_sent = true;
+                    send_group(pgid, Signal::SIGTERM);
+                    kill_at = Some(Instant::now() + spec.kill_grace);
+                } else {
+                    send_group(pgid, Signal::SIGKILL);
+                    kill_at = None;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break Err("lost track of the child".to_string()),
+        }
+    };
+    if term_sent {
+        // The leader is gone; stragglers in its group get the rest of the grace, then KILL.
+        let until = kill_at.unwrap_or_else(Instant::now);
+        while group_alive(pgid) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        send_group(pgid, Signal::SIGKILL);
+    }
+
+    // Background grandchildren may hold the pipes open; don't wait on them forever.
+    let drain_limit = Instant::now()
+        + spec
+            .kill_grace
+            .min(Duration::from_secs(1))
+            .max(Duration::from_millis(200));
+    let collect = |h: Option<JoinHandle<StreamResult>>| -> StreamResult {
+        let empty = StreamResult {
+            tail: Vec::new(),
+            total: 0,
+            retry_hit: false,
+            fail_hit: false,
+        };
+        let Some(h) = h else { return empty };
+        while !h.is_finished() && Instant::now() < drain_limit {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if h.is_finished() {
+            h.join().unwrap_or(empty)
+        } else {
+            empty
+        }
+    };
+    let out = collect(out_pump);
+    let err = collect(err_pump);
+
+    use std::os::unix::process::ExitStatusExt;
+    let exit = match status {
+        _ if timed_out => ExitKind::TimedOut,
+        Ok(st) => match (st.code(), st.signal()) {
+            (Some(c), _) => ExitKind::Code(c),
+            (None, Some(s)) => ExitKind::Signal(s),
+            _ => ExitKind::Code(1),
+        },
+        Err(msg) => ExitKind::SpawnFailed {
+            not_found: false,
+            message: msg,
+        },
+    };
+    AttemptOutput {
+        exit,
+        stdout_tail: out.tail,
+        stderr_tail: err.tail,
+        stdout_bytes: out.total,
+        stderr_bytes: err.total,
+        retry_if_hit: out.retry_hit || err.retry_hit,
+        fail_if_hit: out.fail_hit || err.fail_hit,
+        interrupted_by,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_bytes_in_bounded_memory() {
+        let mut t = Tail::new(10);
+        for i in 0..1000u32 {
+            t.push(format!("{i:04}").as_bytes());
+            assert!(t.buf.len() <= 20);
+        }
+        // "...0997" "0998" "0999": the last ten bytes
+        assert_eq!(t.finish(), b"9709980999");
+        let mut big = Tail::new(4);
+        big.push(b"abcdefgh");
+        assert_eq!(big.finish(), b"efgh");
+    }
+
+    #[test]
+    fn patterns_match_across_chunk_boundaries() {
+        let mut s = LineScan {
+            retry_if: vec![BytesRegex::new("try again").unwrap()],
+            fail_if: vec![BytesRegex::new("fatal").unwrap()],
+            partial: Vec::new(),
+            retry_hit: false,
+            fail_hit: false,
+        };
+        s.push(b"ok\nplease tr");
+        assert!(!s.retry_hit);
+        s.push(b"y again later\nfa");
+        assert!(s.retry_hit);
+        s.push(b"tal");
+        assert!(!s.fail_hit);
+        s.finish();
+        assert!(s.fail_hit);
+    }
+}

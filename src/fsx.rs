@@ -1,0 +1,236 @@
+//! Safe files for records and guard state: private directories (0700, ours, not reached through
+//! a symlink), files 0600 written atomically (temp + fsync + rename), lock files opened without
+//! following links. Every write to the artifacts or state directory goes through here.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{path}: is a symlink; refusing to use it (someone may have planted it)")]
+    Symlink { path: PathBuf },
+    #[error("{path}: owned by uid {owner}, not by us (uid {me}); refusing to use it")]
+    NotOurs { path: PathBuf, owner: u32, me: u32 },
+    #[error("{path}: not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: larger than {max} bytes")]
+    TooLarge { path: PathBuf, max: u64 },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FsError + '_ {
+    move |source| FsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Makes sure `dir` exists as a private directory of ours: created 0700 when missing; refused
+/// when it is a symlink or owned by someone else; tightened to 0700 when it is ours but open.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), FsError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) => check_private_dir(dir, &meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {}
+                // Another process made it between our look and our mkdir: check theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(dir)(e)),
+            }
+            let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
+            check_private_dir(dir, &meta)
+        }
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
+fn check_private_dir(dir: &Path, meta: &std::fs::Metadata) -> Result<(), FsError> {
+    if meta.file_type().is_symlink() {
+        return Err(FsError::Symlink {
+            path: dir.to_path_buf(),
+        });
+    }
+    if !meta.is_dir() {
+        return Err(FsError::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(FsError::NotOurs {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `dir/name` atomically: a 0600 temp file in the same directory, fsync,
+/// rename over the target, fsync of the directory. A reader sees the old file or the new one,
+/// never a torn one, even if we are killed half-way. `name` must be a plain file name.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, FsError> {
+    let target = dir.join(name);
+    if name.contains('/') || name == "." || name == ".." || name.is_empty() {
+        return Err(FsError::Io {
+            path: target,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a plain file name"),
+        });
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".retryx-tmp-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(&target))?;
+    tmp.as_file().sync_all().map_err(io(&target))?;
+    tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(target)
+}
+
+/// Opens (creating 0600) a file for locking or read-modify-write, never through a symlink.
+pub fn open_private(path: &Path) -> Result<File, FsError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                FsError::Symlink {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                io(path)(e)
+            }
+        })
+}
+
+/// Reads a file of ours, never through a symlink, refusing files above `max` bytes.
+pub fn read_private(path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                FsError::Symlink {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                io(path)(e)
+            }
+        })?;
+    let len = f.metadata().map_err(io(path))?.len();
+    if len > max {
+        return Err(FsError::TooLarge {
+            path: path.to_path_buf(),
+            max,
+        });
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    f.take(max + 1).read_to_end(&mut buf).map_err(io(path))?;
+    Ok(buf)
+}
+
+/// Holds an exclusive lock on a lock file until dropped (the kernel releases it if we die).
+pub struct LockGuard {
+    file: File,
+}
+
+impl LockGuard {
+    /// Blocks until the exclusive lock on `path` is ours.
+    pub fn exclusive(path: &Path) -> Result<LockGuard, FsError> {
+        let file = open_private(path)?;
+        fs4::fs_std::FileExt::lock_exclusive(&file).map_err(io(path))?;
+        Ok(LockGuard { file })
+    }
+
+    /// Takes the lock when free; `None` when someone else holds it.
+    pub fn try_exclusive(path: &Path) -> Result<Option<LockGuard>, FsError> {
+        let file = open_private(path)?;
+        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+            Ok(true) => Ok(Some(LockGuard { file })),
+            Ok(false) => Ok(None),
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let _ = fs4::fs_std::FileExt::unlock(&self.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_dirs_and_files() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("a/b");
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        let f = write_atomic(&dir, "x.json", b"{}").unwrap();
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(read_private(&f, 10).unwrap(), b"{}");
+        assert!(matches!(read_private(&f, 1), Err(FsError::TooLarge { .. })));
+        assert!(write_atomic(&dir, "../escape", b"x").is_err());
+    }
+
+    #[test]
+    fn planted_symlinks_are_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let real = base.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(
+            ensure_private_dir(&link),
+            Err(FsError::Symlink { .. })
+        ));
+        let target = base.path().join("target");
+        std::fs::write(&target, "secret").unwrap();
+        let flink = real.join("state.lock");
+        std::os::unix::fs::symlink(&target, &flink).unwrap();
+        assert!(matches!(open_private(&flink), Err(FsError::Symlink { .. })));
+        assert!(matches!(
+            read_private(&flink, 100),
+            Err(FsError::Symlink { .. })
+        ));
+    }
+
+    #[test]
+    fn open_dirs_of_ours_are_tightened() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("open");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+    }
+}

@@ -1,0 +1,159 @@
+//! Guards protect the service being retried: each is a small type the engine consults at fixed
+//! points (before the operation, before each attempt, after each attempt, before each retry,
+//! after the operation). This file holds the contract and the set; each guard lives in its own
+//! file. Guards never spawn the command and never write records.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::cancel::Cancel;
+use crate::classify::ErrorClass;
+use crate::clock::Timer;
+use crate::config::Plan;
+use crate::log::Logger;
+
+/// What the engine tells a guard.
+pub struct GuardCtx<'a> {
+    pub timer: &'a dyn Timer,
+    pub cancel: &'a Cancel,
+    pub log: &'a Logger,
+    pub operation: &'a str,
+    /// The attempt about to run or just run (0 before the first).
+    pub attempt: u32,
+    /// Time since the operation started.
+    pub elapsed: Duration,
+}
+
+/// May the operation (or the next attempt) run?
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    Proceed,
+    /// Refused without running the command (exit 75).
+    Refuse {
+        class: ErrorClass,
+        message: String,
+    },
+    /// Nothing to do: the work is already done (exit 0, not changed).
+    Skip {
+        message: String,
+    },
+}
+
+/// What a guard says about retrying a failed attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryVerdict {
+    /// Retry after the policy's wait.
+    Allow,
+    /// Retry at once (the guard already waited, e.g. for the network).
+    AllowNow { reason: String },
+    /// Do not retry; the operation fails.
+    Deny { reason: String },
+    /// The work turned out to be done: stop with success, not changed.
+    Done { reason: String },
+}
+
+/// What an attempt looked like, for guards that keep statistics.
+#[derive(Debug, Clone)]
+pub struct AttemptView {
+    pub success: bool,
+    pub class: Option<ErrorClass>,
+    pub duration: Duration,
+}
+
+pub trait Guard {
+    fn name(&self) -> &'static str;
+    /// Adjusts the plan before the first attempt (adaptive retry); returns why, when it did.
+    fn adjust(&mut self, _plan: &mut Plan, _log: &Logger) -> Option<String> {
+        None
+    }
+    fn before_operation(&mut self, _ctx: &GuardCtx) -> Admission {
+        Admission::Proceed
+    }
+    fn before_attempt(&mut self, _ctx: &GuardCtx) -> Admission {
+        Admission::Proceed
+    }
+    fn after_attempt(&mut self, _ctx: &GuardCtx, _attempt: &AttemptView) {}
+    fn before_retry(&mut self, _ctx: &GuardCtx, _class: ErrorClass) -> RetryVerdict {
+        RetryVerdict::Allow
+    }
+    fn after_operation(&mut self, _ctx: &GuardCtx, _success: bool) {}
+    /// What this guard saw and did, for the result and the records.
+    fn report(&self) -> Value {
+        Value::Null
+    }
+}
+
+/// The guards configured for one operation, consulted in order.
+#[derive(Default)]
+pub struct GuardSet {
+    guards: Vec<Box<dyn Guard>>,
+}
+
+impl GuardSet {
+    pub fn new(guards: Vec<Box<dyn Guard>>) -> Self {
+        GuardSet { guards }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.guards.is_empty()
+    }
+
+    pub fn adjust(&mut self, plan: &mut Plan, log: &Logger) -> Vec<String> {
+        self.guards
+            .iter_mut()
+            .filter_map(|g| g.adjust(plan, log))
+            .collect()
+    }
+
+    fn first_not_proceed(&mut self, f: impl Fn(&mut Box<dyn Guard>) -> Admission) -> Admission {
+        for g in self.guards.iter_mut() {
+            let a = f(g);
+            if a != Admission::Proceed {
+                return a;
+            }
+        }
+        Admission::Proceed
+    }
+
+    pub fn before_operation(&mut self, ctx: &GuardCtx) -> Admission {
+        self.first_not_proceed(|g| g.before_operation(ctx))
+    }
+
+    pub fn before_attempt(&mut self, ctx: &GuardCtx) -> Admission {
+        self.first_not_proceed(|g| g.before_attempt(ctx))
+    }
+
+    pub fn after_attempt(&mut self, ctx: &GuardCtx, view: &AttemptView) {
+        self.guards
+            .iter_mut()
+            .for_each(|g| g.after_attempt(ctx, view));
+    }
+
+    /// The first verdict other than `Allow` wins; `AllowNow` only if every guard allows.
+    pub fn before_retry(&mut self, ctx: &GuardCtx, class: ErrorClass) -> RetryVerdict {
+        let mut verdict = RetryVerdict::Allow;
+        for g in self.guards.iter_mut() {
+            match g.before_retry(ctx, class) {
+                RetryVerdict::Allow => {}
+                now @ RetryVerdict::AllowNow { .. } => verdict = now,
+                stop => return stop,
+            }
+        }
+        verdict
+    }
+
+    pub fn after_operation(&mut self, ctx: &GuardCtx, success: bool) {
+        self.guards
+            .iter_mut()
+            .for_each(|g| g.after_operation(ctx, success));
+    }
+
+    pub fn report(&self) -> Map<String, Value> {
+        self.guards
+            .iter()
+            .map(|g| (g.name().to_string(), g.report()))
+            .filter(|(_, v)| !v.is_null())
+            .collect()
+    }
+}

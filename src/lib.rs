@@ -1,0 +1,23 @@
+//! retryx: run a command until it succeeds, under a stated retry policy, telling transient
+//! failures from permanent ones, protecting the service it calls, and leaving a record.
+//!
+//! Data flows one way: front door (`cli`, `module`) → `config` → `engine` (with `policy`,
+//! `classify`, `exec`, `guards`) → `record` → `sinks`. See DESIGN.md for the rooms.
+
+pub mod cancel;
+pub mod classify;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod exec;
+pub mod exit_codes;
+pub mod fsx;
+pub mod guards;
+pub mod log;
+pub mod module;
+pub mod policy;
+pub mod record;
+pub mod result;
+pub mod run;
+pub mod sinks;

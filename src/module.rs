@@ -1,0 +1,169 @@
+//! The Ansible front door: one argument, the JSON args file. Reads `_ansible_*` keys (check
+//! mode, no_log, verbosity), validates and coerces the rest, dispatches on `action`, and prints
+//! exactly one JSON object on stdout whatever happens (a panic included).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use crate::cancel::Cancel;
+use crate::clock::RealTimer;
+use crate::config::{Action, Resolved, StdinSpec};
+use crate::log::Logger;
+use crate::run::{RunOptions, run_operation};
+
+/// Ansible's own keys the module reads.
+#[derive(Debug, Default, Clone)]
+pub struct AnsibleFlags {
+    pub check_mode: bool,
+    pub no_log: bool,
+    pub verbosity: i64,
+    pub diff: bool,
+}
+
+/// Args files larger than this are refused (nothing legitimate comes near it).
+const MAX_ARGS_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Whether this process was started as an Ansible binary module: exactly one argument that
+/// is an existing file (not a flag, not a subcommand), and either our name says so or the file
+/// holds a JSON object.
+pub fn is_module_invocation(args: &[OsString]) -> bool {
+    if args.len() != 2 {
+        return false;
+    }
+    let arg = Path::new(&args[1]);
+    let text = args[1].to_string_lossy();
+    if text.starts_with('-') || !arg.is_file() {
+        return false;
+    }
+    let named = Path::new(&args[0])
+        .file_name()
+        .map(|n| {
+            let n = n.to_string_lossy();
+            n.contains("retry_manager") || n.contains("AnsiballZ")
+        })
+        .unwrap_or(false);
+    named
+        || std::fs::File::open(arg)
+            .ok()
+            .and_then(|mut f| {
+                let mut buf = [0u8; 64];
+                std::io::Read::read(&mut f, &mut buf)
+                    .ok()
+                    .map(|n| buf[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
+            })
+            .unwrap_or(false)
+}
+
+fn failure(msg: impl Into<String>) -> Value {
+    json!({"failed": true, "changed": false, "msg": msg.into()})
+}
+
+/// Splits Ansible's `_ansible_*` keys from the task's args (unknown ones are ignored).
+pub fn split_ansible_keys(args: &mut Map<String, Value>) -> AnsibleFlags {
+    let truthy = |v: Option<&Value>| match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => {
+            matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "1" | "on")
+        }
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0) != 0,
+        _ => false,
+    };
+    let flags = AnsibleFlags {
+        check_mode: truthy(args.get("_ansible_check_mode")),
+        no_log: truthy(args.get("_ansible_no_log")),
+        diff: truthy(args.get("_ansible_diff")),
+        verbosity: args
+            .get("_ansible_verbosity")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+    };
+    args.retain(|k, _| !k.starts_with("_ansible_"));
+    flags
+}
+
+fn run_module(path: &Path) -> Value {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_ARGS_BYTES {
+        return failure(format!(
+            "the args file is {size} bytes, more than the {MAX_ARGS_BYTES} allowed"
+        ));
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return failure(format!("cannot read the module args file: {e}")),
+    };
+    let mut args: Map<String, Value> = match serde_json::from_str(&text) {
+        Ok(Value::Object(m)) => m,
+        Ok(other) => {
+            return failure(format!(
+                "module args: expected a JSON object, got {}",
+                other
+            ));
+        }
+        Err(e) => return failure(format!("module args are not valid JSON: {e}")),
+    };
+    let flags = split_ansible_keys(&mut args);
+    let no_log = flags.no_log;
+    let mut resolved = match Resolved::from_value(Value::Object(args), Map::new(), true) {
+        Ok(r) => r,
+        Err(e) => return failure(e.to_string()),
+    };
+    let action = resolved.config.action.unwrap_or_default();
+    match action {
+        Action::Run => {
+            // The module's stdin is Ansible's, never the user's: attempts get nothing unless asked.
+            if resolved.plan.stdin == StdinSpec::Inherit {
+                resolved.plan.stdin = StdinSpec::Null;
+            }
+            let debug = resolved.config.debug_mode.unwrap_or(false) || flags.verbosity >= 3;
+            let log = Logger::memory(if debug { 1 } else { 0 });
+            let cancel = Cancel::new();
+            let _ = cancel.install_signal_handlers();
+            let timer = RealTimer::new();
+            let opts = RunOptions {
+                passthrough: false,
+                no_log,
+                check_mode: flags.check_mode,
+            };
+            let mut report = run_operation(&resolved, &opts, &log, &cancel, &timer);
+            if !no_log && let Some(retry) = report.result.get_mut("retry") {
+                retry["log"] = json!(log.lines());
+            }
+            report.result
+        }
+        other => failure(format!(
+            "action '{}' is not available in this build of retryx",
+            serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+/// Runs the module and prints its one JSON object. Always exits 0 when the result was printed
+/// (Ansible reads `failed` from the JSON, not the exit code), 1 if even printing failed.
+pub fn main(args: Vec<OsString>) -> i32 {
+    // A panic must still end in valid JSON: keep its text off stdout and report it in the result.
+    std::panic::set_hook(Box::new(|_| {}));
+    let path = std::path::PathBuf::from(&args[1]);
+    let result = std::panic::catch_unwind(|| run_module(&path)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        failure(format!("internal error in retryx (please report): {what}"))
+    });
+    let text = serde_json::to_string(&result).unwrap_or_else(|_| {
+        r#"{"failed": true, "msg": "retryx could not serialise its result"}"#.to_string()
+    });
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}

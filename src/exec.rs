@@ -443,6 +443,15 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
             Err(RecvTimeoutError::Disconnected) => break Err("lost track of the child".to_string()),
         }
     };
+    let succeeded =
+        !timed_out && interrupted_by.is_none() && matches!(&status, Ok(st) if st.success());
+    if !succeeded && !term_sent && group_alive(pgid) {
+        // A failed attempt's stragglers (background children still in its group) must not
+        // live on into the wait or the next attempt. A successful one keeps its children.
+        send_group(pgid, Signal::SIGTERM);
+        term_sent = true;
+        kill_at = Some(Instant::now() + spec.kill_grace);
+    }
     if term_sent {
         // The leader is gone; stragglers in its group get the rest of the grace, then KILL.
         let until = kill_at.unwrap_or_else(Instant::now);

@@ -388,7 +388,7 @@ impl BreakerState {
         json!({
             "key": self.key,
             "state": self.effective(now).as_str(),
-            "since": time_text(self.since_ms),
+            "since": (self.since_ms != 0).then(|| time_text(self.since_ms)),
             "open_until": self.open_until_ms.map(time_text),
             "reason": self.reason,
             "window_calls": calls.len(),
@@ -620,6 +620,64 @@ impl Guard for Breaker {
         }
         v
     }
+}
+
+/// What `retryx breaker` was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AdminAction {
+    Status,
+    Reset,
+    /// Open for this long, or until `reset` when `None`.
+    Open(Option<Duration>),
+}
+
+/// `retryx breaker status|reset|open KEY`: reads (status, which creates nothing) or changes the
+/// key's breaker under its lock; returns the breaker's summary.
+pub fn admin(
+    state_dir: &Path,
+    key: &str,
+    action: AdminAction,
+    now: i64,
+) -> Result<Value, super::state::StateError> {
+    let file = StateFile::new(state_dir, "breaker", key);
+    let st = match action {
+        AdminAction::Status => {
+            let st = file.read::<BreakerState>()?;
+            let exists = st.is_some();
+            let mut v = st
+                .unwrap_or_else(|| BreakerState {
+                    key: key.to_string(),
+                    ..Default::default()
+                })
+                .summary(now);
+            v["exists"] = json!(exists);
+            v["file"] = json!(file.path());
+            return Ok(v);
+        }
+        AdminAction::Reset => {
+            file.update(|st: &mut BreakerState| {
+                st.key = key.to_string();
+                st.reset(now, "reset by `retryx breaker reset`".into());
+                st.clone()
+            })?
+            .0
+        }
+        AdminAction::Open(for_) => {
+            file.update(|st: &mut BreakerState| {
+                st.key = key.to_string();
+                match for_ {
+                    Some(d) => st.open(now, ms(d), "opened by `retryx breaker open`".into()),
+                    None => st.force_open(now, "forced open by `retryx breaker open`".into()),
+                }
+                st.clone()
+            })?
+            .0
+        }
+    };
+    let mut v = st.summary(now);
+    v["exists"] = json!(true);
+    v["file"] = json!(file.path());
+    Ok(v)
 }
 
 #[cfg(test)]

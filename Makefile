@@ -11,7 +11,7 @@ APT_TEST_PACKAGES := iproute2 procps curl
 
 ## Static release binary, placed where the role's plays find the module.
 build:
-	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET)
+	RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' cargo build --release --locked --target $(TARGET)
 	install -D -m 0755 $(RELEASE_BIN) $(ROLE_BIN)
 
 setup:

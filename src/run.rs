@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 
 use crate::cancel::Cancel;
 use crate::clock::Timer;
-use crate::config::{CommandLine, Resolved};
-use crate::engine::{self, Identity, Outcome, ProcessAttempter};
+use crate::config::{Action, CommandLine, Resolved};
+use crate::download::{self, DownloadAttempter, DownloadSpec, Precheck, ProgressMode};
+use crate::engine::{self, Attempter, Identity, Outcome, ProcessAttempter};
 use crate::guards::GuardSet;
 use crate::log::Logger;
 use crate::record::{new_operation_id, new_session_id};
@@ -62,9 +63,63 @@ pub fn run_operation(
         .clone()
         .unwrap_or_else(|| new_session_id(epoch));
     let operation_id = new_operation_id(&plan.operation, epoch);
-    let cmd = cmd_value(&plan.command);
 
-    if plan.command.is_none() {
+    // Downloads (action download) run through the same engine with a download attempter.
+    let fetch = match config.action {
+        Some(Action::Download) => match DownloadSpec::from_config(config) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                return RunReport {
+                    result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": e.to_string()}),
+                    exit_code: crate::exit_codes::USAGE,
+                    outcome: None,
+                };
+            }
+        },
+        _ => None,
+    };
+    let cmd = match &fetch {
+        Some(spec) => json!(spec.cmd()),
+        None => cmd_value(&plan.command),
+    };
+    let mut before = download::Before::Missing;
+    if let Some(spec) = &fetch {
+        plan.classifier
+            .user_patterns
+            .push(download::client_error_pattern());
+        match download::precheck(spec) {
+            Ok(Precheck::Fetch(b)) => before = b,
+            Ok(Precheck::UpToDate {
+                size,
+                sha256,
+                reason,
+            }) => {
+                let result = download::up_to_date_result(
+                    spec,
+                    size,
+                    &sha256,
+                    &reason,
+                    &session_id,
+                    &plan.operation,
+                    opts.no_log,
+                );
+                return RunReport {
+                    result,
+                    exit_code: 0,
+                    outcome: None,
+                };
+            }
+            Err(e) => {
+                return RunReport {
+                    result: json!({"failed": true, "changed": false, "rc": 1, "msg": e.to_string()}),
+                    exit_code: 1,
+                    outcome: None,
+                };
+            }
+        }
+    }
+
+    if plan.command.is_none() && fetch.is_none() {
         let msg = "no command to run: give 'command' (run by /bin/sh -c) or 'argv' (a list), at the top level or in operation_configs.<operation>".to_string();
         return RunReport {
             result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": msg}),
@@ -76,12 +131,12 @@ pub fn run_operation(
     if opts.check_mode {
         // As ansible.builtin.command does in check mode: nothing runs, the task is skipped.
         let mut result = json!({
-            "changed": false,
-            "skipped": true,
+            "changed": fetch.is_some(),
+            "skipped": fetch.is_none(),
             "failed": false,
             "rc": 0,
             "cmd": if opts.no_log { json!(REDACTED) } else { cmd },
-            "msg": "Command would have run if not in check mode",
+            "msg": if fetch.is_some() { "Download would have run if not in check mode" } else { "Command would have run if not in check mode" },
             "retry": {
                 "session_id": session_id,
                 "operation": plan.operation,
@@ -113,33 +168,42 @@ pub fn run_operation(
     let who = Identity {
         operation_id,
         session_id,
-        command: plan.command.as_ref().map(|c| {
-            if opts.no_log {
-                REDACTED.to_string()
-            } else {
-                c.display()
-            }
-        }),
+        command: match &fetch {
+            Some(_) if opts.no_log => Some(REDACTED.to_string()),
+            Some(spec) => Some(spec.cmd()),
+            None => plan.command.as_ref().map(|c| {
+                if opts.no_log {
+                    REDACTED.to_string()
+                } else {
+                    c.display()
+                }
+            }),
+        },
         context: config.context.clone(),
         host: host_name(),
     };
-    let mut attempter = ProcessAttempter {
+    let mut process = ProcessAttempter {
         plan: &resolved.plan,
         passthrough: opts.passthrough,
     };
-    let mut outcome = engine::run(
-        &mut plan,
-        &mut attempter,
-        timer,
-        cancel,
-        &mut guards,
-        log,
-        who,
-    );
+    let mut fetcher = fetch.as_ref().map(|spec| {
+        DownloadAttempter::new(spec, log, ProgressMode::for_stderr(opts.passthrough, log))
+    });
+    let attempter: &mut dyn Attempter = match fetcher.as_mut() {
+        Some(f) => f,
+        None => &mut process,
+    };
+    let mut outcome = engine::run(&mut plan, attempter, timer, cancel, &mut guards, log, who);
+    if let Some(f) = &fetcher {
+        f.annotate(&mut outcome.record);
+    }
     if opts.no_log {
         result::redact_record(&mut outcome.record);
     }
-    let result = result::build(&outcome, cmd, opts.no_log);
+    let mut result = result::build(&outcome, cmd, opts.no_log);
+    if let (Some(spec), Some(f)) = (&fetch, &fetcher) {
+        download::decorate_result(&mut result, spec, f, &before, opts.no_log);
+    }
     RunReport {
         exit_code: outcome.exit_code(),
         result,

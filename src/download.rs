@@ -401,19 +401,20 @@ impl Head {
         }
     }
 
-    /// The failure text the classifier reads: `HTTP 503 Service Unavailable`.
+    /// The failure text the classifier reads: `HTTP 503 Service Unavailable`. A `Retry-After`
+    /// comes first, so `delay_from_output` can use it and the status stays the last line (the
+    /// record's error message).
     fn failure_text(&self) -> String {
-        let mut t = format!("HTTP {} {}", self.status, self.reason)
-            .trim_end()
-            .to_string();
+        let mut t = String::new();
+        if let Some(ra) = &self.retry_after {
+            t.push_str(&format!("Retry-After: {ra}\n"));
+        }
+        t.push_str(format!("HTTP {} {}", self.status, self.reason).trim_end());
         // Other client errors are final: mark them so the download's own pattern says so.
         if (400..500).contains(&self.status)
             && ![400, 401, 403, 404, 408, 416, 429].contains(&self.status)
         {
             t.push_str(CLIENT_ERROR_MARK);
-        }
-        if let Some(ra) = &self.retry_after {
-            t.push_str(&format!("\nRetry-After: {ra}"));
         }
         t
     }
@@ -663,12 +664,33 @@ impl<'a> DownloadAttempter<'a> {
         self.facts.iter().map(|(_, f)| f.bytes_transferred).sum()
     }
 
-    /// Puts each attempt's download facts into its record.
-    pub fn annotate(&self, record: &mut OperationRecord) {
+    /// Puts each attempt's download facts into its record, and tidies the part file of a
+    /// download that did not finish: kept when a checksum will vouch for it on the next run
+    /// (which resumes from it), removed otherwise.
+    pub fn finish(&self, record: &mut OperationRecord) {
         for a in &mut record.attempts {
             if let Some((_, f)) = self.facts.iter().find(|(n, _)| *n == a.attempt_number) {
                 a.download = Some(f.clone());
             }
+        }
+        if self.done.is_some() {
+            return;
+        }
+        let part = &self.spec.part;
+        let len = std::fs::symlink_metadata(part).map(|m| m.len()).ok();
+        match len {
+            Some(n) if n > 0 && self.spec.checksum.is_some() => self.log.info(
+                "partial download kept for the next run",
+                &[
+                    ("file", self.spec.file_label()),
+                    ("part", part.display().to_string()),
+                    ("bytes", n.to_string()),
+                ],
+            ),
+            Some(_) => {
+                let _ = std::fs::remove_file(part);
+            }
+            None => {}
         }
     }
 
@@ -1188,7 +1210,7 @@ mod tests {
             last_modified: None,
             retry_after: None,
         };
-        let class = |t: &str| builtin_class(t).map(|(c, r)| (c, r));
+        let class = builtin_class;
         assert_eq!(
             class(&head(503, "Service Unavailable").failure_text()),
             Some((ErrorClass::ServiceUnavailable, true))
@@ -1227,7 +1249,10 @@ mod tests {
         );
         let mut h = head(503, "Service Unavailable");
         h.retry_after = Some("7".into());
-        assert!(h.failure_text().ends_with("\nRetry-After: 7"));
+        assert_eq!(
+            h.failure_text(),
+            "Retry-After: 7\nHTTP 503 Service Unavailable"
+        );
     }
 
     #[test]

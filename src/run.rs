@@ -195,7 +195,7 @@ pub fn run_operation(
     };
     let mut outcome = engine::run(&mut plan, attempter, timer, cancel, &mut guards, log, who);
     if let Some(f) = &fetcher {
-        f.annotate(&mut outcome.record);
+        f.finish(&mut outcome.record);
     }
     if opts.no_log {
         result::redact_record(&mut outcome.record);

@@ -9,10 +9,12 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
 use crate::cancel::Cancel;
+use crate::classify::ErrorClass;
 use crate::clock::RealTimer;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
 use crate::exit_codes::USAGE;
 use crate::log::Logger;
+use crate::policy::{JitterKind, PolicyKind};
 use crate::run::{RunOptions, run_operation};
 
 #[derive(Parser, Debug)]
@@ -37,11 +39,11 @@ pub struct Cli {
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
     /// Attempts in all, first included [default: 3]
-    #[arg(short = 'n', long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub max_attempts: Option<u32>,
     /// exponential, linear, fixed (or exponential_backoff, linear_backoff, fixed_delay) [default: exponential]
     #[arg(short = 'p', long, value_name = "P")]
-    pub policy: Option<String>,
+    pub policy: Option<PolicyKind>,
     /// Base delay: 250ms, 2s, 1m, or seconds [default: 1s]
     #[arg(short = 'd', long, value_name = "D")]
     pub base_delay: Option<DurationSpec>,
@@ -49,11 +51,11 @@ pub struct RunArgs {
     #[arg(short = 'M', long, value_name = "D")]
     pub max_delay: Option<DurationSpec>,
     /// Exponential multiplier [default: 2.0]
-    #[arg(short = 'x', long, value_name = "F")]
+    #[arg(short = 'x', long, value_name = "F", value_parser = parse_multiplier)]
     pub multiplier: Option<f64>,
     /// none, proportional, full, equal, decorrelated [default: proportional]
     #[arg(short = 'j', long, value_name = "K")]
-    pub jitter: Option<String>,
+    pub jitter: Option<JitterKind>,
     /// Seed for reproducible jitter
     #[arg(long, value_name = "N")]
     pub jitter_seed: Option<u64>,
@@ -79,8 +81,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "REGEX")]
     pub fail_if: Vec<String>,
     /// Error classes that are retried, comma-separated
-    #[arg(long, value_name = "LIST")]
-    pub retry_conditions: Option<String>,
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub retry_conditions: Option<Vec<ErrorClass>>,
     /// Wait the seconds captured by this pattern in the output (e.g. 'Retry-After: (\d+)'), capped
     #[arg(long, value_name = "REGEX")]
     pub delay_from_output: Option<String>,
@@ -212,6 +214,18 @@ pub struct DownloadArgs {
     pub verbose: u8,
 }
 
+fn parse_multiplier(s: &str) -> Result<f64, String> {
+    let f: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number from 1 to 100, got {s:?}"))?;
+    if (1.0..=100.0).contains(&f) {
+        Ok(f)
+    } else {
+        Err(format!("expected a number from 1 to 100, got {s}"))
+    }
+}
+
 /// Bad usage: message and exit 125.
 struct Usage(String);
 
@@ -271,12 +285,7 @@ fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
         put("fail_if", json!(a.fail_if));
     }
     if let Some(v) = &a.retry_conditions {
-        let list: Vec<&str> = v
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        put("retry_conditions", json!(list));
+        put("retry_conditions", json!(v));
     }
     if let Some(v) = &a.delay_from_output {
         put("delay_from_output", json!(v));

@@ -159,11 +159,11 @@ pub struct DownloadArgs {
     #[arg(long)]
     pub force: bool,
     /// Attempts in all, first included [default: 3]
-    #[arg(short = 'n', long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub max_attempts: Option<u32>,
     /// exponential, linear, fixed (or exponential_backoff, linear_backoff, fixed_delay) [default: exponential]
     #[arg(short = 'p', long, value_name = "P")]
-    pub policy: Option<String>,
+    pub policy: Option<PolicyKind>,
     /// Base delay: 250ms, 2s, 1m, or seconds [default: 1s]
     #[arg(short = 'd', long, value_name = "D")]
     pub base_delay: Option<DurationSpec>,
@@ -171,11 +171,11 @@ pub struct DownloadArgs {
     #[arg(short = 'M', long, value_name = "D")]
     pub max_delay: Option<DurationSpec>,
     /// Exponential multiplier [default: 2.0]
-    #[arg(short = 'x', long, value_name = "F")]
+    #[arg(short = 'x', long, value_name = "F", value_parser = parse_multiplier)]
     pub multiplier: Option<f64>,
     /// none, proportional, full, equal, decorrelated [default: proportional]
     #[arg(short = 'j', long, value_name = "K")]
-    pub jitter: Option<String>,
+    pub jitter: Option<JitterKind>,
     /// Seed for reproducible jitter
     #[arg(long, value_name = "N")]
     pub jitter_seed: Option<u64>,
@@ -186,8 +186,8 @@ pub struct DownloadArgs {
     #[arg(long, value_name = "D")]
     pub deadline: Option<DurationSpec>,
     /// Error classes that are retried, comma-separated
-    #[arg(long, value_name = "LIST")]
-    pub retry_conditions: Option<String>,
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub retry_conditions: Option<Vec<ErrorClass>>,
     /// Operation name: picks operation_configs, keys guards and records [default: download <file name>]
     #[arg(long, value_name = "NAME")]
     pub operation: Option<String>,

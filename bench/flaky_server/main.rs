@@ -1,5 +1,5 @@
 //! `flaky_server`: serves one file on 127.0.0.1 for `bench/download.sh`, cutting the connection
-//! after N body bytes for the first K requests. `GET /__stats` answers the requests seen and the
+//! after N body bytes for the first K requests (paths under /missing: 404). `GET /__stats` answers the requests seen and the
 //! body bytes sent. A benchmark tool: it must not be used as a real server.
 
 mod server;

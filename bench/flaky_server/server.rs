@@ -248,6 +248,12 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> std::i
         (idx, fault, s.content.clone(), s.etag(), s.last_modified())
     };
     let set_status = |status: u16| lock(state).requests[idx].status = status;
+    // A path under /missing answers 404 whatever the script says.
+    let fault = if path.starts_with("/missing") {
+        Fault::Status(404)
+    } else {
+        fault
+    };
     if let Fault::Status(code) = fault {
         set_status(code);
         let body = format!("status {code}\n");

@@ -967,6 +967,7 @@ impl<'a> DownloadAttempter<'a> {
                 )));
             }
         }
+        self.progress.finish();
         self.complete(file, offset, &label)
     }
 
@@ -976,7 +977,10 @@ impl<'a> DownloadAttempter<'a> {
         file.sync_all()
             .map_err(|e| self.io_fail("syncing", &part, e))?;
         drop(file);
-        let sha = if self.hashed == size {
+        // Every byte came through this run's transfers (checked by If-Range) when the hasher saw
+        // them all; otherwise a part left by an earlier run was trusted and is re-read.
+        let all_ours = self.hashed == size;
+        let sha = if all_ours {
             hex::encode(self.hasher.clone().finalize())
         } else {
             sha256_file(&part).map_err(|e| self.io_fail("reading", &part, e))?
@@ -986,8 +990,16 @@ impl<'a> DownloadAttempter<'a> {
         {
             let _ = std::fs::remove_file(&part);
             self.forget();
+            // A whole file of this run that does not match means the checksum given (or the
+            // file on the server) is wrong: fetching it again would not help, so say so in
+            // words the classifier takes as final. An old part that spoiled it is worth a retry.
+            let why = if all_ours {
+                "invalid parameter 'checksum' for the file the server sends"
+            } else {
+                "the part left by an earlier run did not belong to this file; starting over"
+            };
             return Err(Fail::Text(format!(
-                "checksum mismatch: expected sha256:{want}, got sha256:{sha} ({size} bytes); the partial file was removed"
+                "checksum mismatch: expected sha256:{want}, got sha256:{sha} ({size} bytes): {why}"
             )));
         }
         std::fs::rename(&part, &self.spec.dest).map_err(|e| {

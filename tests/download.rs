@@ -293,9 +293,12 @@ fn the_checksum_is_verified_and_a_matching_dest_means_nothing_to_do() {
     let run = download(
         &srv.url("/f.bin"),
         &dest,
-        &["-n", "1", "--checksum", &wrong],
+        &["-n", "3", "--checksum", &wrong],
     );
     assert_eq!(run.code, 1);
+    // A wrong checksum is not fixed by fetching the file again.
+    assert_eq!(srv.requests().len(), 1);
+    assert_eq!(run.result["retry"]["final_error_type"], "invalid_parameter");
     assert!(
         run.result["msg"]
             .as_str()
@@ -461,4 +464,91 @@ fn bad_download_keys_are_refused_with_the_key() {
         let r: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(r["msg"].as_str().unwrap().contains(key), "{r}");
     }
+}
+
+#[test]
+fn a_stop_signal_ends_a_stalled_download_at_once() {
+    let srv = Server::start(
+        Content::bytes(data(MB as usize, 11)),
+        vec![Fault::Stall(100_000)],
+        0,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f.bin");
+    // The 30s timeout is only a safety net: if the signal were ignored the attempt would end
+    // by timeout (exit 124), not 143.
+    let child = Command::new(env!("CARGO_BIN_EXE_retryx"))
+        .args(["download", &srv.url("/f.bin"), "-o", dest.to_str().unwrap()])
+        .args(["-n", "3", "-t", "30s", "--result-json", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the stalled response has sent its bytes (a condition, not a duration).
+    while srv.requests().first().is_none_or(|r| r.body_sent < 100_000) {
+        std::thread::yield_now();
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["retry"]["status"], "aborted");
+    assert_eq!(r["retry"]["attempt_count"], 1);
+    assert_eq!(srv.requests().len(), 1);
+    // Without a checksum to vouch for it, the partial file is not kept.
+    assert!(!part_of(&dest).exists() && !dest.exists());
+}
+
+#[test]
+fn a_part_left_by_an_earlier_run_is_resumed_when_a_checksum_vouches_for_it() {
+    let body = data(3 * MB as usize, 12);
+    let want = format!("sha256:{}", sha(&body));
+    let srv = Server::start(Content::bytes(body.clone()), vec![], 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f.bin");
+
+    // The first MB of the right file: resumed, only the rest crosses the wire.
+    std::fs::write(part_of(&dest), &body[..MB as usize]).unwrap();
+    let run = download(&srv.url("/f.bin"), &dest, &["--checksum", &want]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert_eq!(sha_file(&dest), sha(&body));
+    assert_eq!(srv.requests()[0].range.as_deref(), Some("bytes=1000000-"));
+    assert_eq!(srv.bytes_sent(), 2 * MB);
+
+    // A part of some other file: the checksum catches the splice, the next attempt starts over.
+    std::fs::remove_file(&dest).unwrap();
+    std::fs::write(part_of(&dest), data(MB as usize, 99)).unwrap();
+    srv.reset(vec![]);
+    let run = download(&srv.url("/f.bin"), &dest, &["--checksum", &want, "-n", "2"]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert_eq!(sha_file(&dest), sha(&body));
+    let a = attempts(&run.result);
+    assert!(
+        a[0]["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("checksum mismatch"),
+        "{}",
+        a[0]
+    );
+    assert_eq!(srv.requests()[1].range, None);
+
+    // Without a checksum an old part is never trusted.
+    std::fs::remove_file(&dest).unwrap();
+    std::fs::write(part_of(&dest), data(MB as usize, 98)).unwrap();
+    srv.reset(vec![]);
+    let run = download(&srv.url("/f.bin"), &dest, &[]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert_eq!(sha_file(&dest), sha(&body));
+    assert_eq!(srv.requests()[0].range, None);
 }

@@ -398,11 +398,11 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
     };
     let policy = RunArgs {
         max_attempts: a.max_attempts,
-        policy: a.policy.clone(),
+        policy: a.policy,
         base_delay: a.base_delay,
         max_delay: a.max_delay,
         multiplier: a.multiplier,
-        jitter: a.jitter.clone(),
+        jitter: a.jitter,
         jitter_seed: a.jitter_seed,
         timeout: a.timeout,
         deadline: a.deadline,

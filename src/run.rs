@@ -204,8 +204,12 @@ pub fn run_operation(
     if let (Some(spec), Some(f)) = (&fetch, &fetcher) {
         download::decorate_result(&mut result, spec, f, &before, opts.no_log);
     }
+    let mut exit_code = outcome.exit_code();
+    // Notifications (src/sinks, issue 5): outcomes go in retry.notifications; only a system
+    // with `required: true` can change the result.
+    crate::sinks::notify_after_operation(config, &outcome.record, &mut result, &mut exit_code, log);
     RunReport {
-        exit_code: outcome.exit_code(),
+        exit_code,
         result,
         outcome: Some(outcome),
     }

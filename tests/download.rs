@@ -552,3 +552,76 @@ fn a_part_left_by_an_earlier_run_is_resumed_when_a_checksum_vouches_for_it() {
     assert_eq!(sha_file(&dest), sha(&body));
     assert_eq!(srv.requests()[0].range, None);
 }
+
+/// Accepts one HTTP request, answers 204 and hands back its body.
+fn one_post_receiver() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let (head_end, len) = loop {
+            let n = conn.read(&mut chunk).unwrap();
+            assert!(n > 0, "the receiver's client hung up");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                break (i + 4, len);
+            }
+        };
+        while buf.len() < head_end + len {
+            let n = conn.read(&mut chunk).unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&buf[head_end..]).into_owned()
+    });
+    (url, handle)
+}
+
+#[test]
+fn a_download_is_notified_like_any_operation() {
+    let srv = Server::start(
+        Content::bytes(data(300_000, 13)),
+        vec![Fault::Cut(100_000)],
+        0,
+    )
+    .unwrap();
+    let (hook, received) = one_post_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let systems = serde_json::json!({"external_systems": [
+        {"name": "hook", "type": "webhook", "url": hook, "notify_on": ["success", "failure"], "retry_count": 0}
+    ]});
+    std::fs::write(&config, systems.to_string()).unwrap();
+    let dest = dir.path().join("f.bin");
+    let run = download(
+        &srv.url("/f.bin"),
+        &dest,
+        &["-n", "3", "-c", config.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}", run.log);
+    let body = received.join().unwrap();
+    assert!(body.contains("download f.bin"), "{body}");
+    // The webhook carries the record, per-attempt download facts included.
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        sent["attempts"][1]["download"]["resumed_from"], 100_000,
+        "{body}"
+    );
+    assert_eq!(
+        sent["attempts"][1]["download"]["bytes_transferred"],
+        200_000
+    );
+    let notes = run.result["retry"]["notifications"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{}", run.result["retry"]["notifications"]);
+    assert_eq!(notes[0]["system"], "hook");
+}

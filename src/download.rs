@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::cancel::Cancel;
-use crate::config::Config;
+use crate::config::{Config, Plan};
 use crate::engine::Attempter;
 use crate::exec::{AttemptOutput, ExitKind};
 use crate::log::{Level, Logger};
@@ -1067,14 +1067,64 @@ impl Attempter for DownloadAttempter<'_> {
     }
 }
 
+/// A download ready to run: what to fetch and what `dest` held before.
+pub struct Ready {
+    pub spec: DownloadSpec,
+    pub before: Before,
+}
+
+/// What `prepare` decided.
+pub enum Prepared {
+    Fetch(Box<Ready>),
+    /// Nothing to run: bad keys, or `dest` is already what was asked for.
+    Answer {
+        result: Value,
+        exit_code: i32,
+    },
+}
+
+/// Everything a download needs before the engine runs: the keys checked, `dest` looked at,
+/// and the classifier told that other client errors (410, 405...) are final.
+pub fn prepare(config: &Config, plan: &mut Plan, session_id: &str, no_log: bool) -> Prepared {
+    let fail = |msg: String, rc: i32| Prepared::Answer {
+        result: json!({"failed": true, "changed": false, "rc": rc, "msg": msg}),
+        exit_code: rc,
+    };
+    let spec = match DownloadSpec::from_config(config) {
+        Ok(spec) => spec,
+        Err(e) => return fail(e.to_string(), crate::exit_codes::USAGE),
+    };
+    plan.classifier.user_patterns.push(client_error_pattern());
+    match precheck(&spec) {
+        Ok(Precheck::Fetch(before)) => Prepared::Fetch(Box::new(Ready { spec, before })),
+        Ok(Precheck::UpToDate {
+            size,
+            sha256,
+            reason,
+        }) => Prepared::Answer {
+            result: up_to_date_result(
+                &spec,
+                size,
+                &sha256,
+                &reason,
+                session_id,
+                &plan.operation,
+                no_log,
+            ),
+            exit_code: 0,
+        },
+        Err(e) => fail(e.to_string(), 1),
+    }
+}
+
 /// The get_url-like keys a download adds to the result document.
 pub fn decorate_result(
     result: &mut Value,
-    spec: &DownloadSpec,
+    ready: &Ready,
     attempter: &DownloadAttempter,
-    before: &Before,
     no_log: bool,
 ) {
+    let (spec, before) = (&ready.spec, &ready.before);
     let url = if no_log {
         json!(REDACTED)
     } else {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::cancel::Cancel;
 use crate::clock::Timer;
 use crate::config::{Action, CommandLine, Resolved};
-use crate::download::{self, DownloadAttempter, DownloadSpec, Precheck, ProgressMode};
+use crate::download::{self, DownloadAttempter, ProgressMode};
 use crate::engine::{self, Attempter, Identity, Outcome, ProcessAttempter};
 use crate::guards::GuardSet;
 use crate::log::Logger;
@@ -64,60 +64,24 @@ pub fn run_operation(
         .unwrap_or_else(|| new_session_id(epoch));
     let operation_id = new_operation_id(&plan.operation, epoch);
 
-    // Downloads (action download) run through the same engine with a download attempter.
-    let fetch = match config.action {
-        Some(Action::Download) => match DownloadSpec::from_config(config) {
-            Ok(spec) => Some(spec),
-            Err(e) => {
-                return RunReport {
-                    result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": e.to_string()}),
-                    exit_code: crate::exit_codes::USAGE,
-                    outcome: None,
-                };
-            }
-        },
-        _ => None,
-    };
-    let cmd = match &fetch {
-        Some(spec) => json!(spec.cmd()),
-        None => cmd_value(&plan.command),
-    };
-    let mut before = download::Before::Missing;
-    if let Some(spec) = &fetch {
-        plan.classifier
-            .user_patterns
-            .push(download::client_error_pattern());
-        match download::precheck(spec) {
-            Ok(Precheck::Fetch(b)) => before = b,
-            Ok(Precheck::UpToDate {
-                size,
-                sha256,
-                reason,
-            }) => {
-                let result = download::up_to_date_result(
-                    spec,
-                    size,
-                    &sha256,
-                    &reason,
-                    &session_id,
-                    &plan.operation,
-                    opts.no_log,
-                );
+    // Downloads (action download, src/download.rs) run through the same engine.
+    let mut fetch = None;
+    if config.action == Some(Action::Download) {
+        match download::prepare(config, &mut plan, &session_id, opts.no_log) {
+            download::Prepared::Fetch(ready) => fetch = Some(ready),
+            download::Prepared::Answer { result, exit_code } => {
                 return RunReport {
                     result,
-                    exit_code: 0,
-                    outcome: None,
-                };
-            }
-            Err(e) => {
-                return RunReport {
-                    result: json!({"failed": true, "changed": false, "rc": 1, "msg": e.to_string()}),
-                    exit_code: 1,
+                    exit_code,
                     outcome: None,
                 };
             }
         }
     }
+    let cmd = match &fetch {
+        Some(f) => json!(f.spec.cmd()),
+        None => cmd_value(&plan.command),
+    };
 
     if plan.command.is_none() && fetch.is_none() {
         let msg = "no command to run: give 'command' (run by /bin/sh -c) or 'argv' (a list), at the top level or in operation_configs.<operation>".to_string();
@@ -170,7 +134,7 @@ pub fn run_operation(
         session_id,
         command: match &fetch {
             Some(_) if opts.no_log => Some(REDACTED.to_string()),
-            Some(spec) => Some(spec.cmd()),
+            Some(f) => Some(f.spec.cmd()),
             None => plan.command.as_ref().map(|c| {
                 if opts.no_log {
                     REDACTED.to_string()
@@ -186,8 +150,12 @@ pub fn run_operation(
         plan: &resolved.plan,
         passthrough: opts.passthrough,
     };
-    let mut fetcher = fetch.as_ref().map(|spec| {
-        DownloadAttempter::new(spec, log, ProgressMode::for_stderr(opts.passthrough, log))
+    let mut fetcher = fetch.as_ref().map(|f| {
+        DownloadAttempter::new(
+            &f.spec,
+            log,
+            ProgressMode::for_stderr(opts.passthrough, log),
+        )
     });
     let attempter: &mut dyn Attempter = match fetcher.as_mut() {
         Some(f) => f,
@@ -201,8 +169,8 @@ pub fn run_operation(
         result::redact_record(&mut outcome.record);
     }
     let mut result = result::build(&outcome, cmd, opts.no_log);
-    if let (Some(spec), Some(f)) = (&fetch, &fetcher) {
-        download::decorate_result(&mut result, spec, f, &before, opts.no_log);
+    if let (Some(ready), Some(f)) = (&fetch, &fetcher) {
+        download::decorate_result(&mut result, ready, f, opts.no_log);
     }
     let mut exit_code = outcome.exit_code();
     // Notifications (src/sinks, issue 5): outcomes go in retry.notifications; only a system

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of resumable downloads: retryx against curl on a 1 GiB file served from 127.0.0.1 by
 # bench/flaky_server (cargo example flaky_server), which cuts the connection after CUT_AFTER
-# body bytes for the first CUTS requests. Prints wall time, bytes the server sent, exit code and
+# body bytes for the first CUTS requests. Compares `curl --retry 5 -C -` (stops at the first cut:
+# a closed transfer is not a retried error), `curl --retry 5 --retry-all-errors -C -` (retries,
+# but throws away the bytes of the failed transfer and starts from the original offset) and a
+# shell loop around `curl -C -` (resumes). Prints wall time, bytes the server sent, exit code and
 # peak memory for each tool, and the wall-time ratio. It must not reach beyond 127.0.0.1 and
 # leaves nothing behind (temp dir removed, server stopped).
 #
@@ -77,5 +80,10 @@ run curl_retry "$(command -v curl)" -sS --retry 5 --retry-delay 1 -C - -o "$tmp/
 start_server
 run curl_retry_all_errors "$(command -v curl)" -sS --retry 5 --retry-delay 1 --retry-all-errors -C - \
     -o "$tmp/out.bin" "$url"
-printf 'wall-time ratio retryx / curl --retry-all-errors: %.2f\n' "$(echo "$wall_retryx / $wall_curl_retry_all_errors" | bc -l)"
+# What people write by hand to get resume from curl: a loop around `curl -C -`.
+start_server
+run curl_resume_loop sh -c 'for i in 1 2 3 4 5; do curl -sS -C - -o "$1" "$2" && exit 0; sleep 1; done; exit 1' \
+    sh "$tmp/out.bin" "$url"
+printf 'wall-time ratio retryx / curl --retry-all-errors: %.2f; retryx / curl resume loop: %.2f\n' \
+    "$(echo "$wall_retryx / $wall_curl_retry_all_errors" | bc -l)" "$(echo "$wall_retryx / $wall_curl_resume_loop" | bc -l)"
 echo "curl $(curl --version | head -1 | cut -d' ' -f2); curl_retry stderr: $(tail -1 "$tmp/curl_retry.err")"

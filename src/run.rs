@@ -9,7 +9,6 @@ use crate::clock::Timer;
 use crate::config::{Action, CommandLine, Resolved};
 use crate::download::{self, DownloadAttempter, ProgressMode};
 use crate::engine::{self, Attempter, Identity, Outcome, ProcessAttempter};
-use crate::guards::GuardSet;
 use crate::log::Logger;
 use crate::record::{new_operation_id, new_session_id};
 use crate::result::{self, REDACTED};
@@ -92,6 +91,18 @@ pub fn run_operation(
         };
     }
 
+    // Guards are built (and their config checked) in check mode too; building writes nothing.
+    let state_dir = crate::guards::state_dir_for(config);
+    let mut guards = match crate::guards::build(config, &plan, &state_dir) {
+        Ok(g) => g,
+        Err(e) => {
+            return RunReport {
+                result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": e.to_string()}),
+                exit_code: crate::exit_codes::USAGE,
+                outcome: None,
+            };
+        }
+    };
     if opts.check_mode {
         // As ansible.builtin.command does in check mode: nothing runs, the task is skipped.
         let mut result = json!({
@@ -111,6 +122,7 @@ pub fn run_operation(
                     "timeout": plan.timeout.map(|d| d.as_secs_f64()),
                     "deadline": plan.deadline.map(|d| d.as_secs_f64()),
                     "retry_conditions": plan.classifier.retry_conditions,
+                    "guards": guards.names(),
                 },
                 "attempts": [],
                 "alerts": [],
@@ -128,7 +140,6 @@ pub fn run_operation(
         };
     }
 
-    let mut guards = GuardSet::default();
     let who = Identity {
         operation_id,
         session_id,

@@ -7,7 +7,7 @@ ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
 APT_TEST_PACKAGES := iproute2 procps curl
 
-.PHONY: demo test build setup rust-test lint bench
+.PHONY: demo test build setup rust-test lint bench ansible-test
 
 ## Static release binary, placed where the role's plays find the module.
 build:
@@ -16,9 +16,12 @@ build:
 
 setup:
 	bash scripts/setup-apt.sh $(APT_TEST_PACKAGES)
+	bash scripts/setup-python.sh
 
 demo: build
+	bash scripts/setup-python.sh
 	bash scripts/demo.sh
+	cd ansible && ../.venv/bin/ansible-playbook demo.yml
 
 lint:
 	cargo fmt --check
@@ -27,7 +30,10 @@ lint:
 rust-test:
 	cargo test --locked
 
-test: setup build lint rust-test
+ansible-test: build
+	bash tests/ansible/run.sh
+
+test: setup build lint rust-test ansible-test
 
 bench: build
 	bash bench/overhead.sh

@@ -7,7 +7,7 @@ ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
 APT_TEST_PACKAGES := iproute2 procps curl
 
-.PHONY: demo test build setup rust-test lint bench ansible-test
+.PHONY: demo test build setup rust-test lint bench ansible-test notify-test
 
 ## Static release binary, placed where the role's plays find the module.
 build:
@@ -33,7 +33,10 @@ rust-test:
 ansible-test: build
 	bash tests/ansible/run.sh
 
-test: setup build lint rust-test ansible-test
+notify-test: build
+	bash tests/receivers/run.sh
+
+test: setup build lint rust-test ansible-test notify-test
 
 bench: build
 	bash bench/overhead.sh

@@ -133,6 +133,54 @@ pub enum Sub {
     },
     /// Print the JSON Schema of module args and config files
     Schema,
+    /// Notifications to external systems
+    Notify {
+        #[command(subcommand)]
+        action: NotifySub,
+    },
+}
+
+/// `retryx notify ...`
+#[derive(Subcommand, Debug)]
+pub enum NotifySub {
+    /// Send a test message to every configured external system and print each answer
+    Test {
+        /// The JSON config file (its external_systems)
+        #[arg(short = 'c', long)]
+        config: PathBuf,
+        /// Print the outcomes as JSON instead of one line per system
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `retryx notify test`: exit 0 when every enabled system answered success, 1 otherwise.
+fn notify_test(config: &PathBuf, as_json: bool) -> Result<i32, Usage> {
+    let raw = read_config(config)?;
+    let resolved = Resolved::from_value(raw, Map::new(), true)
+        .map_err(|e| Usage(format!("{}: {e}", config.display())))?;
+    let cfg = &resolved.config;
+    if cfg.external_systems.as_deref().unwrap_or(&[]).is_empty() {
+        return Err(Usage(format!(
+            "{}: no external_systems configured",
+            config.display()
+        )));
+    }
+    if cfg.external_integration == Some(false) {
+        println!("external_integration is false: nothing sent");
+        return Ok(0);
+    }
+    let res = crate::sinks::notify_test(cfg);
+    if as_json {
+        let text = serde_json::to_string_pretty(&res.outcomes).map_err(|e| Usage(e.to_string()))?;
+        println!("{text}");
+    } else {
+        for o in &res.outcomes {
+            println!("{}", crate::sinks::describe(o));
+        }
+    }
+    let bad = res.outcomes.iter().any(|o| o.status == "failed");
+    Ok(if bad { 1 } else { 0 })
 }
 
 fn parse_multiplier(s: &str) -> Result<f64, String> {
@@ -330,6 +378,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
             Err(e) => Err(Usage(e.to_string())),
         },
         Some(Sub::Validate { file, operation }) => validate(&file, operation),
+        Some(Sub::Notify {
+            action: NotifySub::Test { config, json },
+        }) => notify_test(&config, json),
         None => run_command(cli.run),
     };
     match outcome {

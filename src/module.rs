@@ -134,6 +134,11 @@ fn run_module(path: &Path) -> Value {
             }
             report.result
         }
+        // Issue 5: the role's "send retry metrics to external systems" / "send retry alerts".
+        Action::Notify => {
+            let log = Logger::memory(0);
+            crate::sinks::module_notify(&resolved.config, flags.check_mode, &log)
+        }
         other => failure(format!(
             "action '{}' is not available in this build of retryx",
             serde_json::to_value(other)

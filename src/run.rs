@@ -139,9 +139,13 @@ pub fn run_operation(
     if opts.no_log {
         result::redact_record(&mut outcome.record);
     }
-    let result = result::build(&outcome, cmd, opts.no_log);
+    let mut result = result::build(&outcome, cmd, opts.no_log);
+    let mut exit_code = outcome.exit_code();
+    // Notifications (src/sinks, issue 5): outcomes go in retry.notifications; only a system
+    // with `required: true` can change the result.
+    crate::sinks::notify_after_operation(config, &outcome.record, &mut result, &mut exit_code, log);
     RunReport {
-        exit_code: outcome.exit_code(),
+        exit_code,
         result,
         outcome: Some(outcome),
     }

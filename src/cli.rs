@@ -361,6 +361,7 @@ fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
 
 /// Runs the CLI; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
+    crate::exec::limit_malloc_arenas();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

@@ -152,6 +152,7 @@ fn run_module(path: &Path) -> Value {
 /// Runs the module and prints its one JSON object. Always exits 0 when the result was printed
 /// (Ansible reads `failed` from the JSON, not the exit code), 1 if even printing failed.
 pub fn main(args: Vec<OsString>) -> i32 {
+    crate::exec::limit_malloc_arenas();
     // A panic must still end in valid JSON: keep its text off stdout and report it in the result.
     std::panic::set_hook(Box::new(|_| {}));
     let path = std::path::PathBuf::from(&args[1]);

@@ -138,6 +138,17 @@ pub enum Sub {
         #[command(subcommand)]
         action: NotifySub,
     },
+    /// Show, reset or open a circuit breaker (shared by every process using the state dir)
+    Breaker {
+        #[command(subcommand)]
+        action: BreakerCmd,
+        /// Where guard state lives [default: <artifacts-dir>/state, else /tmp/ansible_retry/state]
+        #[arg(long, value_name = "DIR", global = true)]
+        state_dir: Option<String>,
+        /// Records directory (its state/ subdirectory holds guard state when --state-dir is not given)
+        #[arg(long, value_name = "DIR", global = true)]
+        artifacts_dir: Option<String>,
+    },
 }
 
 /// `retryx notify ...`
@@ -192,6 +203,55 @@ fn parse_multiplier(s: &str) -> Result<f64, String> {
         Ok(f)
     } else {
         Err(format!("expected a number from 1 to 100, got {s}"))
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BreakerCmd {
+    /// Print the breaker's state as JSON (changes nothing)
+    Status { key: String },
+    /// Close the breaker and forget its window
+    Reset { key: String },
+    /// Open the breaker: until `reset`, or for the time given with --for
+    Open {
+        key: String,
+        /// Open for this long (e.g. 10m) instead of until reset
+        #[arg(long = "for", value_name = "D")]
+        for_: Option<DurationSpec>,
+    },
+}
+
+fn breaker_command(
+    action: BreakerCmd,
+    state_dir: Option<String>,
+    artifacts_dir: Option<String>,
+) -> Result<i32, Usage> {
+    use crate::guards::breaker::{AdminAction, admin};
+    let config = crate::config::Config {
+        state_dir,
+        artifacts_dir,
+        ..Default::default()
+    };
+    let dir = crate::guards::state_dir_for(&config);
+    let (key, what) = match action {
+        BreakerCmd::Status { key } => (key, AdminAction::Status),
+        BreakerCmd::Reset { key } => (key, AdminAction::Reset),
+        BreakerCmd::Open { key, for_ } => (key, AdminAction::Open(for_.map(|d| d.get()))),
+    };
+    if key.is_empty() {
+        return Err(Usage("breaker: expected a non-empty KEY".into()));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    match admin(&dir, &key, what, now) {
+        Ok(v) => {
+            let text = serde_json::to_string_pretty(&v).map_err(|e| Usage(e.to_string()))?;
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("retryx: breaker {key}: {e}");
+            Ok(1)
+        }
     }
 }
 
@@ -382,6 +442,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some(Sub::Notify {
             action: NotifySub::Test { config, json },
         }) => notify_test(&config, json),
+        Some(Sub::Breaker {
+            action,
+            state_dir,
+            artifacts_dir,
+        }) => breaker_command(action, state_dir, artifacts_dir),
         None => run_command(cli.run),
     };
     match outcome {

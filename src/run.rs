@@ -8,7 +8,6 @@ use crate::cancel::Cancel;
 use crate::clock::Timer;
 use crate::config::{CommandLine, Resolved};
 use crate::engine::{self, Identity, Outcome, ProcessAttempter};
-use crate::guards::GuardSet;
 use crate::log::Logger;
 use crate::record::{new_operation_id, new_session_id};
 use crate::result::{self, REDACTED};
@@ -109,7 +108,17 @@ pub fn run_operation(
         };
     }
 
-    let mut guards = GuardSet::default();
+    let state_dir = crate::guards::state_dir_for(config);
+    let mut guards = match crate::guards::build(config, &plan, &state_dir) {
+        Ok(g) => g,
+        Err(e) => {
+            return RunReport {
+                result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": e.to_string()}),
+                exit_code: crate::exit_codes::USAGE,
+                outcome: None,
+            };
+        }
+    };
     let who = Identity {
         operation_id,
         session_id,

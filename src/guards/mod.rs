@@ -3,6 +3,17 @@
 //! after the operation). This file holds the contract and the set; each guard lives in its own
 //! file. Guards never spawn the command and never write records.
 
+pub mod adaptive;
+pub mod breaker;
+pub mod budget;
+mod build;
+pub mod bulkhead;
+pub mod idempotency;
+pub mod network;
+pub mod state;
+
+pub use build::{DEFAULT_STATE_DIR, GuardError, build, state_dir_for};
+
 use std::time::Duration;
 
 use serde_json::{Map, Value};

@@ -143,6 +143,35 @@ PY
     return $rc
 }
 
+# The role passes on every key of the module's schema except those it sets
+# itself and the download-only ones; argument_specs documents the same keys.
+role_schema_sync() {
+    python3 - "$root" <<'PY'
+import json, sys, yaml
+root = sys.argv[1]
+props = set(json.load(open(f"{root}/schemas/retry_manager.schema.json"))["properties"])
+role_sets = {"action", "operation", "context", "session_id", "artifacts_dir", "state_dir", "notify_kind"}
+download_only = {"url", "dest", "checksum", "headers", "force"}
+want = props - role_sets - download_only
+spec = yaml.safe_load(open(f"{root}/roles/retry_manager/meta/argument_specs.yml"))
+documented = set(spec["argument_specs"]["main"]["options"]["retry_manager"]["options"])
+tasks = yaml.safe_load(open(f"{root}/roles/retry_manager/tasks/main.yml"))
+call = next(t for b in tasks for t in b.get("block", []) if "retry_manager" in t)["retry_manager"]
+passed = set(call) - role_sets
+bad = False
+for name, got in (("argument_specs", documented), ("tasks/main.yml", passed)):
+    if got != want:
+        bad = True
+        print(f"{name}: missing {sorted(want - got)}, extra {sorted(got - want)}")
+unknown = (role_sets | download_only) - props
+if unknown:
+    bad = True
+    print(f"keys the runner expects but the schema lacks: {sorted(unknown)}")
+print(f"{len(want)} keys agree" if not bad else "out of sync")
+sys.exit(1 if bad else 0)
+PY
+}
+
 lint() {
     ansible-lint --nocolor -q roles/ ansible/ molecule/ tests/ansible/playbooks/
 }
@@ -176,6 +205,7 @@ check example_advanced     example advanced.yml
 check example_demo         example demo.yml
 check example_multi        example multi_operation.yml -e retry_artifacts_dir="$tmp/multi_artifacts"
 check ansible_runner       runner_test
+check role_schema_sync     role_schema_sync
 check ansible_lint         lint
 check ansible_doc          doc
 check molecule             molecule_test

@@ -27,5 +27,8 @@ fn breaker_and_bulkhead_hold_across_ansible_forks() {
         return;
     }
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("bulkhead: 8 runs, at most 2 at once"), "{text}");
+    assert!(
+        text.contains("bulkhead: 8 runs, at most 2 at once"),
+        "{text}"
+    );
 }

@@ -9,10 +9,12 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
 use crate::cancel::Cancel;
+use crate::classify::ErrorClass;
 use crate::clock::RealTimer;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
 use crate::exit_codes::USAGE;
 use crate::log::Logger;
+use crate::policy::{JitterKind, PolicyKind};
 use crate::run::{RunOptions, run_operation};
 
 #[derive(Parser, Debug)]
@@ -37,11 +39,11 @@ pub struct Cli {
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
     /// Attempts in all, first included [default: 3]
-    #[arg(short = 'n', long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub max_attempts: Option<u32>,
     /// exponential, linear, fixed (or exponential_backoff, linear_backoff, fixed_delay) [default: exponential]
     #[arg(short = 'p', long, value_name = "P")]
-    pub policy: Option<String>,
+    pub policy: Option<PolicyKind>,
     /// Base delay: 250ms, 2s, 1m, or seconds [default: 1s]
     #[arg(short = 'd', long, value_name = "D")]
     pub base_delay: Option<DurationSpec>,
@@ -49,11 +51,11 @@ pub struct RunArgs {
     #[arg(short = 'M', long, value_name = "D")]
     pub max_delay: Option<DurationSpec>,
     /// Exponential multiplier [default: 2.0]
-    #[arg(short = 'x', long, value_name = "F")]
+    #[arg(short = 'x', long, value_name = "F", value_parser = parse_multiplier)]
     pub multiplier: Option<f64>,
     /// none, proportional, full, equal, decorrelated [default: proportional]
     #[arg(short = 'j', long, value_name = "K")]
-    pub jitter: Option<String>,
+    pub jitter: Option<JitterKind>,
     /// Seed for reproducible jitter
     #[arg(long, value_name = "N")]
     pub jitter_seed: Option<u64>,
@@ -79,8 +81,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "REGEX")]
     pub fail_if: Vec<String>,
     /// Error classes that are retried, comma-separated
-    #[arg(long, value_name = "LIST")]
-    pub retry_conditions: Option<String>,
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub retry_conditions: Option<Vec<ErrorClass>>,
     /// Wait the seconds captured by this pattern in the output (e.g. 'Retry-After: (\d+)'), capped
     #[arg(long, value_name = "REGEX")]
     pub delay_from_output: Option<String>,
@@ -131,6 +133,11 @@ pub enum Sub {
     },
     /// Print the JSON Schema of module args and config files
     Schema,
+    /// Notifications to external systems
+    Notify {
+        #[command(subcommand)]
+        action: NotifySub,
+    },
     /// Show, reset or open a circuit breaker (shared by every process using the state dir)
     Breaker {
         #[command(subcommand)]
@@ -142,6 +149,61 @@ pub enum Sub {
         #[arg(long, value_name = "DIR", global = true)]
         artifacts_dir: Option<String>,
     },
+}
+
+/// `retryx notify ...`
+#[derive(Subcommand, Debug)]
+pub enum NotifySub {
+    /// Send a test message to every configured external system and print each answer
+    Test {
+        /// The JSON config file (its external_systems)
+        #[arg(short = 'c', long)]
+        config: PathBuf,
+        /// Print the outcomes as JSON instead of one line per system
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `retryx notify test`: exit 0 when every enabled system answered success, 1 otherwise.
+fn notify_test(config: &PathBuf, as_json: bool) -> Result<i32, Usage> {
+    let raw = read_config(config)?;
+    let resolved = Resolved::from_value(raw, Map::new(), true)
+        .map_err(|e| Usage(format!("{}: {e}", config.display())))?;
+    let cfg = &resolved.config;
+    if cfg.external_systems.as_deref().unwrap_or(&[]).is_empty() {
+        return Err(Usage(format!(
+            "{}: no external_systems configured",
+            config.display()
+        )));
+    }
+    if cfg.external_integration == Some(false) {
+        println!("external_integration is false: nothing sent");
+        return Ok(0);
+    }
+    let res = crate::sinks::notify_test(cfg);
+    if as_json {
+        let text = serde_json::to_string_pretty(&res.outcomes).map_err(|e| Usage(e.to_string()))?;
+        println!("{text}");
+    } else {
+        for o in &res.outcomes {
+            println!("{}", crate::sinks::describe(o));
+        }
+    }
+    let bad = res.outcomes.iter().any(|o| o.status == "failed");
+    Ok(if bad { 1 } else { 0 })
+}
+
+fn parse_multiplier(s: &str) -> Result<f64, String> {
+    let f: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number from 1 to 100, got {s:?}"))?;
+    if (1.0..=100.0).contains(&f) {
+        Ok(f)
+    } else {
+        Err(format!("expected a number from 1 to 100, got {s}"))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -252,12 +314,7 @@ fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
         put("fail_if", json!(a.fail_if));
     }
     if let Some(v) = &a.retry_conditions {
-        let list: Vec<&str> = v
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        put("retry_conditions", json!(list));
+        put("retry_conditions", json!(v));
     }
     if let Some(v) = &a.delay_from_output {
         put("delay_from_output", json!(v));
@@ -364,6 +421,7 @@ fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
 
 /// Runs the CLI; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
+    crate::exec::limit_malloc_arenas();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -381,6 +439,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
             Err(e) => Err(Usage(e.to_string())),
         },
         Some(Sub::Validate { file, operation }) => validate(&file, operation),
+        Some(Sub::Notify {
+            action: NotifySub::Test { config, json },
+        }) => notify_test(&config, json),
         Some(Sub::Breaker {
             action,
             state_dir,

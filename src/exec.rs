@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,15 @@ use regex::bytes::Regex as BytesRegex;
 
 use crate::cancel::{Cancel, Wake};
 use crate::config::{CommandLine, StdinSpec};
+
+/// One malloc arena for the whole process: each output thread would otherwise get its own
+/// (glibc), which costs more resident memory than everything else retryx does.
+pub fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator tunable; it is called before any thread starts.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+    }
+}
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,17 +227,19 @@ fn write_through(to_stderr: bool, buf: &[u8]) -> bool {
 
 fn pump<R: Read + Send + 'static>(
     mut src: R,
-    passthrough: Option<bool>,
+    is_stderr: bool,
+    passthrough: bool,
     tail_cap: usize,
     mut scan: LineScan,
-) -> std::io::Result<JoinHandle<StreamResult>> {
+    done: Sender<(bool, StreamResult)>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("retryx-pump".into())
         .spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             let mut tail = Tail::new(tail_cap);
             let mut total = 0u64;
-            let mut through = passthrough;
+            let mut through = passthrough.then_some(is_stderr);
             loop {
                 let n = match src.read(&mut buf) {
                     Ok(0) => break,
@@ -248,12 +259,15 @@ fn pump<R: Read + Send + 'static>(
                 scan.push(chunk);
             }
             scan.finish();
-            StreamResult {
-                tail: tail.finish(),
-                total,
-                retry_hit: scan.retry_hit,
-                fail_hit: scan.fail_hit,
-            }
+            let _ = done.send((
+                is_stderr,
+                StreamResult {
+                    tail: tail.finish(),
+                    total,
+                    retry_hit: scan.retry_hit,
+                    fail_hit: scan.fail_hit,
+                },
+            ));
         })
 }
 
@@ -354,6 +368,7 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         retry_hit: false,
         fail_hit: false,
     };
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(bool, StreamResult)>();
     let pumps = (|| -> std::io::Result<_> {
         let out = child
             .stdout
@@ -361,16 +376,27 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
             .map(|s| {
                 pump(
                     s,
-                    spec.passthrough.then_some(false),
+                    false,
+                    spec.passthrough,
                     spec.tail_bytes,
                     scan(),
+                    done_tx.clone(),
                 )
             })
             .transpose()?;
         let err = child
             .stderr
             .take()
-            .map(|s| pump(s, spec.passthrough.then_some(true), spec.tail_bytes, scan()))
+            .map(|s| {
+                pump(
+                    s,
+                    true,
+                    spec.passthrough,
+                    spec.tail_bytes,
+                    scan(),
+                    done_tx.clone(),
+                )
+            })
             .transpose()?;
         Ok((out, err))
     })();
@@ -443,6 +469,15 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
             Err(RecvTimeoutError::Disconnected) => break Err("lost track of the child".to_string()),
         }
     };
+    let succeeded =
+        !timed_out && interrupted_by.is_none() && matches!(&status, Ok(st) if st.success());
+    if !succeeded && !term_sent && group_alive(pgid) {
+        // A failed attempt's stragglers (background children still in its group) must not
+        // live on into the wait or the next attempt. A successful one keeps its children.
+        send_group(pgid, Signal::SIGTERM);
+        term_sent = true;
+        kill_at = Some(Instant::now() + spec.kill_grace);
+    }
     if term_sent {
         // The leader is gone; stragglers in its group get the rest of the grace, then KILL.
         let until = kill_at.unwrap_or_else(Instant::now);
@@ -452,31 +487,31 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         send_group(pgid, Signal::SIGKILL);
     }
 
-    // Background grandchildren may hold the pipes open; don't wait on them forever.
+    // Background grandchildren may hold the pipes open; don't wait on them forever. Each pump
+    // reports on the channel as it finishes, so the usual case wakes at once, never polls.
     let drain_limit = Instant::now()
         + spec
             .kill_grace
             .min(Duration::from_secs(1))
             .max(Duration::from_millis(200));
-    let collect = |h: Option<JoinHandle<StreamResult>>| -> StreamResult {
-        let empty = StreamResult {
-            tail: Vec::new(),
-            total: 0,
-            retry_hit: false,
-            fail_hit: false,
-        };
-        let Some(h) = h else { return empty };
-        while !h.is_finished() && Instant::now() < drain_limit {
-            std::thread::sleep(Duration::from_millis(2));
+    let mut out = None;
+    let mut err = None;
+    let expected = usize::from(out_pump.is_some()) + usize::from(err_pump.is_some());
+    for _ in 0..expected {
+        match done_rx.recv_timeout(drain_limit.saturating_duration_since(Instant::now())) {
+            Ok((false, r)) => out = Some(r),
+            Ok((true, r)) => err = Some(r),
+            Err(_) => break,
         }
-        if h.is_finished() {
-            h.join().unwrap_or(empty)
-        } else {
-            empty
-        }
+    }
+    let empty = || StreamResult {
+        tail: Vec::new(),
+        total: 0,
+        retry_hit: false,
+        fail_hit: false,
     };
-    let out = collect(out_pump);
-    let err = collect(err_pump);
+    let out = out.unwrap_or_else(empty);
+    let err = err.unwrap_or_else(empty);
 
     use std::os::unix::process::ExitStatusExt;
     let exit = match status {

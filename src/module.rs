@@ -134,6 +134,11 @@ fn run_module(path: &Path) -> Value {
             }
             report.result
         }
+        // Issue 5: the role's "send retry metrics to external systems" / "send retry alerts".
+        Action::Notify => {
+            let log = Logger::memory(0);
+            crate::sinks::module_notify(&resolved.config, flags.check_mode, &log)
+        }
         other => failure(format!(
             "action '{}' is not available in this build of retryx",
             serde_json::to_value(other)
@@ -147,6 +152,7 @@ fn run_module(path: &Path) -> Value {
 /// Runs the module and prints its one JSON object. Always exits 0 when the result was printed
 /// (Ansible reads `failed` from the JSON, not the exit code), 1 if even printing failed.
 pub fn main(args: Vec<OsString>) -> i32 {
+    crate::exec::limit_malloc_arenas();
     // A panic must still end in valid JSON: keep its text off stdout and report it in the result.
     std::panic::set_hook(Box::new(|_| {}));
     let path = std::path::PathBuf::from(&args[1]);

@@ -72,6 +72,18 @@ pub fn run_operation(
         };
     }
 
+    // Guards are built (and their config checked) in check mode too; building writes nothing.
+    let state_dir = crate::guards::state_dir_for(config);
+    let mut guards = match crate::guards::build(config, &plan, &state_dir) {
+        Ok(g) => g,
+        Err(e) => {
+            return RunReport {
+                result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": e.to_string()}),
+                exit_code: crate::exit_codes::USAGE,
+                outcome: None,
+            };
+        }
+    };
     if opts.check_mode {
         // As ansible.builtin.command does in check mode: nothing runs, the task is skipped.
         let mut result = json!({
@@ -91,6 +103,7 @@ pub fn run_operation(
                     "timeout": plan.timeout.map(|d| d.as_secs_f64()),
                     "deadline": plan.deadline.map(|d| d.as_secs_f64()),
                     "retry_conditions": plan.classifier.retry_conditions,
+                    "guards": guards.names(),
                 },
                 "attempts": [],
                 "alerts": [],
@@ -108,17 +121,6 @@ pub fn run_operation(
         };
     }
 
-    let state_dir = crate::guards::state_dir_for(config);
-    let mut guards = match crate::guards::build(config, &plan, &state_dir) {
-        Ok(g) => g,
-        Err(e) => {
-            return RunReport {
-                result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": e.to_string()}),
-                exit_code: crate::exit_codes::USAGE,
-                outcome: None,
-            };
-        }
-    };
     let who = Identity {
         operation_id,
         session_id,
@@ -148,9 +150,13 @@ pub fn run_operation(
     if opts.no_log {
         result::redact_record(&mut outcome.record);
     }
-    let result = result::build(&outcome, cmd, opts.no_log);
+    let mut result = result::build(&outcome, cmd, opts.no_log);
+    let mut exit_code = outcome.exit_code();
+    // Notifications (src/sinks, issue 5): outcomes go in retry.notifications; only a system
+    // with `required: true` can change the result.
+    crate::sinks::notify_after_operation(config, &outcome.record, &mut result, &mut exit_code, log);
     RunReport {
-        exit_code: outcome.exit_code(),
+        exit_code,
         result,
         outcome: Some(outcome),
     }

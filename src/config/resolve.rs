@@ -132,8 +132,16 @@ impl Resolved {
         flags: Map<String, Value>,
         coerce_strings: bool,
     ) -> Result<Resolved, ConfigError> {
-        // Validate everything first, so an error deep in operation_configs is still reported.
-        let top = coerce_and_validate(raw, coerce_strings)?;
+        // Validate everything the user wrote first, so an error deep in operation_configs is
+        // still reported. Nothing written (flags only) needs no schema: compiling the validator
+        // costs tens of milliseconds, which a bare CLI run must not pay. Flags arrive typed and
+        // range-checked by clap.
+        let nothing_written = raw.as_object().is_some_and(|m| m.is_empty());
+        let top = if nothing_written {
+            Config::default()
+        } else {
+            coerce_and_validate(raw, coerce_strings)?
+        };
         let operation = flags
             .get("operation")
             .and_then(Value::as_str)
@@ -166,7 +174,9 @@ impl Resolved {
         }
         overlay(&mut merged, &flags);
         merged.insert("operation".into(), Value::from(operation.clone()));
-        let config = coerce_and_validate(Value::Object(merged), false)?;
+        // Everything merged is already valid; serde only re-reads it (and flags' values).
+        let config: Config = serde_json::from_value(Value::Object(merged))
+            .map_err(|e| ConfigError::invalid(format!("invalid option: {e}")))?;
         let plan = plan_for(&config, operation)?;
         Ok(Resolved { config, plan })
     }

@@ -110,6 +110,11 @@ impl GuardSet {
         self.guards.is_empty()
     }
 
+    /// The configured guards, in the order they are consulted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.guards.iter().map(|g| g.name()).collect()
+    }
+
     pub fn adjust(&mut self, plan: &mut Plan, log: &Logger) -> Vec<String> {
         self.guards
             .iter_mut()

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# End-to-end tests of the Ansible side of retryx: the retry_manager module and
+# role driven for real through ansible-playbook, ansible-runner and molecule,
+# plus ansible-lint and ansible-doc. Needs the built module
+# (roles/retry_manager/library/retry_manager, `make build`).
+#
+#   tests/ansible/run.sh            # everything
+#   tests/ansible/run.sh NAME...    # only these (names as printed)
+#
+# Closes with "ansible: N passed, M failed"; exits non-zero on any failure.
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+scripts/setup-python.sh >/dev/null || { echo "ansible: setup of .venv failed"; echo "ansible: 0 passed, 1 failed"; exit 1; }
+
+export PATH="$root/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="$root/ansible/ansible.cfg"
+export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 PY_COLORS=0
+export ANSIBLE_LOCAL_TEMP="${TMPDIR:-/tmp}/retryx-ansible-local"
+
+module="$root/roles/retry_manager/library/retry_manager"
+if [ ! -x "$module" ]; then
+    echo "ansible: $module is missing; build it first (make build)"
+    echo "ansible: 0 passed, 1 failed"
+    exit 1
+fi
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/retryx-ansible-tests.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+
+passed=0
+failed=0
+failed_names=()
+only=("$@")
+
+selected() {
+    [ ${#only[@]} -eq 0 ] && return 0
+    local n
+    for n in "${only[@]}"; do [ "$n" = "$1" ] && return 0; done
+    return 1
+}
+
+# check NAME CMD...: run CMD, count it, show the tail of its log on failure.
+check() {
+    local name="$1"; shift
+    selected "$name" || return 0
+    local log="$tmp/$name.log" start end
+    start=$EPOCHREALTIME
+    if "$@" >"$log" 2>&1; then
+        end=$EPOCHREALTIME
+        passed=$((passed + 1))
+        printf 'ok    %-24s %6.1fs\n' "$name" "$(awk -v a="$start" -v b="$end" 'BEGIN{print b-a}')"
+    else
+        end=$EPOCHREALTIME
+        failed=$((failed + 1))
+        failed_names+=("$name")
+        printf 'FAIL  %-24s %6.1fs\n' "$name" "$(awk -v a="$start" -v b="$end" 'BEGIN{print b-a}')"
+        tail -n 60 "$log" | sed 's/^/      | /'
+    fi
+}
+
+playbook() {
+    local dir="$tmp/pb.$1"
+    mkdir -p "$dir"
+    ansible-playbook "$root/tests/ansible/playbooks/$1.yml" -e "test_tmp=$dir"
+}
+
+example() {
+    (cd "$root/ansible" && ansible-playbook "$@")
+}
+
+# no_log: the play's own assertions, then the console output (at -v) and every
+# file of the artifacts dir (gzip included) are searched for the secret.
+no_log_test() {
+    local dir="$tmp/pb.no_log" out="$tmp/no_log.console"
+    mkdir -p "$dir"
+    RETRYX_TEST_SECRET="nolog-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')"
+    export RETRYX_TEST_SECRET
+    ansible-playbook -v "$root/tests/ansible/playbooks/no_log.yml" -e "test_tmp=$dir" >"$out" 2>&1
+    local rc=$?
+    python3 - "$out" "$dir" <<'PY'
+import gzip, os, sys
+secret = os.environ["RETRYX_TEST_SECRET"].encode()
+console, root = sys.argv[1], sys.argv[2]
+leaks = []
+if secret in open(console, "rb").read():
+    leaks.append("console output")
+for d, _, files in os.walk(root):
+    for f in files:
+        p = os.path.join(d, f)
+        data = open(p, "rb").read()
+        if p.endswith(".gz"):
+            try:
+                data = gzip.decompress(data)
+            except OSError:
+                pass
+        if secret in data:
+            leaks.append(os.path.relpath(p, root))
+if leaks:
+    print("secret found in: " + ", ".join(leaks))
+    sys.exit(1)
+print("secret found nowhere")
+PY
+    local leak=$?
+    unset RETRYX_TEST_SECRET
+    # the console is shown on failure only with the secret masked
+    sed -e 's/nolog-[0-9a-f]\{24\}/<SECRET>/g' "$out"
+    [ $rc -eq 0 ] && [ $leak -eq 0 ]
+}
+
+lint() {
+    ansible-lint --nocolor -q roles/ ansible/ molecule/ tests/ansible/playbooks/
+}
+
+doc() {
+    local out
+    out="$(ansible-doc -M "$root/roles/retry_manager/library" retry_manager)" || return 1
+    printf '%s\n' "$out" | head -5
+    grep -q "max_attempts" <<<"$out" && grep -q "RETURN VALUES" <<<"$out" && grep -q "EXAMPLES" <<<"$out"
+}
+
+molecule_test() {
+    env -u ANSIBLE_CONFIG molecule test
+}
+
+runner_test() {
+    python -m pytest -q -p no:cacheprovider "$root/tests/ansible/test_runner.py"
+}
+
+check success_after_retries playbook success_after_retries
+check non_retryable        playbook non_retryable
+check timeout              playbook timeout
+check check_mode           playbook check_mode
+check no_log               no_log_test
+check bad_args             playbook bad_args
+check role                 playbook role
+check handlers             playbook handlers
+check example_basic        example basic.yml
+check example_advanced     example advanced.yml
+check example_demo         example demo.yml
+check example_multi        example multi_operation.yml -e retry_artifacts_dir="$tmp/multi_artifacts"
+check ansible_runner       runner_test
+check ansible_lint         lint
+check ansible_doc          doc
+check molecule             molecule_test
+
+if [ $failed -gt 0 ]; then
+    echo "failed: ${failed_names[*]}"
+fi
+echo "ansible: $passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,118 @@
+"""AAP artifacts through ansible-runner (the engine of AWX/AAP job runs).
+
+Runs ansible/aap/retry_job.yml, the playbook of the AAP job template, with
+ansible_runner.run() and reads `artifact_data` from the playbook_on_stats event,
+which is what AAP stores as the job's artifacts.
+"""
+
+import datetime
+import os
+import re
+import sys
+from pathlib import Path
+
+import ansible_runner
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACT_NAMES = {
+    "retry_session_id",
+    "retry_current_operation",
+    "retry_operation_id",
+    "retry_operation_status",
+    "retry_attempt_count",
+    "retry_execution_time",
+    "retry_session_statistics",
+    "retry_operation_success",
+    "retry_timestamp",
+}
+MODULE = REPO / "roles" / "retry_manager" / "library" / "retry_manager"
+
+
+def run_job(tmp_path: Path, extravars: dict):
+    pdd = tmp_path / "runner"
+    (pdd / "inventory").mkdir(parents=True)
+    (pdd / "inventory" / "hosts").write_text(
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    env = {
+        "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_LIBRARY": str(REPO / "roles" / "retry_manager" / "library"),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    runner = ansible_runner.run(
+        private_data_dir=str(pdd),
+        project_dir=str(REPO / "ansible"),
+        playbook="aap/retry_job.yml",
+        extravars=extravars,
+        envvars=env,
+        quiet=True,
+        timeout=120,
+    )
+    stats = [e for e in runner.events if e.get("event") == "playbook_on_stats"]
+    assert len(stats) == 1, f"runner status {runner.status}: no stats event"
+    return runner, stats[0]["event_data"].get("artifact_data", {})
+
+
+def check_common(artifacts: dict, operation: str):
+    assert set(artifacts) == ARTIFACT_NAMES, sorted(artifacts)
+    assert re.fullmatch(r"retry_\d+_\d+", artifacts["retry_session_id"])
+    assert artifacts["retry_current_operation"] == operation
+    assert operation in artifacts["retry_operation_id"]
+    assert isinstance(artifacts["retry_execution_time"], float)
+    assert 0 <= artifacts["retry_execution_time"] < 60
+    assert isinstance(artifacts["retry_session_statistics"], dict)
+    assert artifacts["retry_session_statistics"], "session statistics are empty"
+    stamp = datetime.datetime.strptime(artifacts["retry_timestamp"], "%Y-%m-%dT%H:%M:%SZ")
+    age = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - stamp
+    assert datetime.timedelta(seconds=-5) < age < datetime.timedelta(minutes=5)
+
+
+@pytest.fixture(autouse=True)
+def need_module():
+    if not MODULE.exists():
+        pytest.fail(f"{MODULE} is missing: run `make build` first")
+
+
+def test_artifacts_of_a_retried_success(tmp_path):
+    counter = tmp_path / "counter"
+    counter.write_text("0\n")
+    command = (
+        f"n=$(cat {counter}); n=$((n+1)); echo $n > {counter}; "
+        'if [ $n -lt 3 ]; then echo "connection timed out" >&2; exit 1; fi; echo done'
+    )
+    runner, artifacts = run_job(
+        tmp_path,
+        {
+            "retry_current_operation": "aap_flaky",
+            "retry_command": command,
+            "retry_max_attempts": 4,
+            "retry_base_delay": 0,
+            "retry_artifacts_dir": str(tmp_path / "artifacts"),
+        },
+    )
+    assert runner.status == "successful", runner.status
+    assert runner.rc == 0
+    check_common(artifacts, "aap_flaky")
+    assert artifacts["retry_operation_status"] == "completed"
+    assert artifacts["retry_attempt_count"] == 3
+    assert artifacts["retry_operation_success"] is True
+
+
+def test_artifacts_of_a_failure(tmp_path):
+    runner, artifacts = run_job(
+        tmp_path,
+        {
+            "retry_current_operation": "aap_denied",
+            "retry_command": "echo 'authentication failed: invalid credentials' >&2; exit 5",
+            "retry_max_attempts": 3,
+            "retry_base_delay": 0,
+            "retry_artifacts_dir": str(tmp_path / "artifacts"),
+        },
+    )
+    assert runner.status == "failed", runner.status
+    check_common(artifacts, "aap_denied")
+    assert artifacts["retry_operation_status"] == "failed"
+    assert artifacts["retry_attempt_count"] == 1
+    assert artifacts["retry_operation_success"] is False

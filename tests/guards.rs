@@ -684,3 +684,48 @@ fn an_unusable_state_dir_is_reported_not_a_crash() {
         "{g}"
     );
 }
+
+/// Runs retryx as the Ansible module does: one argument, the JSON args file.
+fn module(dir: &Path, args: &Value) -> Value {
+    let file = dir.join("args.json");
+    std::fs::write(&file, args.to_string()).unwrap();
+    let out = Command::new(bin())
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_module_reports_guard_config_errors_and_refusals() {
+    let d = tempfile::tempdir().unwrap();
+    let state = state_arg(d.path());
+    let r = module(
+        d.path(),
+        &json!({"command": "true", "bulkhead": {"max_concurrent": 2}, "circuit_breaker": {"slow_call_rate_threshold": 10}}),
+    );
+    assert_eq!(r["failed"], true);
+    assert!(
+        r["msg"]
+            .as_str()
+            .unwrap()
+            .contains("key 'circuit_breaker.slow_call_rate_threshold'"),
+        "{r}"
+    );
+    breaker_cli(&state, &["open", "deploy"]);
+    let r = module(
+        d.path(),
+        &json!({"command": "true", "operation": "deploy", "state_dir": state, "circuit_breaker": {}}),
+    );
+    assert_eq!(
+        (r["failed"].clone(), r["changed"].clone(), r["rc"].clone()),
+        (json!(true), json!(false), json!(75)),
+        "{r}"
+    );
+    assert_eq!(r["retry"]["final_error_type"], "circuit_open");
+    assert_eq!(
+        r["retry"]["guards"]["circuit_breaker"]["state"],
+        "forced_open"
+    );
+}

@@ -105,6 +105,14 @@ impl StateFile {
     /// Reads the document under a shared lock. A missing file gives `Ok(None)`; a corrupt one
     /// reads as `None` too (the next update starts afresh and says so).
     pub fn read<T: DeserializeOwned>(&self) -> Result<Option<T>, StateError> {
+        // Trust nothing in a directory that is not a private one of ours (a planted document
+        // could force a breaker open); a missing directory is simply no state, and stays missing.
+        if !self.dir_ready.get() {
+            match std::fs::symlink_metadata(&self.dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                _ => self.ensure_dir()?,
+            }
+        }
         let path = self.path();
         let file = match OpenOptions::new()
             .read(true)
@@ -261,6 +269,22 @@ mod tests {
         let (_, found) = f.update(|v: &mut Vec<u32>| v.push(3)).unwrap();
         assert!(matches!(found, Found::Corrupt(_)));
         assert_eq!(f.read::<Vec<u32>>().unwrap(), Some(vec![3]));
+    }
+
+    #[test]
+    fn reading_creates_nothing_and_refuses_an_open_dir_of_someone_else() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("state");
+        let f = StateFile::new(&dir, "breaker", "k");
+        assert_eq!(f.read::<Vec<u32>>().unwrap(), None);
+        assert!(!dir.exists());
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(base.path(), &link).unwrap();
+        assert!(
+            StateFile::new(&link, "breaker", "k")
+                .read::<Vec<u32>>()
+                .is_err()
+        );
     }
 
     #[test]

@@ -655,7 +655,7 @@ pub fn admin(
             return Ok(v);
         }
         AdminAction::Reset => {
-            file.update(|st: &mut BreakerState| {
+            file.update_durable(|st: &mut BreakerState| {
                 st.key = key.to_string();
                 st.reset(now, "reset by `retryx breaker reset`".into());
                 st.clone()
@@ -663,7 +663,7 @@ pub fn admin(
             .0
         }
         AdminAction::Open(for_) => {
-            file.update(|st: &mut BreakerState| {
+            file.update_durable(|st: &mut BreakerState| {
                 st.key = key.to_string();
                 match for_ {
                     Some(d) => st.open(now, ms(d), "opened by `retryx breaker open`".into()),

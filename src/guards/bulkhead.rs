@@ -97,7 +97,19 @@ impl Guard for Bulkhead {
                 }
             }
             let waited = ctx.timer.now().saturating_sub(start);
-            if waited >= self.max_wait || ctx.cancel.signal().is_some() {
+            if let Some(sig) = ctx.cancel.signal() {
+                self.waited += waited;
+                let message = format!(
+                    "stopped by signal {sig} while waiting for a slot of bulkhead '{}'; the command was not run",
+                    self.key
+                );
+                self.refused = Some(message.clone());
+                return Admission::Refuse {
+                    class: ErrorClass::BulkheadFull,
+                    message,
+                };
+            }
+            if waited >= self.max_wait {
                 self.waited += waited;
                 let message = format!(
                     "bulkhead '{}' is full: all {} slot(s) busy, waited {} (max_wait {}); the command was not run",
@@ -214,7 +226,7 @@ mod tests {
         assert_eq!(a.before_attempt(&ctx(&t, &c, &l)), Admission::Proceed);
         assert!(matches!(
             b.before_attempt(&ctx(&t, &c, &l)),
-            Admission::Refuse { .. }
+            Admission::Refuse { message, .. } if message.contains("stopped by signal 15")
         ));
         assert!(t.now() < Duration::from_secs(1));
     }

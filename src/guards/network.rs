@@ -344,7 +344,7 @@ impl Guard for NetworkWait {
 
     fn report(&self) -> Value {
         json!({
-            "watch": self.source.kind(),
+            "watch": (self.checks > 0).then(|| self.source.kind()),
             "probe": self.probe,
             "max_network_wait": self.max_wait.as_secs_f64(),
             "checks": self.checks,

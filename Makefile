@@ -32,6 +32,7 @@ rust-test:
 
 ansible-test: build
 	bash tests/ansible/run.sh
+	bash tests/ansible_download/run.sh
 
 notify-test: build
 	bash tests/receivers/run.sh

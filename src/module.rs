@@ -136,6 +136,7 @@ fn run_module(path: &Path) -> Value {
                 passthrough: false,
                 no_log,
                 check_mode: flags.check_mode,
+                records_by_default: true,
             };
             let mut report = run_operation(&resolved, &opts, &log, &cancel, &timer);
             if !no_log && let Some(retry) = report.result.get_mut("retry") {
@@ -148,13 +149,14 @@ fn run_module(path: &Path) -> Value {
             let log = Logger::memory(0);
             crate::sinks::module_notify(&resolved.config, flags.check_mode, &log)
         }
-        other => failure(format!(
-            "action '{}' is not available in this build of retryx",
-            serde_json::to_value(other)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default()
-        )),
+        // Issue 4: the role's finalize / cleanup / compress handlers.
+        Action::Finalize => {
+            crate::record::actions::finalize(&resolved.config, flags.check_mode, chrono::Utc::now())
+        }
+        Action::Cleanup => {
+            crate::record::actions::cleanup(&resolved.config, flags.check_mode, chrono::Utc::now())
+        }
+        Action::Compress => crate::record::actions::compress(&resolved.config, flags.check_mode),
     }
 }
 

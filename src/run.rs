@@ -22,6 +22,9 @@ pub struct RunOptions {
     pub no_log: bool,
     /// Ansible's check mode: say what would run; run and write nothing.
     pub check_mode: bool,
+    /// Write records to /tmp/ansible_retry when no artifacts_dir is given (the module does;
+    /// the CLI writes records only when asked).
+    pub records_by_default: bool,
 }
 
 /// What came of it.
@@ -183,6 +186,7 @@ pub fn run_operation(
     if let (Some(ready), Some(f)) = (&fetch, &fetcher) {
         download::decorate_result(&mut result, ready, f, opts.no_log);
     }
+    write_records(config, opts, &outcome, timer, &mut result, log);
     let mut exit_code = outcome.exit_code();
     // Notifications (src/sinks, issue 5): outcomes go in retry.notifications; only a system
     // with `required: true` can change the result.
@@ -192,4 +196,65 @@ pub fn run_operation(
         result,
         outcome: Some(outcome),
     }
+}
+
+/// The directory records go to, if any: `artifacts_dir`, else the default when the front door
+/// writes records by default.
+pub fn artifacts_dir_for(
+    config: &crate::config::Config,
+    by_default: bool,
+) -> Option<std::path::PathBuf> {
+    match &config.artifacts_dir {
+        Some(d) if !d.is_empty() => Some(std::path::PathBuf::from(d)),
+        Some(_) => None,
+        None => by_default
+            .then(|| std::path::PathBuf::from(crate::record::store::DEFAULT_ARTIFACTS_DIR)),
+    }
+}
+
+/// Records the operation in its session (src/record) and puts the files written and the
+/// alerts that apply into the result. A records failure is reported as a warning, never as the
+/// operation's failure.
+fn write_records(
+    config: &crate::config::Config,
+    opts: &RunOptions,
+    outcome: &Outcome,
+    timer: &dyn Timer,
+    result: &mut Value,
+    log: &Logger,
+) {
+    let thresholds = config.monitoring.as_ref().and_then(|m| m.alerts.as_ref());
+    let r = &outcome.record;
+    let mut alerts = thresholds
+        .map(|t| {
+            crate::record::alerts::operation_alerts(
+                &r.operation_name,
+                r.execution_time,
+                r.attempt_count,
+                t,
+            )
+        })
+        .unwrap_or_default();
+    if let Some(dir) = artifacts_dir_for(config, opts.records_by_default) {
+        let log_attempts = config.log_individual_attempts.unwrap_or(false);
+        match crate::record::store::Store::open(&dir)
+            .and_then(|s| s.record_operation(r, thresholds, log_attempts, timer.wall()))
+        {
+            Ok((files, op_alerts)) => {
+                alerts = op_alerts;
+                result["retry"]["artifacts"] = json!(
+                    files
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                );
+            }
+            Err(e) => {
+                let msg = format!("records were not written: {e}");
+                log.error("cannot write the records", &[("error", e.to_string())]);
+                result["warnings"] = json!([msg]);
+            }
+        }
+    }
+    result["retry"]["alerts"] = json!(alerts);
 }

@@ -1,6 +1,11 @@
 //! The records: the seed's per-attempt and "Operation Details" shapes, and the ids that name
 //! them. Shapes and naming are pure; writing them to disk lives beside this file.
 
+pub mod actions;
+pub mod alerts;
+pub mod stats;
+pub mod store;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::notify::{AlertThresholds, NotifyOn};
+use crate::config::notify::NotifyOn;
 use crate::record::{OperationRecord, OperationStatus};
 
 /// What a report describes.
@@ -17,14 +17,8 @@ pub enum ReportKind {
     Test,
 }
 
-/// A threshold alert (from `monitoring.alerts`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Alert {
-    pub name: String,
-    pub message: String,
-    /// `warning` or `error`.
-    pub severity: String,
-}
+// Alerts are evaluated by the records (pure logic lives there); the sinks only send them.
+pub use crate::record::alerts::{Alert, threshold_alerts};
 
 /// One attempt as the sinks need it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -270,58 +264,4 @@ impl Alert {
             severity,
         })
     }
-}
-
-/// The seed's four thresholds against a session's `final_statistics`, for a session record
-/// that carries no `alerts` of its own: success_rate below `min_success_rate`,
-/// average_retry_count above `max_average_retries`, total_execution_time above
-/// `max_execution_time`, failure_rate above `max_error_rate`.
-pub fn threshold_alerts(stats: &Value, t: &AlertThresholds) -> Vec<Alert> {
-    let num = |k: &str| stats.get(k).and_then(Value::as_f64);
-    let mut out = Vec::new();
-    let mut check =
-        |name: &str, value: Option<f64>, limit: Option<f64>, below: bool, unit: &str| {
-            if let (Some(v), Some(l)) = (value, limit) {
-                let breached = if below { v < l } else { v > l };
-                if breached {
-                    out.push(Alert {
-                        name: name.to_string(),
-                        message: format!(
-                            "{v}{unit} is {} the threshold {l}{unit}",
-                            if below { "below" } else { "above" }
-                        ),
-                        severity: "warning".into(),
-                    });
-                }
-            }
-        };
-    check(
-        "min_success_rate",
-        num("success_rate"),
-        t.min_success_rate,
-        true,
-        "%",
-    );
-    check(
-        "max_average_retries",
-        num("average_retry_count"),
-        t.max_average_retries,
-        false,
-        "",
-    );
-    check(
-        "max_execution_time",
-        num("total_execution_time"),
-        t.max_execution_time,
-        false,
-        "s",
-    );
-    check(
-        "max_error_rate",
-        num("failure_rate"),
-        t.max_error_rate,
-        false,
-        "%",
-    );
-    out
 }

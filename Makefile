@@ -11,7 +11,7 @@ APT_TEST_PACKAGES := iproute2 procps curl
 
 ## Static release binary, placed where the role's plays find the module.
 build:
-	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET)
+	RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' cargo build --release --locked --target $(TARGET)
 	install -D -m 0755 $(RELEASE_BIN) $(ROLE_BIN)
 
 setup:
@@ -32,6 +32,7 @@ rust-test:
 
 ansible-test: build
 	bash tests/ansible/run.sh
+	bash tests/ansible_download/run.sh
 
 notify-test: build
 	bash tests/receivers/run.sh

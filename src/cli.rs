@@ -133,6 +133,8 @@ pub enum Sub {
     },
     /// Print the JSON Schema of module args and config files
     Schema,
+    /// Download URL to FILE, resuming with HTTP Range requests after transient failures
+    Download(Box<DownloadArgs>),
     /// Notifications to external systems
     Notify {
         #[command(subcommand)]
@@ -192,6 +194,83 @@ fn notify_test(config: &PathBuf, as_json: bool) -> Result<i32, Usage> {
     }
     let bad = res.outcomes.iter().any(|o| o.status == "failed");
     Ok(if bad { 1 } else { 0 })
+}
+
+/// `retryx download URL -o FILE`: the policy flags of a run plus what to fetch.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example: retryx download -n 5 -d 1s --checksum sha256:<hex> https://example.com/disk.vmdk -o disk.vmdk"
+)]
+pub struct DownloadArgs {
+    /// The http:// or https:// URL
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Destination file (an existing directory takes the URL's file name); written as FILE.part first
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: String,
+    /// Expected checksum, sha256:<hex>: verified before FILE is put in place; FILE already matching means nothing to do
+    #[arg(long, value_name = "sha256:HEX")]
+    pub checksum: Option<String>,
+    /// Request header 'Name: value' (repeatable; values are never logged or recorded)
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub header: Vec<String>,
+    /// Download even when FILE exists (or matches the checksum)
+    #[arg(long)]
+    pub force: bool,
+    /// Attempts in all, first included [default: 3]
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max_attempts: Option<u32>,
+    /// exponential, linear, fixed (or exponential_backoff, linear_backoff, fixed_delay) [default: exponential]
+    #[arg(short = 'p', long, value_name = "P")]
+    pub policy: Option<PolicyKind>,
+    /// Base delay: 250ms, 2s, 1m, or seconds [default: 1s]
+    #[arg(short = 'd', long, value_name = "D")]
+    pub base_delay: Option<DurationSpec>,
+    /// Cap on any single wait [default: 30s]
+    #[arg(short = 'M', long, value_name = "D")]
+    pub max_delay: Option<DurationSpec>,
+    /// Exponential multiplier [default: 2.0]
+    #[arg(short = 'x', long, value_name = "F", value_parser = parse_multiplier)]
+    pub multiplier: Option<f64>,
+    /// none, proportional, full, equal, decorrelated [default: proportional]
+    #[arg(short = 'j', long, value_name = "K")]
+    pub jitter: Option<JitterKind>,
+    /// Seed for reproducible jitter
+    #[arg(long, value_name = "N")]
+    pub jitter_seed: Option<u64>,
+    /// Per-attempt timeout (the attempt is cut and classed timeout)
+    #[arg(short = 't', long, value_name = "D")]
+    pub timeout: Option<DurationSpec>,
+    /// Bound on the whole download, waits included
+    #[arg(long, value_name = "D")]
+    pub deadline: Option<DurationSpec>,
+    /// Error classes that are retried, comma-separated
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub retry_conditions: Option<Vec<ErrorClass>>,
+    /// Operation name: picks operation_configs, keys guards and records [default: download <file name>]
+    #[arg(long, value_name = "NAME")]
+    pub operation: Option<String>,
+    /// JSON config, same schema as the module args
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write records there (none unless asked)
+    #[arg(long, value_name = "DIR")]
+    pub artifacts_dir: Option<String>,
+    /// Where guard state lives [default: <artifacts-dir>/state]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
+    /// Add this operation to an existing session
+    #[arg(long, value_name = "ID")]
+    pub session_id: Option<String>,
+    /// Write the result document to PATH (- for stdout)
+    #[arg(long, value_name = "PATH")]
+    pub result_json: Option<String>,
+    /// Fewer log lines on stderr (-qq: none)
+    #[arg(short = 'q', long, action = ArgAction::Count)]
+    pub quiet: u8,
+    /// More log lines on stderr (-v shows the seed's "resuming download" line)
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub verbose: u8,
 }
 
 fn parse_multiplier(s: &str) -> Result<f64, String> {
@@ -407,6 +486,107 @@ fn run_command(a: RunArgs) -> Result<i32, Usage> {
     Ok(report.exit_code)
 }
 
+/// `Name: value` into a header pair; the value is never echoed in an error.
+fn parse_header(text: &str) -> Result<(String, String), Usage> {
+    match text.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(Usage(format!(
+            "--header: expected 'Name: value' (got a header of {} characters without a name)",
+            text.len()
+        ))),
+    }
+}
+
+fn download(a: DownloadArgs) -> Result<i32, Usage> {
+    let mut raw = match &a.config {
+        Some(p) => read_config(p)?,
+        None => json!({}),
+    };
+    let policy = RunArgs {
+        max_attempts: a.max_attempts,
+        policy: a.policy,
+        base_delay: a.base_delay,
+        max_delay: a.max_delay,
+        multiplier: a.multiplier,
+        jitter: a.jitter,
+        jitter_seed: a.jitter_seed,
+        timeout: a.timeout,
+        deadline: a.deadline,
+        retry_conditions: a.retry_conditions.clone(),
+        operation: a.operation.clone(),
+        artifacts_dir: a.artifacts_dir.clone(),
+        state_dir: a.state_dir.clone(),
+        session_id: a.session_id.clone(),
+        ..Default::default()
+    };
+    let mut overrides = flags_to_overrides(&policy)?;
+    overrides.insert("action".into(), json!("download"));
+    overrides.insert("url".into(), json!(a.url));
+    overrides.insert("dest".into(), json!(a.output));
+    if let Some(c) = &a.checksum {
+        overrides.insert("checksum".into(), json!(c));
+    }
+    if a.force {
+        overrides.insert("force".into(), json!(true));
+    }
+    if !a.header.is_empty() {
+        let mut headers = Map::new();
+        if let Some(Value::Object(from_config)) = raw.get("headers") {
+            headers.extend(from_config.clone());
+        }
+        for h in &a.header {
+            let (k, v) = parse_header(h)?;
+            headers.insert(k, json!(v));
+        }
+        overrides.insert("headers".into(), Value::Object(headers));
+    }
+    if a.operation.is_none()
+        && let Some(obj) = raw.as_object_mut()
+        && !obj.contains_key("operation")
+    {
+        obj.insert(
+            "operation".into(),
+            json!(crate::download::default_operation(&a.output, &a.url)),
+        );
+    }
+    let resolved = Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
+    let verbosity = i8::try_from(i16::from(a.verbose) - i16::from(a.quiet)).unwrap_or(0);
+    let log = Logger::stderr(verbosity);
+    let cancel = Cancel::new();
+    if let Err(e) = cancel.install_signal_handlers() {
+        log.warn("signals will not be handled", &[("error", e)]);
+    }
+    let timer = RealTimer::new();
+    let report = run_operation(
+        &resolved,
+        &RunOptions {
+            passthrough: true,
+            ..Default::default()
+        },
+        &log,
+        &cancel,
+        &timer,
+    );
+    if report.outcome.is_none()
+        && report.result.get("failed") == Some(&Value::Bool(true))
+        && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
+    {
+        log.error("download not started", &[("error", msg.to_string())]);
+    } else if report.outcome.is_none()
+        && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
+    {
+        log.info(msg, &[]);
+    }
+    if let Some(path) = &a.result_json
+        && let Err(e) = write_result(path, &report.result)
+    {
+        log.error("cannot write the result document", &[("error", e)]);
+    }
+    Ok(report.exit_code)
+}
+
 fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
     let raw = read_config(file)?;
     let mut flags = Map::new();
@@ -439,6 +619,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             Err(e) => Err(Usage(e.to_string())),
         },
         Some(Sub::Validate { file, operation }) => validate(&file, operation),
+        Some(Sub::Download(a)) => download(*a),
         Some(Sub::Notify {
             action: NotifySub::Test { config, json },
         }) => notify_test(&config, json),

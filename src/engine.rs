@@ -297,6 +297,7 @@ pub fn run(
             retry_reason: verdict.as_ref().map(|v| v.reason.clone()),
             stdout_bytes: out.stdout_bytes,
             stderr_bytes: out.stderr_bytes,
+            download: None,
         };
         exit_code = out.exit.shell_code();
         let exit_for_log = out.exit.clone();

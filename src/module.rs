@@ -107,13 +107,22 @@ fn run_module(path: &Path) -> Value {
     };
     let flags = split_ansible_keys(&mut args);
     let no_log = flags.no_log;
+    // A download without an operation name gets the seed's `download <file name>`.
+    if args.get("action").and_then(Value::as_str) == Some("download")
+        && !args.contains_key("operation")
+        && let Some(dest) = args.get("dest").and_then(Value::as_str)
+    {
+        let url = args.get("url").and_then(Value::as_str).unwrap_or_default();
+        let name = crate::download::default_operation(dest, url);
+        args.insert("operation".into(), json!(name));
+    }
     let mut resolved = match Resolved::from_value(Value::Object(args), Map::new(), true) {
         Ok(r) => r,
         Err(e) => return failure(e.to_string()),
     };
     let action = resolved.config.action.unwrap_or_default();
     match action {
-        Action::Run => {
+        Action::Run | Action::Download => {
             // The module's stdin is Ansible's, never the user's: attempts get nothing unless asked.
             if resolved.plan.stdin == StdinSpec::Inherit {
                 resolved.plan.stdin = StdinSpec::Null;

@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 
 use crate::cancel::Cancel;
 use crate::clock::Timer;
-use crate::config::{CommandLine, Resolved};
-use crate::engine::{self, Identity, Outcome, ProcessAttempter};
+use crate::config::{Action, CommandLine, Resolved};
+use crate::download::{self, DownloadAttempter, ProgressMode};
+use crate::engine::{self, Attempter, Identity, Outcome, ProcessAttempter};
 use crate::log::Logger;
 use crate::record::{new_operation_id, new_session_id};
 use crate::result::{self, REDACTED};
@@ -61,9 +62,27 @@ pub fn run_operation(
         .clone()
         .unwrap_or_else(|| new_session_id(epoch));
     let operation_id = new_operation_id(&plan.operation, epoch);
-    let cmd = cmd_value(&plan.command);
 
-    if plan.command.is_none() {
+    // Downloads (action download, src/download.rs) run through the same engine.
+    let mut fetch = None;
+    if config.action == Some(Action::Download) {
+        match download::prepare(config, &mut plan, &session_id, opts.no_log) {
+            download::Prepared::Fetch(ready) => fetch = Some(ready),
+            download::Prepared::Answer { result, exit_code } => {
+                return RunReport {
+                    result,
+                    exit_code,
+                    outcome: None,
+                };
+            }
+        }
+    }
+    let cmd = match &fetch {
+        Some(f) => json!(f.spec.cmd()),
+        None => cmd_value(&plan.command),
+    };
+
+    if plan.command.is_none() && fetch.is_none() {
         let msg = "no command to run: give 'command' (run by /bin/sh -c) or 'argv' (a list), at the top level or in operation_configs.<operation>".to_string();
         return RunReport {
             result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": msg}),
@@ -87,12 +106,12 @@ pub fn run_operation(
     if opts.check_mode {
         // As ansible.builtin.command does in check mode: nothing runs, the task is skipped.
         let mut result = json!({
-            "changed": false,
-            "skipped": true,
+            "changed": fetch.is_some(),
+            "skipped": fetch.is_none(),
             "failed": false,
             "rc": 0,
             "cmd": if opts.no_log { json!(REDACTED) } else { cmd },
-            "msg": "Command would have run if not in check mode",
+            "msg": if fetch.is_some() { "Download would have run if not in check mode" } else { "Command would have run if not in check mode" },
             "retry": {
                 "session_id": session_id,
                 "operation": plan.operation,
@@ -124,33 +143,46 @@ pub fn run_operation(
     let who = Identity {
         operation_id,
         session_id,
-        command: plan.command.as_ref().map(|c| {
-            if opts.no_log {
-                REDACTED.to_string()
-            } else {
-                c.display()
-            }
-        }),
+        command: match &fetch {
+            Some(_) if opts.no_log => Some(REDACTED.to_string()),
+            Some(f) => Some(f.spec.cmd()),
+            None => plan.command.as_ref().map(|c| {
+                if opts.no_log {
+                    REDACTED.to_string()
+                } else {
+                    c.display()
+                }
+            }),
+        },
         context: config.context.clone(),
         host: host_name(),
     };
-    let mut attempter = ProcessAttempter {
+    let mut process = ProcessAttempter {
         plan: &resolved.plan,
         passthrough: opts.passthrough,
     };
-    let mut outcome = engine::run(
-        &mut plan,
-        &mut attempter,
-        timer,
-        cancel,
-        &mut guards,
-        log,
-        who,
-    );
+    let mut fetcher = fetch.as_ref().map(|f| {
+        DownloadAttempter::new(
+            &f.spec,
+            log,
+            ProgressMode::for_stderr(opts.passthrough, log),
+        )
+    });
+    let attempter: &mut dyn Attempter = match fetcher.as_mut() {
+        Some(f) => f,
+        None => &mut process,
+    };
+    let mut outcome = engine::run(&mut plan, attempter, timer, cancel, &mut guards, log, who);
+    if let Some(f) = &fetcher {
+        f.finish(&mut outcome.record);
+    }
     if opts.no_log {
         result::redact_record(&mut outcome.record);
     }
     let mut result = result::build(&outcome, cmd, opts.no_log);
+    if let (Some(ready), Some(f)) = (&fetch, &fetcher) {
+        download::decorate_result(&mut result, ready, f, opts.no_log);
+    }
     let mut exit_code = outcome.exit_code();
     // Notifications (src/sinks, issue 5): outcomes go in retry.notifications; only a system
     // with `required: true` can change the result.

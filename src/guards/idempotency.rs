@@ -4,7 +4,8 @@
 //! - `creates: PATH` (a path or glob, relative to `chdir`): when it matches, the command is not
 //!   run at all (status `skipped`, `changed: false`, exit 0);
 //! - `removes: PATH`: when it matches nothing, the command is not run;
-//! - `check_command`: run by `/bin/sh -c` with the attempt's env and chdir before each retry
+//! - `check_command`: run by `/bin/sh -c` with the attempt's env and chdir (and RETRYX_ATTEMPT,
+//!   the attempt just run, 0 before the first) before each retry
 //!   (and before the first attempt with `check_before_first: true`); exit 0 means the work is
 //!   already done: stop with success, `changed: false`. Any other exit, or a check that cannot
 //!   run, means "not done": the retry goes ahead.
@@ -115,6 +116,8 @@ impl Idempotency {
         for (k, v) in &self.env {
             c.env(k, v);
         }
+        // As the attempts see it: the attempt just run (0 before the first).
+        c.env("RETRYX_ATTEMPT", ctx.attempt.to_string());
         if let Some(dir) = &self.chdir {
             c.current_dir(dir);
         }
@@ -349,7 +352,10 @@ mod tests {
     fn the_check_sees_the_attempt_env_and_decides() {
         let (t, c, l) = (FakeTimer::new(), Cancel::new(), Logger::memory(-2));
         let env = vec![("WANT".to_string(), "yes".to_string())];
-        let mut g = guard("test \"$WANT\" = yes", env.clone());
+        let mut g = guard(
+            "test \"$WANT\" = yes && test \"$RETRYX_ATTEMPT\" = 1",
+            env.clone(),
+        );
         assert!(matches!(
             g.before_retry(&ctx(&t, &c, &l), ErrorClass::Timeout),
             RetryVerdict::Done { .. }

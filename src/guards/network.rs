@@ -6,9 +6,10 @@
 //! `/sys/class/net/*/operstate` every 100 ms when no such socket can be had), log "network
 //! recovered, retrying operation" and retry at once: the wait replaces the backoff and uses up
 //! no attempt. The wait is bounded by `max_network_wait` and the operation's deadline, and cut
-//! short by stop signals (checked at least every 50 ms). Link state is read from
-//! `/sys/class/net` (which `ip netns exec` remounts for its namespace). This file must not
-//! spawn anything or write records; it touches no state file.
+//! short by stop signals (checked at least every 50 ms). Link state itself comes from an
+//! rtnetlink dump (RTM_GETLINK: each link's IFLA_IFNAME, IFLA_OPERSTATE and flags), so it is
+//! right in any network namespace; `/sys/class/net` is read only when netlink is unavailable.
+//! This file must not spawn anything or write records; it touches no state file.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -51,6 +52,8 @@ pub struct SysLinks {
     root: PathBuf,
     required: Vec<String>,
     netlink: Option<OwnedFd>,
+    /// Read link state from rtnetlink dumps (else from `root`).
+    use_netlink_state: bool,
 }
 
 fn read_trim(p: PathBuf) -> Option<String> {
@@ -89,12 +92,180 @@ fn subscribe_links() -> Result<OwnedFd, nix::Error> {
     Ok(fd)
 }
 
+/// One link as rtnetlink reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub name: String,
+    pub flags: u32,
+    /// IF_OPER_* (RFC 2863): 0 unknown, 2 down, 6 up, ...
+    pub operstate: u8,
+}
+
+const NLMSG_HDR: usize = 16;
+const IFINFOMSG: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_OPERSTATE: u16 = 16;
+const IF_OPER_UNKNOWN: u8 = 0;
+const IF_OPER_UP: u8 = 6;
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+fn ne_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn ne_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Parses one datagram of netlink messages: the RTM_NEWLINK ones become `Link`s; `true` once
+/// NLMSG_DONE is seen; an NLMSG_ERROR is an error.
+pub fn parse_links(buf: &[u8], out: &mut Vec<Link>) -> Result<bool, String> {
+    let mut off = 0;
+    while off + NLMSG_HDR <= buf.len() {
+        let len = ne_u32(buf, off).unwrap_or(0) as usize;
+        let kind = ne_u16(buf, off + 4).unwrap_or(0);
+        if len < NLMSG_HDR || off + len > buf.len() {
+            return Err("truncated netlink message".into());
+        }
+        match kind {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => return Err("netlink error reply".into()),
+            RTM_NEWLINK if len >= NLMSG_HDR + IFINFOMSG => {
+                let flags = ne_u32(buf, off + NLMSG_HDR + 8).unwrap_or(0);
+                let (mut name, mut operstate) = (String::new(), IF_OPER_UNKNOWN);
+                let mut a = off + NLMSG_HDR + IFINFOMSG;
+                while a + 4 <= off + len {
+                    let alen = ne_u16(buf, a).unwrap_or(0) as usize;
+                    let akind = ne_u16(buf, a + 2).unwrap_or(0) & 0x3fff;
+                    if alen < 4 || a + alen > off + len {
+                        break;
+                    }
+                    let data = &buf[a + 4..a + alen];
+                    match akind {
+                        IFLA_IFNAME => {
+                            let end = data.iter().position(|&c| c == 0).unwrap_or(data.len());
+                            name = String::from_utf8_lossy(&data[..end]).into_owned();
+                        }
+                        IFLA_OPERSTATE => operstate = data.first().copied().unwrap_or(0),
+                        _ => {}
+                    }
+                    a += align4(alen);
+                }
+                if !name.is_empty() {
+                    out.push(Link {
+                        name,
+                        flags,
+                        operstate,
+                    });
+                }
+            }
+            _ => {}
+        }
+        off += align4(len);
+    }
+    Ok(false)
+}
+
+/// Asks the kernel for every link of our network namespace (RTM_GETLINK dump).
+pub fn dump_links() -> Result<Vec<Link>, String> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto,
+        socket,
+    };
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        SockProtocol::NetlinkRoute,
+    )
+    .map_err(|e| format!("netlink socket: {e}"))?;
+    let mut req = Vec::with_capacity(NLMSG_HDR + IFINFOMSG);
+    req.extend_from_slice(&((NLMSG_HDR + IFINFOMSG) as u32).to_ne_bytes());
+    req.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
+    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    req.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel assigns ours
+    req.extend_from_slice(&[0u8; IFINFOMSG]); // AF_UNSPEC: every link
+    sendto(
+        fd.as_raw_fd(),
+        &req,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("netlink request: {e}"))?;
+    let mut links = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    let until = Instant::now() + Duration::from_secs(1);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("netlink dump: no answer within 1s".into());
+        }
+        let ms = u16::try_from(left.as_millis()).unwrap_or(1000).max(1);
+        let mut fds = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(format!("netlink poll: {e}")),
+        }
+        match recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => {
+                if parse_links(&buf[..n], &mut links)? {
+                    return Ok(links);
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("netlink read: {e}")),
+        }
+    }
+}
+
+fn link_up(l: &Link) -> bool {
+    l.operstate == IF_OPER_UP
+        || (l.operstate == IF_OPER_UNKNOWN && l.flags & IFF_UP != 0 && l.flags & IFF_RUNNING != 0)
+}
+
+/// Which of `required` are down among `links` (any non-loopback link up when none required).
+fn down_among(links: &[Link], required: &[String]) -> Vec<String> {
+    if required.is_empty() {
+        return if links
+            .iter()
+            .any(|l| l.flags & IFF_LOOPBACK == 0 && l.name != "lo" && link_up(l))
+        {
+            vec![]
+        } else {
+            vec!["no non-loopback interface is up".into()]
+        };
+    }
+    required
+        .iter()
+        .filter_map(|n| match links.iter().find(|l| &l.name == n) {
+            Some(l) if link_up(l) => None,
+            Some(_) => Some(format!("{n} (down)")),
+            None => Some(format!("{n} (missing)")),
+        })
+        .collect()
+}
+
 impl SysLinks {
     pub fn new(required: Vec<String>) -> Self {
         SysLinks {
             root: PathBuf::from("/sys/class/net"),
             required,
             netlink: None,
+            use_netlink_state: true,
         }
     }
 
@@ -124,14 +295,22 @@ impl LinkSource for SysLinks {
     }
 
     fn kind(&self) -> &'static str {
-        if self.netlink.is_some() {
-            "netlink"
-        } else {
-            "sysfs polling"
+        match (self.netlink.is_some(), self.use_netlink_state) {
+            (true, true) => "netlink",
+            (true, false) => "netlink events, sysfs state",
+            (false, true) => "netlink state, polled",
+            (false, false) => "sysfs polling",
         }
     }
 
     fn down(&mut self) -> Vec<String> {
+        if self.use_netlink_state {
+            match dump_links() {
+                Ok(links) => return down_among(&links, &self.required),
+                // No netlink here (seccomp, odd kernels): /sys/class/net from now on.
+                Err(_) => self.use_netlink_state = false,
+            }
+        }
         if self.required.is_empty() {
             let names: Vec<String> = std::fs::read_dir(&self.root)
                 .map(|d| {
@@ -461,6 +640,70 @@ mod tests {
         assert!(probe(&addr, Duration::from_secs(1)).is_err());
     }
 
+    /// One RTM_NEWLINK message as the kernel sends it.
+    fn newlink(name: &str, flags: u32, operstate: u8) -> Vec<u8> {
+        let mut attrs = Vec::new();
+        let mut attr = |kind: u16, data: &[u8]| {
+            attrs.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+            attrs.extend_from_slice(&kind.to_ne_bytes());
+            attrs.extend_from_slice(data);
+            while attrs.len() % 4 != 0 {
+                attrs.push(0);
+            }
+        };
+        attr(IFLA_IFNAME, format!("{name}\0").as_bytes());
+        attr(IFLA_OPERSTATE, &[operstate]);
+        let mut m = Vec::new();
+        m.extend_from_slice(&((32 + attrs.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+        m.extend_from_slice(&2u16.to_ne_bytes());
+        m.extend_from_slice(&[0u8; 8]);
+        m.extend_from_slice(&[0u8; 8]); // family, pad, type, index
+        m.extend_from_slice(&flags.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&attrs);
+        m
+    }
+
+    #[test]
+    fn rtnetlink_link_messages_are_parsed() {
+        let mut buf = newlink("lo", 0x49, IF_OPER_UNKNOWN);
+        buf.extend(newlink("eth0", 0x1003, 2));
+        buf.extend(newlink("veth1", 0x11043, IF_OPER_UP));
+        let mut done = 16u32.to_ne_bytes().to_vec();
+        done.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+        done.extend_from_slice(&[0u8; 10]);
+        buf.extend(done);
+        let mut links = Vec::new();
+        assert_eq!(parse_links(&buf, &mut links), Ok(true));
+        assert_eq!(links.len(), 3);
+        assert_eq!(
+            links[1],
+            Link {
+                name: "eth0".into(),
+                flags: 0x1003,
+                operstate: 2
+            }
+        );
+        assert!(down_among(&links, &[]).is_empty(), "veth1 is up");
+        assert_eq!(
+            down_among(&links, &["eth0".into(), "veth1".into(), "x".into()]),
+            vec!["eth0 (down)".to_string(), "x (missing)".to_string()]
+        );
+        assert_eq!(down_among(&links[..2], &[]).len(), 1, "lo does not count");
+        assert!(parse_links(&buf[..20], &mut links).is_err());
+    }
+
+    #[test]
+    fn the_kernel_answers_a_link_dump_with_loopback() {
+        let links = dump_links().unwrap();
+        let lo = links
+            .iter()
+            .find(|l| l.name == "lo")
+            .expect("lo in every namespace");
+        assert_ne!(lo.flags & IFF_LOOPBACK, 0);
+    }
+
     #[test]
     fn loopback_is_not_a_network() {
         let dir = tempfile::tempdir().unwrap();
@@ -472,6 +715,7 @@ mod tests {
             root: dir.path().to_path_buf(),
             required: vec![],
             netlink: None,
+            use_netlink_state: false,
         };
         assert_eq!(s.down().len(), 1);
         let eth = dir.path().join("eth0");

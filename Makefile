@@ -5,7 +5,7 @@ TARGET := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(TARGET)/release/retryx
 ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
-APT_TEST_PACKAGES := iproute2 procps curl
+APT_TEST_PACKAGES := iproute2 procps curl chromium
 
 .PHONY: demo test build setup rust-test lint bench ansible-test notify-test
 

@@ -385,6 +385,10 @@ pub enum SessionCmd {
 pub enum ShowFormat {
     Json,
     Text,
+    /// A timeline picture
+    Svg,
+    /// The timeline and statistics as one self-contained page
+    Html,
 }
 
 /// Prints a session action's result; exit 0 unless it failed.
@@ -426,7 +430,8 @@ fn session_command(action: SessionCmd, artifacts_dir: String) -> Result<i32, Usa
             Ok(0)
         }
         SessionCmd::Show { id, format } => {
-            let doc = match store?.load_session(&id) {
+            let store = store?;
+            let doc = match store.load_session(&id) {
                 Ok(d) => d,
                 Err(e) => {
                     eprintln!("retryx: {e}");
@@ -434,6 +439,12 @@ fn session_command(action: SessionCmd, artifacts_dir: String) -> Result<i32, Usa
                 }
             };
             match format {
+                ShowFormat::Svg => {
+                    let _ = out.write_all(crate::record::render::svg(&doc, &store.operations_of(&doc)).as_bytes());
+                }
+                ShowFormat::Html => {
+                    let _ = out.write_all(crate::record::render::html(&doc, &store.operations_of(&doc)).as_bytes());
+                }
                 ShowFormat::Json => {
                     let _ = writeln!(
                         out,

@@ -82,6 +82,12 @@ fn check_private_dir(dir: &Path, meta: &std::fs::Metadata) -> Result<(), FsError
 /// rename over the target, fsync of the directory. A reader sees the old file or the new one,
 /// never a torn one, even if we are killed half-way. `name` must be a plain file name.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, FsError> {
+    write_renamed(dir, name, bytes, true)
+}
+
+/// As `write_atomic`, but without the fsyncs when `durable` is false: for batches that make
+/// themselves durable once at the end (`sync_dir_fs`), such as compressing many files.
+pub fn write_renamed(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> Result<PathBuf, FsError> {
     let target = dir.join(name);
     if name.contains('/') || name == "." || name == ".." || name.is_empty() {
         return Err(FsError::Io {
@@ -95,12 +101,21 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, FsE
         .tempfile_in(dir)
         .map_err(io(dir))?;
     tmp.write_all(bytes).map_err(io(&target))?;
-    tmp.as_file().sync_all().map_err(io(&target))?;
+    if durable {
+        tmp.as_file().sync_all().map_err(io(&target))?;
+    }
     tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
-    if let Ok(d) = File::open(dir) {
+    if durable && let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(target)
+}
+
+/// Flushes the whole filesystem holding `dir` to disk in one call (after a batch of
+/// `write_renamed(.., false)`).
+pub fn sync_dir_fs(dir: &Path) -> Result<(), FsError> {
+    let d = File::open(dir).map_err(io(dir))?;
+    nix::unistd::syncfs(&d).map_err(|e| io(dir)(std::io::Error::from(e)))
 }
 
 /// Opens (creating 0600) a file for locking or read-modify-write, never through a symlink.

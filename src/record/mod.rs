@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod alerts;
+pub mod render;
 pub mod stats;
 pub mod store;
 

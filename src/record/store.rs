@@ -343,6 +343,16 @@ impl Store {
         Ok((doc, written))
     }
 
+    /// The operation records of a session that can still be read.
+    pub fn operations_of(&self, doc: &SessionDoc) -> Vec<OperationRecord> {
+        doc.operations
+            .iter()
+            .filter(|o| check_id("operation_id", &o.operation_id).is_ok())
+            .filter_map(|o| self.read_doc(&format!("retry_operation_{}.json", o.operation_id)).ok().flatten())
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect()
+    }
+
     /// Every session in the directory, newest first.
     pub fn list(&self) -> Result<Vec<SessionDoc>, StoreError> {
         let mut ids: Vec<String> = Vec::new();
@@ -485,27 +495,29 @@ impl Store {
                 }
                 if finished || meta.len() > threshold {
                     self.gzip(&n)?;
-                    done.push(format!("{n}.gz"));
+                    done.push(n);
                 }
             }
         }
-        Ok(done)
+        // One flush for the whole batch, and only then are the originals removed: a crash
+        // leaves a plain copy or a durable compressed one, never neither.
+        if !done.is_empty() {
+            fsx::sync_dir_fs(&self.dir)?;
+        }
+        for n in &done {
+            let _ = self.remove_ours(&self.dir.join(n));
+        }
+        Ok(done.into_iter().map(|n| format!("{n}.gz")).collect())
     }
 
     fn gzip(&self, name: &str) -> Result<(), StoreError> {
         let path = self.dir.join(name);
         let bytes = fsx::read_private(&path, MAX_DOC_BYTES)?;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(&bytes).map_err(|e| FsError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        let gz = enc.finish().map_err(|e| FsError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        fsx::write_atomic(&self.dir, &format!("{name}.gz"), &gz)?;
-        std::fs::remove_file(&path).map_err(|e| FsError::Io { path, source: e })?;
+        let io = |e| FsError::Io { path: path.clone(), source: e };
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&bytes).map_err(io)?;
+        let gz = enc.finish().map_err(io)?;
+        fsx::write_renamed(&self.dir, &format!("{name}.gz"), &gz, false)?;
         Ok(())
     }
 }

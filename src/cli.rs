@@ -440,10 +440,14 @@ fn session_command(action: SessionCmd, artifacts_dir: String) -> Result<i32, Usa
             };
             match format {
                 ShowFormat::Svg => {
-                    let _ = out.write_all(crate::record::render::svg(&doc, &store.operations_of(&doc)).as_bytes());
+                    let _ = out.write_all(
+                        crate::record::render::svg(&doc, &store.operations_of(&doc)).as_bytes(),
+                    );
                 }
                 ShowFormat::Html => {
-                    let _ = out.write_all(crate::record::render::html(&doc, &store.operations_of(&doc)).as_bytes());
+                    let _ = out.write_all(
+                        crate::record::render::html(&doc, &store.operations_of(&doc)).as_bytes(),
+                    );
                 }
                 ShowFormat::Json => {
                     let _ = writeln!(

@@ -343,13 +343,31 @@ fn send_group(pgid: Pid, sig: Signal) {
     let _ = killpg(pgid, sig);
 }
 
+/// Whether anything of the group still runs. Its exited members are reaped first: retryx is
+/// their subreaper, so a killed grandchild is not left as a zombie that looks alive (some
+/// init processes never reap orphans).
 fn group_alive(pgid: Pid) -> bool {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(Pid::from_raw(-pgid.as_raw()), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
     killpg(pgid, None).is_ok()
+}
+
+/// Makes orphaned descendants of our attempts our children, so `group_alive` can reap them.
+fn become_subreaper() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    });
 }
 
 /// Runs one attempt to its end. A stop request is forwarded to the group; the attempt's result
 /// says so in `interrupted_by`.
 pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
+    become_subreaper();
     let mut cmd = match build_command(spec) {
         Ok(c) => c,
         Err(exit) => return AttemptOutput::synthetic(exit),

@@ -87,7 +87,12 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, FsE
 
 /// As `write_atomic`, but without the fsyncs when `durable` is false: for batches that make
 /// themselves durable once at the end (`sync_dir_fs`), such as compressing many files.
-pub fn write_renamed(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> Result<PathBuf, FsError> {
+pub fn write_renamed(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    durable: bool,
+) -> Result<PathBuf, FsError> {
     let target = dir.join(name);
     if name.contains('/') || name == "." || name == ".." || name.is_empty() {
         return Err(FsError::Io {

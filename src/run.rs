@@ -240,8 +240,10 @@ fn write_records(
         match crate::record::store::Store::open(&dir)
             .and_then(|s| s.record_operation(r, thresholds, log_attempts, timer.wall()))
         {
-            Ok((files, op_alerts)) => {
+            Ok((files, op_alerts, session_stats)) => {
                 alerts = op_alerts;
+                // The session so far, in the seed's final_statistics shape (AAP artifacts).
+                result["retry"]["session_statistics"] = json!(session_stats);
                 result["retry"]["artifacts"] = json!(
                     files
                         .iter()

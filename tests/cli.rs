@@ -218,6 +218,28 @@ fn timeout_kills_the_whole_group_grandchildren_included() {
 }
 
 #[test]
+fn a_shell_timeout_ends_at_the_timeout_not_after_the_grace() {
+    // The killed sleep is a grandchild whose parent shell died with it: retryx reaps it itself
+    // instead of waiting out the 2 s grace on a zombie.
+    let started = Instant::now();
+    let out = run(&[
+        "-n",
+        "1",
+        "-t",
+        "1s",
+        "--shell",
+        "--",
+        "sleep 30; echo never",
+    ]);
+    assert_eq!(out.status.code(), Some(124));
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn timeout_escalates_to_kill_when_term_is_ignored() {
     let started = Instant::now();
     let out = run(&[

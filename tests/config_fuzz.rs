@@ -164,6 +164,16 @@ fn a_hundred_thousand_configs_never_panic_and_every_rejection_explains_itself() 
         };
         let coerce = rng.random::<bool>();
         let shown = value.to_string();
+        // The fast path (typed parse + the schema's bounds) and the jsonschema validator agree.
+        let fast = retryx::config::coerce_and_validate(value.clone(), coerce);
+        let by_schema = retryx::config::schema_accepts(value.clone(), coerce).unwrap();
+        // The one place the typed config is stricter: a duration string over 31 days, a bound
+        // the schema's string pattern cannot say.
+        let stricter = matches!(&fast, Err(e) if e.to_string().contains("31 days"));
+        assert!(
+            fast.is_ok() == by_schema || (stricter && by_schema),
+            "fast path and jsonschema disagree on {shown} (coerce: {coerce}): {fast:?}"
+        );
         let outcome = std::panic::catch_unwind(|| Resolved::from_value(value, Map::new(), coerce));
         match outcome {
             Err(_) => panic!("parser panicked on {shown}"),

@@ -515,7 +515,10 @@ fn the_module_records_by_default_and_no_log_keeps_secrets_out_of_them() {
 /// Width, height and how many bytes of the decoded image are not plain white/black filler.
 fn png_facts(png: &[u8]) -> (u32, u32, usize) {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
-    let (w, h) = (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
+    let (w, h) = (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    );
     let mut idat = Vec::new();
     let mut i = 8;
     while i + 8 <= png.len() {
@@ -533,29 +536,95 @@ fn png_facts(png: &[u8]) -> (u32, u32, usize) {
 
 #[test]
 fn the_session_picture_renders_in_headless_chromium() {
-    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists()) else {
-        assert!(std::env::var("CI").is_err(), "chromium is missing on CI: `make setup` installs it");
+    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "chromium is missing on CI: `make setup` installs it"
+        );
         eprintln!("SKIPPED: no chromium here (`make setup` installs it)");
         return;
     };
     let base = tempfile::tempdir().unwrap();
     let dir = base.path().join("r");
     let d = dir.to_str().unwrap();
-    retryx().args(["--artifacts-dir", d, "--session-id", "retry_pic", "-o", "flaky <op>", "-n", "3", "-d", "20ms", "--", "false"]).status().unwrap();
-    retryx().args(["--artifacts-dir", d, "--session-id", "retry_pic", "-o", "fine", "--", "true"]).status().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_retryx")).args(["session", "finalize", "retry_pic", "--artifacts-dir", d]).output().unwrap();
+    retryx()
+        .args([
+            "--artifacts-dir",
+            d,
+            "--session-id",
+            "retry_pic",
+            "-o",
+            "flaky <op>",
+            "-n",
+            "3",
+            "-d",
+            "20ms",
+            "--",
+            "false",
+        ])
+        .status()
+        .unwrap();
+    retryx()
+        .args([
+            "--artifacts-dir",
+            d,
+            "--session-id",
+            "retry_pic",
+            "-o",
+            "fine",
+            "--",
+            "true",
+        ])
+        .status()
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_retryx"))
+        .args(["session", "finalize", "retry_pic", "--artifacts-dir", d])
+        .output()
+        .unwrap();
     for format in ["svg", "html"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_retryx")).args(["session", "show", "retry_pic", "--format", format, "--artifacts-dir", d]).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_retryx"))
+            .args([
+                "session",
+                "show",
+                "retry_pic",
+                "--format",
+                format,
+                "--artifacts-dir",
+                d,
+            ])
+            .output()
+            .unwrap();
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.contains("flaky &lt;op&gt;") && !text.contains("flaky <op>"), "names are escaped");
-        assert_eq!(text.matches("<rect x=").count() >= 4, true, "three failed attempts and a success drawn");
+        assert!(
+            text.contains("flaky &lt;op&gt;") && !text.contains("flaky <op>"),
+            "names are escaped"
+        );
+        assert_eq!(
+            text.matches("<rect x=").count() >= 4,
+            true,
+            "three failed attempts and a success drawn"
+        );
         let page = base.path().join(format!("pic.{format}"));
         std::fs::write(&page, &text).unwrap();
         let png = base.path().join(format!("pic-{format}.png"));
         let status = Command::new(chromium)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            .arg(format!("--user-data-dir={}", base.path().join(format!("profile-{format}")).display()))
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                base.path().join(format!("profile-{format}")).display()
+            ))
             .arg(format!("--screenshot={}", png.display()))
             .arg("--window-size=1200,600")
             .arg(format!("file://{}", page.display()))
@@ -566,6 +635,9 @@ fn the_session_picture_renders_in_headless_chromium() {
         assert!(status.success(), "chromium failed on {format}");
         let (w, h, inked) = png_facts(&std::fs::read(&png).unwrap());
         assert_eq!((w, h), (1200, 600), "{format}");
-        assert!(inked > 5_000, "{format}: the screenshot is blank ({inked} inked bytes)");
+        assert!(
+            inked > 5_000,
+            "{format}: the screenshot is blank ({inked} inked bytes)"
+        );
     }
 }

@@ -62,7 +62,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if s.starts_with('-') {
         return Err(DurationError::Negative(text.to_string()));
     }
-    if let Ok(secs) = s.parse::<f64>() {
+    // Plain seconds are digits and one dot, as the schema's pattern says (no "1e3", no "inf").
+    if s.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && let Ok(secs) = s.parse::<f64>()
+    {
         return from_seconds(secs, text);
     }
     let mut total = 0f64;

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::{DurationSpec, format_duration, parse_duration};
 pub use resolve::{CommandLine, Plan, Resolved, StdinSpec};
-pub use validate::{ConfigError, coerce_and_validate, schema_json, validator_errors};
+pub use validate::{
+    ConfigError, coerce_and_validate, schema_accepts, schema_json, validator_errors,
+};
 
 use crate::classify::ErrorClass;
 use crate::policy::{JitterKind, PolicyKind};

@@ -27,7 +27,9 @@ fn esc(s: &str) -> String {
 }
 
 fn ms(t: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp_millis())
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.timestamp_millis())
 }
 
 fn colour(s: AttemptStatus) -> &'static str {
@@ -60,7 +62,7 @@ pub fn svg(doc: &SessionDoc, ops: &[OperationRecord]) -> String {
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#ffffff"/>
 <text x="16" y="24" font-size="16" font-weight="bold">Session {id} — {status}</text>
-<text x="16" y="44">{ops} operations, {ok} succeeded, {failed} failed, {retries} retries, success rate {rate}%, {dur}</text>
+<text x="16" y="44">{ops} operations, {ok} succeeded, {failed} failed, {retries} retries, success rate {rate}%, {dur:.2}s</text>
 "##,
         id = esc(&doc.session_id),
         status = esc(&doc.session_status),
@@ -69,10 +71,17 @@ pub fn svg(doc: &SessionDoc, ops: &[OperationRecord]) -> String {
         failed = s.failed_operations,
         retries = s.total_retry_attempts,
         rate = s.success_rate,
-        dur = format!("{:.2}s", span / 1000.0),
+        dur = span / 1000.0,
     );
     // legend
-    for (i, (label, fill)) in [("success", "#2e9d4a"), ("failed attempt", "#d9453d"), ("aborted", "#8a8a8a")].iter().enumerate() {
+    for (i, (label, fill)) in [
+        ("success", "#2e9d4a"),
+        ("failed attempt", "#d9453d"),
+        ("aborted", "#8a8a8a"),
+    ]
+    .iter()
+    .enumerate()
+    {
         let lx = 16.0 + i as f64 * 150.0;
         out.push_str(&format!(r#"<rect x="{lx}" y="58" width="14" height="10" fill="{fill}"/><text x="{}" y="67">{label}</text>"#, lx + 18.0));
     }
@@ -80,7 +89,10 @@ pub fn svg(doc: &SessionDoc, ops: &[OperationRecord]) -> String {
     out.push('\n');
     // time axis
     let axis_y = TOP + rows * ROW + 8.0;
-    out.push_str(&format!(r##"<line x1="{LABEL}" y1="{axis_y}" x2="{}" y2="{axis_y}" stroke="#333"/>"##, LABEL + plot));
+    out.push_str(&format!(
+        r##"<line x1="{LABEL}" y1="{axis_y}" x2="{}" y2="{axis_y}" stroke="#333"/>"##,
+        LABEL + plot
+    ));
     for i in 0..=5 {
         let tx = LABEL + plot * f64::from(i) / 5.0;
         let secs = span / 1000.0 * f64::from(i) / 5.0;
@@ -94,13 +106,22 @@ pub fn svg(doc: &SessionDoc, ops: &[OperationRecord]) -> String {
     for (row, summary) in doc.operations.iter().enumerate() {
         let y = TOP + row as f64 * ROW;
         let name: String = summary.operation_name.chars().take(40).collect();
-        out.push_str(&format!(r#"<text x="16" y="{}">{}</text>"#, y + 15.0, esc(&name)));
-        let alerted = doc.alerts.iter().any(|a| a.message.contains(&format!("operation {} ", summary.operation_name)));
+        out.push_str(&format!(
+            r#"<text x="16" y="{}">{}</text>"#,
+            y + 15.0,
+            esc(&name)
+        ));
+        let alerted = doc.alerts.iter().any(|a| {
+            a.message
+                .contains(&format!("operation {} ", summary.operation_name))
+        });
         match ops.iter().find(|o| o.operation_id == summary.operation_id) {
             Some(op) => {
                 let mut prev_end: Option<f64> = None;
                 for a in &op.attempts {
-                    let (Some(a0), Some(a1)) = (ms(&a.start_time), ms(&a.end_time)) else { continue };
+                    let (Some(a0), Some(a1)) = (ms(&a.start_time), ms(&a.end_time)) else {
+                        continue;
+                    };
                     let (x0, x1) = (x(a0), x(a1));
                     if let Some(pe) = prev_end {
                         out.push_str(&format!(r##"<line x1="{pe}" y1="{}" x2="{x0}" y2="{}" stroke="#999" stroke-dasharray="3,3"/>"##, y + 10.0, y + 10.0));
@@ -118,13 +139,28 @@ pub fn svg(doc: &SessionDoc, ops: &[OperationRecord]) -> String {
                 }
             }
             None => {
-                let (Some(a0), Some(a1)) = (ms(&summary.start_time), ms(&summary.end_time)) else { continue };
-                let fill = if summary.succeeded() { "#2e9d4a" } else { "#d9453d" };
-                out.push_str(&format!(r#"<rect x="{}" y="{}" width="{}" height="16" fill="{fill}"/>"#, x(a0), y + 2.0, (x(a1) - x(a0)).max(2.0)));
+                let (Some(a0), Some(a1)) = (ms(&summary.start_time), ms(&summary.end_time)) else {
+                    continue;
+                };
+                let fill = if summary.succeeded() {
+                    "#2e9d4a"
+                } else {
+                    "#d9453d"
+                };
+                out.push_str(&format!(
+                    r#"<rect x="{}" y="{}" width="{}" height="16" fill="{fill}"/>"#,
+                    x(a0),
+                    y + 2.0,
+                    (x(a1) - x(a0)).max(2.0)
+                ));
             }
         }
         if alerted {
-            out.push_str(&format!(r##"<text x="{}" y="{}" fill="#d9453d">▲</text>"##, LABEL + plot + 8.0, y + 15.0));
+            out.push_str(&format!(
+                r##"<text x="{}" y="{}" fill="#d9453d">▲</text>"##,
+                LABEL + plot + 8.0,
+                y + 15.0
+            ));
         }
         out.push('\n');
     }
@@ -145,7 +181,17 @@ pub fn html(doc: &SessionDoc, ops: &[OperationRecord]) -> String {
     let stats = serde_json::to_value(&doc.final_statistics).unwrap_or_default();
     let rows: String = stats
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    format!(
+                        "<tr><th>{}</th><td>{}</td></tr>",
+                        esc(k),
+                        esc(&v.to_string())
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
     format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>retryx session {id}</title>\n<style>body{{font-family:sans-serif;margin:16px}}table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style></head>\n<body>\n{svg}<h2>Final statistics</h2><table>{rows}</table>\n</body></html>\n",

@@ -195,7 +195,7 @@ impl Store {
         thresholds: Option<&AlertThresholds>,
         log_attempts: bool,
         now: DateTime<Utc>,
-    ) -> Result<(Vec<PathBuf>, Vec<Alert>), StoreError> {
+    ) -> Result<(Vec<PathBuf>, Vec<Alert>, FinalStatistics), StoreError> {
         check_id("session_id", &op.session_id)?;
         check_id("operation_id", &op.operation_id)?;
         let mut written = vec![fsx::write_atomic(
@@ -262,7 +262,7 @@ impl Store {
             final_statistics(&doc.operations, span(&doc.session_start, &last_end));
         doc.updated_at = timestamp(now);
         written.push(self.save_session(&doc)?);
-        Ok((written, alerts))
+        Ok((written, alerts, doc.final_statistics))
     }
 
     /// Final statistics, end, duration, status and alerts; the performance document, and the
@@ -348,7 +348,11 @@ impl Store {
         doc.operations
             .iter()
             .filter(|o| check_id("operation_id", &o.operation_id).is_ok())
-            .filter_map(|o| self.read_doc(&format!("retry_operation_{}.json", o.operation_id)).ok().flatten())
+            .filter_map(|o| {
+                self.read_doc(&format!("retry_operation_{}.json", o.operation_id))
+                    .ok()
+                    .flatten()
+            })
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect()
     }
@@ -513,7 +517,10 @@ impl Store {
     fn gzip(&self, name: &str) -> Result<(), StoreError> {
         let path = self.dir.join(name);
         let bytes = fsx::read_private(&path, MAX_DOC_BYTES)?;
-        let io = |e| FsError::Io { path: path.clone(), source: e };
+        let io = |e| FsError::Io {
+            path: path.clone(),
+            source: e,
+        };
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(&bytes).map_err(io)?;
         let gz = enc.finish().map_err(io)?;

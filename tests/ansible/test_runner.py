@@ -64,6 +64,8 @@ def check_common(artifacts: dict, operation: str):
     assert 0 <= artifacts["retry_execution_time"] < 60
     assert isinstance(artifacts["retry_session_statistics"], dict)
     assert artifacts["retry_session_statistics"], "session statistics are empty"
+    # the seed's final_statistics shape, for the session so far
+    assert artifacts["retry_session_statistics"]["total_operations"] >= 1
     stamp = datetime.datetime.strptime(artifacts["retry_timestamp"], "%Y-%m-%dT%H:%M:%SZ")
     age = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - stamp
     assert datetime.timedelta(seconds=-5) < age < datetime.timedelta(minutes=5)

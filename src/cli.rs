@@ -133,6 +133,12 @@ pub enum Sub {
     },
     /// Print the JSON Schema of module args and config files
     Schema,
+    /// Sessions of records: list, show (json, text, svg, html), finalize
+    Session(crate::record::cmd::SessionArgs),
+    /// Remove old records (retention_days, max_sessions); never an open session
+    Cleanup(crate::record::cmd::CleanupArgs),
+    /// Gzip finished sessions and record files above a size threshold
+    Compress(crate::record::cmd::CompressArgs),
 }
 
 fn parse_multiplier(s: &str) -> Result<f64, String> {
@@ -330,6 +336,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
             Err(e) => Err(Usage(e.to_string())),
         },
         Some(Sub::Validate { file, operation }) => validate(&file, operation),
+        Some(Sub::Session(a)) => Ok(crate::record::cmd::session(a)),
+        Some(Sub::Cleanup(a)) => Ok(crate::record::cmd::cleanup(a)),
+        Some(Sub::Compress(a)) => Ok(crate::record::cmd::compress(a)),
         None => run_command(cli.run),
     };
     match outcome {

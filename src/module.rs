@@ -127,12 +127,17 @@ fn run_module(path: &Path) -> Value {
                 passthrough: false,
                 no_log,
                 check_mode: flags.check_mode,
+                records_by_default: true,
             };
             let mut report = run_operation(&resolved, &opts, &log, &cancel, &timer);
             if !no_log && let Some(retry) = report.result.get_mut("retry") {
                 retry["log"] = json!(log.lines());
             }
             report.result
+        }
+        // Issue 4: the role's finalize / cleanup / compress handlers.
+        a @ (Action::Finalize | Action::Cleanup | Action::Compress) => {
+            crate::record::actions::module_action(a, &resolved.config, flags.check_mode)
         }
         other => failure(format!(
             "action '{}' is not available in this build of retryx",

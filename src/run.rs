@@ -22,6 +22,8 @@ pub struct RunOptions {
     pub no_log: bool,
     /// Ansible's check mode: say what would run; run and write nothing.
     pub check_mode: bool,
+    /// Write records to /tmp/ansible_retry when no artifacts_dir is given (the module does).
+    pub records_by_default: bool,
 }
 
 /// What came of it.
@@ -139,7 +141,15 @@ pub fn run_operation(
     if opts.no_log {
         result::redact_record(&mut outcome.record);
     }
-    let result = result::build(&outcome, cmd, opts.no_log);
+    let mut result = result::build(&outcome, cmd, opts.no_log);
+    // Records (src/record, issue 4): written from the already-redacted record.
+    crate::record::actions::after_run(
+        config,
+        opts.records_by_default,
+        &outcome.record,
+        &mut result,
+        log,
+    );
     RunReport {
         exit_code: outcome.exit_code(),
         result,

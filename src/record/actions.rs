@@ -1,0 +1,235 @@
+//! The front doors' entry points into the records: the hook after a run, the module's
+//! `finalize` / `cleanup` / `compress` actions, and the JSON schemas of every document. Decides
+//! where records go (module: /tmp/ansible_retry by default; CLI: only when asked) and turns
+//! record errors into result fields; the work itself is in `store`.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::OperationRecord;
+use super::store::{self, RecordError, Store};
+use crate::config::notify::AlertThresholds;
+use crate::config::{Action, Config};
+use crate::log::Logger;
+
+/// Defaults of cleanup and compress (config keys retention_days, max_sessions, compress_threshold).
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+pub const DEFAULT_MAX_SESSIONS: u32 = 100;
+pub const DEFAULT_COMPRESS_THRESHOLD: u64 = 1024 * 1024;
+
+/// The thresholds in force, unless monitoring is switched off.
+pub fn thresholds(config: &Config) -> Option<AlertThresholds> {
+    let m = config.monitoring.as_ref()?;
+    if m.enabled == Some(false) {
+        return None;
+    }
+    m.alerts.clone()
+}
+
+/// Where records go: the config's artifacts_dir, else the default when the front door writes
+/// by default (the module), else nowhere (the CLI).
+pub fn artifacts_dir(config: &Config, by_default: bool) -> Option<PathBuf> {
+    match &config.artifacts_dir {
+        Some(d) => Some(PathBuf::from(d)),
+        None if by_default => Some(PathBuf::from(store::DEFAULT_DIR)),
+        None => None,
+    }
+}
+
+/// After a run: writes the operation's records and fills `retry.artifacts`, `retry.alerts`
+/// and `retry.statistics.session`. A record that cannot be written does not change the
+/// operation's outcome: it becomes `retry.record_error` and an Ansible warning.
+pub fn after_run(
+    config: &Config,
+    by_default: bool,
+    record: &OperationRecord,
+    result: &mut Value,
+    log: &Logger,
+) {
+    let Some(dir) = artifacts_dir(config, by_default) else {
+        return;
+    };
+    let t = thresholds(config);
+    let log_attempts = config.log_individual_attempts.unwrap_or(false);
+    let outcome = Store::open(&dir)
+        .and_then(|s| s.record_operation(record, log_attempts, t.as_ref(), chrono::Utc::now()));
+    let Some(retry) = result.get_mut("retry") else {
+        return;
+    };
+    match outcome {
+        Ok(w) => {
+            retry["artifacts"] = json!(
+                w.files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+            );
+            retry["alerts"] = store::to_value(&w.alerts);
+            if let Some(stats) = retry.get_mut("statistics").and_then(Value::as_object_mut) {
+                stats.insert("session".into(), store::to_value(&w.session_statistics));
+            }
+            for a in &w.alerts {
+                log.warn("alert", &[("alert", a.message.clone())]);
+            }
+        }
+        Err(e) => {
+            let msg = format!("records not written: {e}");
+            log.warn("records not written", &[("error", e.to_string())]);
+            retry["record_error"] = json!(msg);
+            if let Some(obj) = result.as_object_mut() {
+                obj.entry("warnings").or_insert_with(|| json!([]));
+                if let Some(w) = obj.get_mut("warnings").and_then(Value::as_array_mut) {
+                    w.push(json!(msg));
+                }
+            }
+        }
+    }
+}
+
+fn fail(msg: String) -> Value {
+    json!({"failed": true, "changed": false, "msg": msg})
+}
+
+/// The module's session actions (the role's handlers). In check mode nothing is written.
+pub fn module_action(action: Action, config: &Config, check_mode: bool) -> Value {
+    let dir = artifacts_dir(config, true).unwrap_or_else(|| PathBuf::from(store::DEFAULT_DIR));
+    let store = Store::new(&dir);
+    let sid = config.session_id.as_deref();
+    if check_mode {
+        return json!({"changed": false, "skipped": true, "failed": false,
+            "msg": format!("would {} in {} if not in check mode", action_name(action), dir.display()),
+            "retry": {"session_id": sid, "artifacts": [], "alerts": []}});
+    }
+    let done = |r: Result<Value, RecordError>| r.unwrap_or_else(|e| fail(e.to_string()));
+    match action {
+        Action::Finalize => {
+            let Some(sid) = sid else {
+                return fail("action finalize needs session_id (the role passes retry_session_id)".into());
+            };
+            done(finalize_result(&store, sid, config, false))
+        }
+        // With a session id: the role's "cleanup retry session on error" closes the session
+        // as failed (records kept for the audit, an error record written). Without one:
+        // "cleanup old retry files", retention by age and count.
+        Action::Cleanup => match sid {
+            Some(sid) => done(finalize_result(&store, sid, config, true)),
+            None => done(
+                store
+                    .cleanup(
+                        config.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+                        config.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
+                        chrono::Utc::now(),
+                    )
+                    .map(|r| {
+                        json!({"changed": !r.removed_sessions.is_empty() || r.removed_files > 0,
+                            "failed": false,
+                            "msg": format!("removed {} session(s), {} file(s); kept {} open", r.removed_sessions.len(), r.removed_files, r.kept_open.len()),
+                            "retry": {"cleanup": store::to_value(&r), "artifacts": [], "alerts": []}})
+                    }),
+            ),
+        },
+        Action::Compress => done(
+            store
+                .compress(sid, config.compress_threshold.unwrap_or(DEFAULT_COMPRESS_THRESHOLD))
+                .map(|r| {
+                    json!({"changed": !r.files.is_empty(), "failed": false,
+                        "msg": format!("compressed {} file(s)", r.files.len()),
+                        "retry": {"session_id": sid, "compress": store::to_value(&r),
+                            "artifacts": r.files.iter().map(|f| dir.join(&f.file).display().to_string()).collect::<Vec<_>>(),
+                            "alerts": []}})
+                }),
+        ),
+        other => fail(format!("action '{}' is not a records action", action_name(other))),
+    }
+}
+
+fn action_name(a: Action) -> String {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn finalize_result(
+    store: &Store,
+    sid: &str,
+    config: &Config,
+    on_error: bool,
+) -> Result<Value, RecordError> {
+    let (s, files) = store.finalize(
+        sid,
+        thresholds(config).as_ref(),
+        on_error,
+        chrono::Utc::now(),
+    )?;
+    Ok(json!({
+        "changed": true,
+        "failed": false,
+        "msg": format!("session {sid} {}: {} operation(s), {} alert(s)", s.session_status, s.final_statistics.total_operations, s.alerts.len()),
+        "retry": {
+            "session_id": sid,
+            "status": s.session_status,
+            "session_start": s.session_start,
+            "session_end": s.session_end,
+            "session_duration": s.session_duration,
+            "statistics": s.final_statistics,
+            "alerts": s.alerts,
+            "artifacts": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        }
+    }))
+}
+
+/// The JSON Schema of each record document, by file name under `schemas/`.
+pub fn schemas() -> Vec<(&'static str, Value)> {
+    let s = |v: schemars::Schema| v.to_value();
+    vec![
+        (
+            "retry_session.schema.json",
+            s(schemars::schema_for!(store::SessionDocument)),
+        ),
+        (
+            "retry_operation.schema.json",
+            s(schemars::schema_for!(store::OperationDocument)),
+        ),
+        (
+            "retry_attempt.schema.json",
+            s(schemars::schema_for!(store::AttemptDocument)),
+        ),
+        (
+            "retry_performance.schema.json",
+            s(schemars::schema_for!(store::PerformanceDocument)),
+        ),
+        (
+            "retry_session_error.schema.json",
+            s(schemars::schema_for!(store::ErrorDocument)),
+        ),
+        (
+            "retry_records_pack.schema.json",
+            s(schemars::schema_for!(store::RecordsPack)),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The files in schemas/ are the types' schemas. RETRYX_WRITE_SCHEMAS=1 rewrites them.
+    #[test]
+    fn record_schemas_are_current() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        for (name, schema) in schemas() {
+            let want = format!("{}\n", serde_json::to_string_pretty(&schema).unwrap());
+            let path = root.join(name);
+            if std::env::var_os("RETRYX_WRITE_SCHEMAS").is_some() {
+                std::fs::write(&path, &want).unwrap();
+            }
+            let have = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                have == want,
+                "{name} is stale: RETRYX_WRITE_SCHEMAS=1 cargo test --lib record_schemas"
+            );
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Alert evaluation: the seed's `monitoring.alerts` thresholds (`min_success_rate`,
+//! `max_average_retries`, `max_execution_time`, `max_error_rate`) against one operation (where a
+//! threshold means something for a single operation) and against a session's statistics. Pure:
+//! no I/O, no clock, nothing sent — the alerts are data, ready for the sinks.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::OperationRecord;
+use super::stats::FinalStatistics;
+use crate::config::notify::AlertThresholds;
+
+/// One breached threshold. `name`, `message` and `severity` are what the sinks read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Alert {
+    /// The threshold's key: min_success_rate, max_average_retries, max_execution_time, max_error_rate.
+    pub name: String,
+    /// The statistic compared (success_rate, average_retry_count, execution_time, ...).
+    pub metric: String,
+    /// `session` or `operation`.
+    pub scope: String,
+    pub session_id: String,
+    pub operation_id: Option<String>,
+    pub operation_name: Option<String>,
+    pub value: f64,
+    pub threshold: f64,
+    /// `below` (value under a minimum) or `above` (value over a maximum).
+    pub comparison: String,
+    /// `warning`, or `error` when the value is twice as far from the limit as allowed.
+    pub severity: String,
+    pub message: String,
+}
+
+struct Check<'a> {
+    name: &'a str,
+    metric: &'a str,
+    value: f64,
+    limit: Option<f64>,
+    below: bool,
+    unit: &'a str,
+}
+
+fn evaluate(checks: &[Check], mk: impl Fn(&Check, String, String) -> Alert) -> Vec<Alert> {
+    let mut out = Vec::new();
+    for c in checks {
+        let Some(limit) = c.limit.filter(|l| l.is_finite()) else {
+            continue;
+        };
+        let breached = if c.below {
+            c.value < limit
+        } else {
+            c.value > limit
+        };
+        if !breached {
+            continue;
+        }
+        // "error" when the value is off by more than the limit itself (e.g. twice the max time,
+        // or a success rate under half the minimum): worth waking someone for.
+        let severe = if c.below {
+            c.value < limit / 2.0
+        } else {
+            c.value > limit * 2.0
+        };
+        let message = format!(
+            "{} {}{} is {} the threshold {}{}",
+            c.metric,
+            c.value,
+            c.unit,
+            if c.below { "below" } else { "above" },
+            limit,
+            c.unit
+        );
+        out.push(mk(
+            c,
+            message,
+            if severe { "error" } else { "warning" }.into(),
+        ));
+    }
+    out
+}
+
+/// Thresholds that apply to one operation: its execution time against `max_execution_time`
+/// and its retry count against `max_average_retries` (an operation's average is its own
+/// count). Success and error rates are only meaningful over many operations: session only.
+pub fn operation_alerts(op: &OperationRecord, t: &AlertThresholds) -> Vec<Alert> {
+    let retries = f64::from(op.attempt_count.saturating_sub(1));
+    let checks = [
+        Check {
+            name: "max_execution_time",
+            metric: "execution_time",
+            value: op.execution_time,
+            limit: t.max_execution_time,
+            below: false,
+            unit: "s",
+        },
+        Check {
+            name: "max_average_retries",
+            metric: "retry_count",
+            value: retries,
+            limit: t.max_average_retries,
+            below: false,
+            unit: "",
+        },
+    ];
+    evaluate(&checks, |c, message, severity| Alert {
+        name: c.name.into(),
+        metric: c.metric.into(),
+        scope: "operation".into(),
+        session_id: op.session_id.clone(),
+        operation_id: Some(op.operation_id.clone()),
+        operation_name: Some(op.operation_name.clone()),
+        value: c.value,
+        threshold: c.limit.unwrap_or_default(),
+        comparison: if c.below { "below" } else { "above" }.into(),
+        severity,
+        message: format!("{}: {message}", op.operation_name),
+    })
+}
+
+/// All four thresholds against a session's statistics. An empty session raises nothing.
+pub fn session_alerts(session_id: &str, s: &FinalStatistics, t: &AlertThresholds) -> Vec<Alert> {
+    if s.total_operations == 0 {
+        return vec![];
+    }
+    let checks = [
+        Check {
+            name: "min_success_rate",
+            metric: "success_rate",
+            value: s.success_rate,
+            limit: t.min_success_rate,
+            below: true,
+            unit: "%",
+        },
+        Check {
+            name: "max_average_retries",
+            metric: "average_retry_count",
+            value: s.average_retry_count,
+            limit: t.max_average_retries,
+            below: false,
+            unit: "",
+        },
+        Check {
+            name: "max_execution_time",
+            metric: "total_execution_time",
+            value: s.total_execution_time,
+            limit: t.max_execution_time,
+            below: false,
+            unit: "s",
+        },
+        Check {
+            name: "max_error_rate",
+            metric: "failure_rate",
+            value: s.failure_rate,
+            limit: t.max_error_rate,
+            below: false,
+            unit: "%",
+        },
+    ];
+    evaluate(&checks, |c, message, severity| Alert {
+        name: c.name.into(),
+        metric: c.metric.into(),
+        scope: "session".into(),
+        session_id: session_id.into(),
+        operation_id: None,
+        operation_name: None,
+        value: c.value,
+        threshold: c.limit.unwrap_or_default(),
+        comparison: if c.below { "below" } else { "above" }.into(),
+        severity,
+        message: format!("session {session_id}: {message}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::OperationStatus;
+    use crate::record::stats::StatsAcc;
+    use proptest::prelude::*;
+
+    fn seed_thresholds() -> AlertThresholds {
+        AlertThresholds {
+            min_success_rate: Some(85.0),
+            max_average_retries: Some(2.5),
+            max_execution_time: Some(1800.0),
+            max_error_rate: Some(15.0),
+        }
+    }
+
+    #[test]
+    fn seed_example_breaches_success_and_error_rate() {
+        let mut acc = StatsAcc::default();
+        for ok in [true, true, true, true, false] {
+            let st = if ok {
+                OperationStatus::Completed
+            } else {
+                OperationStatus::Failed
+            };
+            acc.add(st, 1, 66.0);
+        }
+        let a = session_alerts("s", &acc.finish(330.0), &seed_thresholds());
+        let names: Vec<_> = a.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["min_success_rate", "max_error_rate"]);
+        assert_eq!(a[0].value, 80.0);
+        assert_eq!(a[0].comparison, "below");
+        assert_eq!(a[0].severity, "warning");
+        assert_eq!(a[1].severity, "warning");
+        assert!(
+            a[1].message
+                .contains("failure_rate 20% is above the threshold 15%")
+        );
+    }
+
+    #[test]
+    fn no_thresholds_no_alerts_and_empty_sessions_are_quiet() {
+        let mut acc = StatsAcc::default();
+        acc.add(OperationStatus::Failed, 9, 1e9);
+        assert!(session_alerts("s", &acc.finish(1.0), &AlertThresholds::default()).is_empty());
+        assert!(
+            session_alerts("s", &StatsAcc::default().finish(0.0), &seed_thresholds()).is_empty()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn an_alert_means_a_breach(ok in 0u64..50, bad in 0u64..50, t in 0.0f64..100.0) {
+            let mut acc = StatsAcc::default();
+            for _ in 0..ok { acc.add(OperationStatus::Completed, 1, 1.0); }
+            for _ in 0..bad { acc.add(OperationStatus::Failed, 2, 1.0); }
+            let s = acc.finish(10.0);
+            let th = AlertThresholds { min_success_rate: Some(t), max_error_rate: Some(t), ..Default::default() };
+            let a = session_alerts("s", &s, &th);
+            let low = a.iter().any(|a| a.name == "min_success_rate");
+            let high = a.iter().any(|a| a.name == "max_error_rate");
+            prop_assert_eq!(low, s.total_operations > 0 && s.success_rate < t);
+            prop_assert_eq!(high, s.total_operations > 0 && s.failure_rate > t);
+        }
+    }
+}

@@ -1,0 +1,1013 @@
+//! Writing and reading the records on disk. Layout in the artifacts directory (0700, files 0600,
+//! every write through `fsx`: temp + fsync + rename):
+//!
+//! ```text
+//! retry_session_<sid>.json                 the session (seed "Session Statistics" + operation list + alerts)
+//! retry_session_<sid>.lock                 serialises updates of the session document
+//! retry_session_<sid>/operation_<oid>.json one per operation (seed "Operation Details", attempts included)
+//! attempt_<oid>_<n>.json                   one per attempt, when log_individual_attempts
+//! retry_performance_<sid>.json             written by finalize
+//! retry_session_error_<sid>.json           written by finalize when the session ended in failure
+//! retry_session_<sid>.records.json.gz      a finished session's operation and attempt files, packed by compress
+//! ```
+//!
+//! Each operation writes its own file (no lock needed: the name is unique) and then adds its
+//! counts to the session document under the session lock: O(1) per operation however long the
+//! session. Finalize reads the operation files once (linear) and rewrites the session document.
+//! This module decides nothing about policy and never sends anything.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::alerts::{self, Alert};
+use super::stats::{self, Distribution, FinalStatistics, OperationSummary, StatsAcc};
+use super::{AttemptRecord, OperationRecord, timestamp};
+use crate::config::notify::AlertThresholds;
+use crate::fsx::{self, FsError, LockGuard};
+
+/// Where the module writes records when not told otherwise (seed "Log Files").
+pub const DEFAULT_DIR: &str = "/tmp/ansible_retry";
+/// Documents above this size are refused when read back (nothing we write comes near it).
+const MAX_DOC_BYTES: u64 = 1 << 30;
+/// Left-over temp files older than this are removed by cleanup (a writer killed mid-write).
+const STALE_TEMP_SECS: i64 = 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("{path}: not a valid record: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: cannot decompress: {source}")]
+    Gzip {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "session id {0:?} is not usable: expected 1-128 characters from A-Z a-z 0-9 _ -, not starting with 'error_' (e.g. retry_1640995200_123456)"
+    )]
+    BadSessionId(String),
+    #[error("no session {id} in {dir}")]
+    NoSuchSession { id: String, dir: PathBuf },
+}
+
+/// A session id names files: it must be a plain name. Rejected rather than rewritten, so two
+/// different ids never end up in the same file. `error_` would collide with the error record.
+pub fn check_session_id(id: &str) -> Result<(), RecordError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !id.starts_with("error_");
+    if ok {
+        Ok(())
+    } else {
+        Err(RecordError::BadSessionId(id.to_string()))
+    }
+}
+
+/// The operation document: the seed's "Operation Details" plus the operation's own alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OperationDocument {
+    #[serde(flatten)]
+    pub record: OperationRecord,
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
+}
+
+/// `attempt_<operation_id>_<n>.json`: one attempt with the names that place it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AttemptDocument {
+    pub operation_id: String,
+    pub operation_name: String,
+    pub session_id: String,
+    #[serde(flatten)]
+    pub attempt: AttemptRecord,
+}
+
+/// `retry_session_<id>.json`: the seed's "Session Statistics" plus the operation list, alerts
+/// and the thresholds the session's operations were run with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionDocument {
+    pub session_id: String,
+    pub session_start: String,
+    /// The end of the last operation (null while open).
+    pub session_end: Option<String>,
+    /// Seconds from session_start to session_end (or to the last operation's end while open).
+    pub session_duration: f64,
+    /// `open` while operations are added; `completed` or `failed` once finalized.
+    pub session_status: String,
+    pub final_statistics: FinalStatistics,
+    /// Every operation, by start time (filled by finalize; empty while open).
+    pub operations: Vec<OperationSummary>,
+    /// Session alerts, then the operations' own (filled by finalize).
+    pub alerts: Vec<Alert>,
+    /// The `monitoring.alerts` the latest operation was run with: finalize uses them when not given others.
+    pub thresholds: Option<AlertThresholds>,
+    pub last_update: String,
+    pub finalized_at: Option<String>,
+    /// The end of the latest operation seen (while open).
+    pub last_operation_end: String,
+}
+
+/// `retry_performance_<id>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PerformanceDocument {
+    pub session_id: String,
+    pub generated_at: String,
+    pub session_duration: f64,
+    pub operations: u64,
+    pub attempts: u64,
+    pub operations_per_minute: f64,
+    /// Seconds per operation, waits included.
+    pub execution_time: Distribution,
+    /// Seconds per attempt.
+    pub attempt_time: Distribution,
+    /// Seconds waited between attempts, all operations.
+    pub total_wait_time: f64,
+    pub error_distribution: BTreeMap<String, u64>,
+    pub by_operation: BTreeMap<String, OperationGroup>,
+}
+
+/// Per operation name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OperationGroup {
+    pub count: u64,
+    pub successful: u64,
+    pub failed: u64,
+    pub average_execution_time: f64,
+    pub average_retry_count: f64,
+}
+
+/// `retry_session_error_<id>.json`: what went wrong in a failed session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorDocument {
+    pub session_id: String,
+    pub session_status: String,
+    pub generated_at: String,
+    /// Why the session counts as failed.
+    pub reason: String,
+    pub failed_operations: Vec<FailedOperation>,
+    pub error_distribution: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailedOperation {
+    pub operation_id: String,
+    pub operation_name: String,
+    pub status: super::OperationStatus,
+    pub attempt_count: u32,
+    pub final_error_type: Option<crate::classify::ErrorClass>,
+    pub final_error_message: Option<String>,
+    pub stop_reason: String,
+    pub end_time: String,
+}
+
+/// A finished session's operation and attempt documents in one gzip file (compress).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RecordsPack {
+    pub session_id: String,
+    pub operations: Vec<OperationDocument>,
+    pub attempts: Vec<AttemptDocument>,
+}
+
+/// What writing one operation produced.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+    pub alerts: Vec<Alert>,
+    pub session_statistics: Option<FinalStatistics>,
+}
+
+/// The artifacts directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+fn json_err(path: &Path) -> impl FnOnce(serde_json::Error) -> RecordError + '_ {
+    move |source| RecordError::Json {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn to_bytes<T: Serialize>(v: &T, path: &Path) -> Result<Vec<u8>, RecordError> {
+    let mut b = serde_json::to_vec_pretty(v).map_err(json_err(path))?;
+    b.push(b'\n');
+    Ok(b)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(bytes);
+    enc.finish().unwrap_or_default()
+}
+
+impl Store {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Store { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Opens the directory for writing: created 0700, refused when a symlink or not ours.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, RecordError> {
+        let s = Store::new(dir);
+        fsx::ensure_private_dir(&s.dir)?;
+        Ok(s)
+    }
+
+    pub fn session_file(&self, sid: &str) -> PathBuf {
+        self.dir.join(format!("retry_session_{sid}.json"))
+    }
+    fn lock_file(&self, sid: &str) -> PathBuf {
+        self.dir.join(format!("retry_session_{sid}.lock"))
+    }
+    pub fn session_dir(&self, sid: &str) -> PathBuf {
+        self.dir.join(format!("retry_session_{sid}"))
+    }
+    fn pack_name(sid: &str) -> String {
+        format!("retry_session_{sid}.records.json.gz")
+    }
+
+    /// The session lock. A lock file can be removed by cleanup while we wait on it; the lock is
+    /// ours only if the path still names the inode we locked.
+    fn lock(&self, sid: &str) -> Result<LockGuard, RecordError> {
+        let path = self.lock_file(sid);
+        loop {
+            let g = LockGuard::exclusive(&path)?;
+            let held = g.file().metadata().map_err(|e| FsError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => return Ok(g),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads a JSON document, or its `.gz` twin, transparently.
+    pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecordError> {
+        let gz = PathBuf::from(format!("{}.gz", path.display()));
+        let (p, bytes) = match fsx::read_private(path, MAX_DOC_BYTES) {
+            Ok(b) => (path.to_path_buf(), b),
+            Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                (gz.clone(), fsx::read_private(&gz, MAX_DOC_BYTES)?)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .take(MAX_DOC_BYTES)
+                .read_to_end(&mut out)
+                .map_err(|source| RecordError::Gzip {
+                    path: p.clone(),
+                    source,
+                })?;
+            out
+        } else {
+            bytes
+        };
+        serde_json::from_slice(&bytes).map_err(json_err(&p))
+    }
+
+    /// Writes one finished operation: its document, its attempts when asked, and its counts
+    /// into the session document (under the session lock).
+    pub fn record_operation(
+        &self,
+        record: &OperationRecord,
+        log_attempts: bool,
+        thresholds: Option<&AlertThresholds>,
+        now: DateTime<Utc>,
+    ) -> Result<Written, RecordError> {
+        let sid = &record.session_id;
+        check_session_id(sid)?;
+        fsx::ensure_private_dir(&self.dir)?;
+        let sdir = self.session_dir(sid);
+        fsx::ensure_private_dir(&sdir)?;
+        let op_alerts = thresholds
+            .map(|t| alerts::operation_alerts(record, t))
+            .unwrap_or_default();
+        let mut written = Written::default();
+        // The operation id is built from a sanitised name plus a uuid part; sanitise again
+        // anyway so a hand-made record can never name a path outside the directory.
+        let oid = super::sanitize_file_part(&record.operation_id);
+        let name = format!("operation_{oid}.json");
+        let doc = OperationDocument {
+            record: record.clone(),
+            alerts: op_alerts.clone(),
+        };
+        let path = sdir.join(&name);
+        written
+            .files
+            .push(fsx::write_atomic(&sdir, &name, &to_bytes(&doc, &path)?)?);
+        if log_attempts {
+            for a in &record.attempts {
+                let name = format!("attempt_{oid}_{}.json", a.attempt_number);
+                let d = AttemptDocument {
+                    operation_id: record.operation_id.clone(),
+                    operation_name: record.operation_name.clone(),
+                    session_id: sid.clone(),
+                    attempt: a.clone(),
+                };
+                let bytes = to_bytes(&d, &self.dir.join(&name))?;
+                written
+                    .files
+                    .push(fsx::write_atomic(&self.dir, &name, &bytes)?);
+            }
+        }
+        let _lock = self.lock(sid)?;
+        let spath = self.session_file(sid);
+        let mut session = match Self::read_json::<SessionDocument>(&spath) {
+            Ok(s) => s,
+            Err(RecordError::Fs(FsError::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                SessionDocument {
+                    session_id: sid.clone(),
+                    session_start: record.start_time.clone(),
+                    session_end: None,
+                    session_duration: 0.0,
+                    session_status: "open".into(),
+                    final_statistics: FinalStatistics::default(),
+                    operations: vec![],
+                    alerts: vec![],
+                    thresholds: None,
+                    last_update: String::new(),
+                    finalized_at: None,
+                    last_operation_end: record.end_time.clone(),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let mut acc = StatsAcc::from_statistics(&session.final_statistics);
+        acc.add(record.status, record.attempt_count, record.execution_time);
+        // RFC 3339 UTC strings of one format order as the times do.
+        if record.start_time < session.session_start {
+            session.session_start = record.start_time.clone();
+        }
+        if record.end_time > session.last_operation_end {
+            session.last_operation_end = record.end_time.clone();
+        }
+        // A finished session that gets another operation is open again; finalize recounts all.
+        session.session_status = "open".into();
+        session.session_end = None;
+        session.finalized_at = None;
+        session.session_duration =
+            stats::seconds_between(&session.session_start, &session.last_operation_end);
+        session.final_statistics = acc.finish(session.session_duration);
+        if let Some(t) = thresholds {
+            session.thresholds = Some(t.clone());
+        }
+        session.last_update = timestamp(now);
+        let bytes = to_bytes(&session, &spath)?;
+        written.files.push(fsx::write_atomic(
+            &self.dir,
+            &format!("retry_session_{sid}.json"),
+            &bytes,
+        )?);
+        written.session_statistics = Some(session.final_statistics);
+        written.alerts = op_alerts;
+        Ok(written)
+    }
+
+    /// Every operation document of a session: its directory, then its pack. Calls `f` on each
+    /// (streaming: finalize never holds all attempts in memory).
+    pub fn for_each_operation(
+        &self,
+        sid: &str,
+        mut f: impl FnMut(OperationDocument),
+    ) -> Result<(), RecordError> {
+        let sdir = self.session_dir(sid);
+        match std::fs::read_dir(&sdir) {
+            Ok(entries) => {
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    let Some(stem) = name.strip_prefix("operation_") else {
+                        continue;
+                    };
+                    if !(stem.ends_with(".json") || stem.ends_with(".json.gz")) {
+                        continue;
+                    }
+                    f(Self::read_json(&e.path())?);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(FsError::Io {
+                    path: sdir,
+                    source: e,
+                }
+                .into());
+            }
+        }
+        let pack = self.dir.join(Self::pack_name(sid));
+        if pack.exists() {
+            let p: RecordsPack = Self::read_json(&pack)?;
+            p.operations.into_iter().for_each(f);
+        }
+        Ok(())
+    }
+
+    pub fn read_session(&self, sid: &str) -> Result<SessionDocument, RecordError> {
+        check_session_id(sid)?;
+        let path = self.session_file(sid);
+        match Self::read_json(&path) {
+            Err(RecordError::Fs(FsError::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Err(RecordError::NoSuchSession {
+                    id: sid.into(),
+                    dir: self.dir.clone(),
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Closes a session: statistics from every operation, end and duration, status, alerts;
+    /// writes the session, performance and (when failed) error records. `force_failed` is the
+    /// role's "cleanup retry session on error". Linear in the session's operations.
+    pub fn finalize(
+        &self,
+        sid: &str,
+        thresholds: Option<&AlertThresholds>,
+        force_failed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(SessionDocument, Vec<PathBuf>), RecordError> {
+        check_session_id(sid)?;
+        fsx::ensure_private_dir(&self.dir)?;
+        let _lock = self.lock(sid)?;
+        let previous = match self.read_session(sid) {
+            Ok(s) => Some(s),
+            Err(RecordError::NoSuchSession { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let mut acc = StatsAcc::default();
+        let mut summaries = Vec::new();
+        let mut op_alerts = Vec::new();
+        let mut exec_times = Vec::new();
+        let mut attempt_times = Vec::new();
+        let mut wait = 0.0;
+        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+        let mut groups: BTreeMap<String, (OperationGroup, f64, u64)> = BTreeMap::new();
+        let mut failed_ops = Vec::new();
+        self.for_each_operation(sid, |d| {
+            let r = &d.record;
+            acc.add(r.status, r.attempt_count, r.execution_time);
+            exec_times.push(r.execution_time);
+            for a in &r.attempts {
+                attempt_times.push(a.execution_time);
+                wait += a.delay_before_retry;
+                if let Some(c) = a.error_type {
+                    *errors.entry(c.as_str().to_string()).or_default() += 1;
+                }
+            }
+            let g = groups.entry(r.operation_name.clone()).or_default();
+            g.0.count += 1;
+            if stats::is_success(r.status) {
+                g.0.successful += 1;
+            } else {
+                g.0.failed += 1;
+                failed_ops.push(FailedOperation {
+                    operation_id: r.operation_id.clone(),
+                    operation_name: r.operation_name.clone(),
+                    status: r.status,
+                    attempt_count: r.attempt_count,
+                    final_error_type: r.final_error_type,
+                    final_error_message: r.final_error_message.clone(),
+                    stop_reason: r.stop_reason.clone(),
+                    end_time: r.end_time.clone(),
+                });
+            }
+            g.1 += r.execution_time;
+            g.2 += u64::from(r.attempt_count.saturating_sub(1));
+            summaries.push(OperationSummary::of(r, d.alerts.len() as u32));
+            op_alerts.extend(d.alerts);
+        })?;
+        if summaries.is_empty() && previous.is_none() {
+            return Err(RecordError::NoSuchSession {
+                id: sid.into(),
+                dir: self.dir.clone(),
+            });
+        }
+        summaries.sort_by(|a, b| {
+            a.start_time
+                .cmp(&b.start_time)
+                .then(a.operation_id.cmp(&b.operation_id))
+        });
+        let start = summaries
+            .iter()
+            .map(|s| s.start_time.as_str())
+            .min()
+            .map(String::from)
+            .or_else(|| previous.as_ref().map(|p| p.session_start.clone()))
+            .unwrap_or_else(|| timestamp(now));
+        let end = summaries
+            .iter()
+            .map(|s| s.end_time.as_str())
+            .max()
+            .map(String::from)
+            .unwrap_or_else(|| start.clone());
+        let duration = stats::seconds_between(&start, &end);
+        let statistics = acc.finish(duration);
+        let thresholds = thresholds
+            .cloned()
+            .or_else(|| previous.as_ref().and_then(|p| p.thresholds.clone()));
+        let mut all_alerts = thresholds
+            .as_ref()
+            .map(|t| alerts::session_alerts(sid, &statistics, t))
+            .unwrap_or_default();
+        all_alerts.extend(op_alerts);
+        let failed = force_failed || statistics.failed_operations > 0;
+        let session = SessionDocument {
+            session_id: sid.into(),
+            session_start: start,
+            session_end: Some(end.clone()),
+            session_duration: duration,
+            session_status: if failed { "failed" } else { "completed" }.into(),
+            final_statistics: statistics.clone(),
+            operations: summaries,
+            alerts: all_alerts,
+            thresholds,
+            last_update: timestamp(now),
+            finalized_at: Some(timestamp(now)),
+            last_operation_end: end,
+        };
+        let mut files = Vec::new();
+        let perf = PerformanceDocument {
+            session_id: sid.into(),
+            generated_at: timestamp(now),
+            session_duration: duration,
+            operations: statistics.total_operations,
+            attempts: attempt_times.len() as u64,
+            operations_per_minute: statistics.operations_per_minute,
+            execution_time: stats::distribution(exec_times),
+            attempt_time: stats::distribution(attempt_times),
+            total_wait_time: (wait * 1000.0).round() / 1000.0,
+            error_distribution: errors.clone(),
+            by_operation: groups
+                .into_iter()
+                .map(|(k, (mut g, t, r))| {
+                    g.average_execution_time = (t / g.count as f64 * 1000.0).round() / 1000.0;
+                    g.average_retry_count = (r as f64 / g.count as f64 * 100.0).round() / 100.0;
+                    (k, g)
+                })
+                .collect(),
+        };
+        let name = format!("retry_performance_{sid}.json");
+        let bytes = to_bytes(&perf, &self.dir.join(&name))?;
+        files.push(fsx::write_atomic(&self.dir, &name, &bytes)?);
+        let ename = format!("retry_session_error_{sid}.json");
+        if failed {
+            let reason = if force_failed {
+                "closed by 'cleanup retry session on error'".to_string()
+            } else {
+                format!(
+                    "{} of {} operation(s) did not succeed",
+                    statistics.failed_operations, statistics.total_operations
+                )
+            };
+            let e = ErrorDocument {
+                session_id: sid.into(),
+                session_status: "failed".into(),
+                generated_at: timestamp(now),
+                reason,
+                failed_operations: failed_ops,
+                error_distribution: errors,
+            };
+            let bytes = to_bytes(&e, &self.dir.join(&ename))?;
+            files.push(fsx::write_atomic(&self.dir, &ename, &bytes)?);
+        } else {
+            // A session re-finalized after a later success must not keep a stale error record.
+            let _ = std::fs::remove_file(self.dir.join(&ename));
+        }
+        let spath = self.session_file(sid);
+        let bytes = to_bytes(&session, &spath)?;
+        files.insert(
+            0,
+            fsx::write_atomic(&self.dir, &format!("retry_session_{sid}.json"), &bytes)?,
+        );
+        Ok((session, files))
+    }
+
+    /// Session ids present in the directory, newest activity first.
+    pub fn session_ids(&self) -> Result<Vec<String>, RecordError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| FsError::Io {
+            path: self.dir.clone(),
+            source: e,
+        })?;
+        let mut ids = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if let Some(sid) = session_id_of(&name) {
+                ids.push(sid.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The attempt documents of a session's operations (those that exist).
+    fn attempt_files(&self, oids: &[String]) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return out;
+        };
+        let wanted: std::collections::HashSet<String> =
+            oids.iter().map(|o| super::sanitize_file_part(o)).collect();
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if let Some(oid) = attempt_operation_of(&name)
+                && wanted.contains(oid)
+            {
+                out.push(e.path());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Whether someone holds the session lock right now (a writer or finalize at work).
+    fn busy(&self, sid: &str) -> Result<Option<LockGuard>, RecordError> {
+        let path = self.lock_file(sid);
+        Ok(LockGuard::try_exclusive(&path)?)
+    }
+
+    /// gzip: every finished session's operation and attempt files packed into one
+    /// `retry_session_<sid>.records.json.gz`, and any other file of ours above `threshold`
+    /// bytes gzipped in place. Session documents stay plain: they are the entry point the
+    /// handlers, the notifier and AAP read. Open or busy sessions are left alone.
+    pub fn compress(
+        &self,
+        only: Option<&str>,
+        threshold: u64,
+    ) -> Result<CompressReport, RecordError> {
+        fsx::ensure_private_dir(&self.dir)?;
+        let mut report = CompressReport::default();
+        let ids = match only {
+            Some(s) => {
+                check_session_id(s)?;
+                vec![s.to_string()]
+            }
+            None => self.session_ids()?,
+        };
+        for sid in ids {
+            let Some(_lock) = self.busy(&sid)? else {
+                report.skipped.push(format!("{sid}: busy"));
+                continue;
+            };
+            let session = match self.read_session(&sid) {
+                Ok(s) => s,
+                Err(e) => {
+                    report.skipped.push(format!("{sid}: {e}"));
+                    continue;
+                }
+            };
+            if session.session_status == "open" {
+                report.skipped.push(format!("{sid}: open"));
+                continue;
+            }
+            let oids: Vec<String> = session
+                .operations
+                .iter()
+                .map(|o| o.operation_id.clone())
+                .collect();
+            let attempt_paths = self.attempt_files(&oids);
+            let sdir = self.session_dir(&sid);
+            let mut op_paths = Vec::new();
+            if let Ok(entries) = std::fs::read_dir(&sdir) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("operation_") {
+                        op_paths.push(e.path());
+                    }
+                }
+            }
+            if op_paths.is_empty() && attempt_paths.is_empty() {
+                continue;
+            }
+            let mut pack = RecordsPack {
+                session_id: sid.clone(),
+                operations: vec![],
+                attempts: vec![],
+            };
+            let pack_name = Self::pack_name(&sid);
+            let pack_path = self.dir.join(&pack_name);
+            if pack_path.exists() {
+                pack = Self::read_json(&pack_path)?;
+            }
+            let mut before = 0u64;
+            for p in &op_paths {
+                before += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                pack.operations.push(Self::read_json(p)?);
+            }
+            for p in &attempt_paths {
+                before += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                pack.attempts.push(Self::read_json(p)?);
+            }
+            let raw = serde_json::to_vec(&pack).map_err(json_err(&pack_path))?;
+            let gz = gzip(&raw);
+            fsx::write_atomic(&self.dir, &pack_name, &gz)?;
+            // Only once the pack is safely on disk do the originals go.
+            for p in op_paths.iter().chain(&attempt_paths) {
+                let _ = std::fs::remove_file(p);
+            }
+            let _ = std::fs::remove_dir(&sdir);
+            report.files.push(Compressed {
+                file: pack_name,
+                sources: (op_paths.len() + attempt_paths.len()) as u64,
+                bytes_before: before,
+                bytes_after: gz.len() as u64,
+            });
+        }
+        // Single files above the threshold: performance and error records, and operation or
+        // attempt files of sessions that were not packed (open ones excluded).
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| FsError::Io {
+            path: self.dir.clone(),
+            source: e,
+        })?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let compressible = name.ends_with(".json")
+                && (name.starts_with("retry_performance_")
+                    || name.starts_with("retry_session_error_")
+                    || name.starts_with("attempt_"));
+            if !compressible {
+                continue;
+            }
+            if let Some(sid) = only {
+                let of_session = name == format!("retry_performance_{sid}.json")
+                    || name == format!("retry_session_error_{sid}.json");
+                if !of_session {
+                    continue;
+                }
+            }
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if !meta.is_file() || meta.len() <= threshold {
+                continue;
+            }
+            let bytes = fsx::read_private(&e.path(), MAX_DOC_BYTES)?;
+            let gz = gzip(&bytes);
+            let gz_name = format!("{name}.gz");
+            fsx::write_atomic(&self.dir, &gz_name, &gz)?;
+            let _ = std::fs::remove_file(e.path());
+            report.files.push(Compressed {
+                file: gz_name,
+                sources: 1,
+                bytes_before: meta.len(),
+                bytes_after: gz.len() as u64,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Retention: finished sessions older than `retention_days` (by their end), then all but
+    /// the newest `max_sessions` finished ones, go with every file of theirs; temp files left
+    /// by a killed writer go after an hour. Open or busy sessions, the guard state directory
+    /// and files that do not carry our names are never touched.
+    pub fn cleanup(
+        &self,
+        retention_days: u32,
+        max_sessions: u32,
+        now: DateTime<Utc>,
+    ) -> Result<CleanupReport, RecordError> {
+        fsx::ensure_private_dir(&self.dir)?;
+        let mut report = CleanupReport::default();
+        let mut finished: Vec<(String, String)> = Vec::new();
+        for sid in self.session_ids()? {
+            match self.read_session(&sid) {
+                Ok(s) if s.session_status == "open" => report.kept_open.push(sid),
+                Ok(s) => {
+                    let end = s.finalized_at.or(s.session_end).unwrap_or(s.last_update);
+                    finished.push((end, sid));
+                }
+                Err(e) => report.skipped.push(format!("{sid}: {e}")),
+            }
+        }
+        finished.sort_by(|a, b| b.cmp(a));
+        let cutoff = now - chrono::Duration::days(i64::from(retention_days));
+        let cutoff = timestamp(cutoff);
+        for (i, (end, sid)) in finished.iter().enumerate() {
+            let too_old = end.as_str() < cutoff.as_str();
+            let too_many = i >= max_sessions as usize;
+            if !(too_old || too_many) {
+                continue;
+            }
+            let Some(lock) = self.busy(sid)? else {
+                report.skipped.push(format!("{sid}: busy"));
+                continue;
+            };
+            // Recheck under the lock: a writer may have reopened it meanwhile.
+            match self.read_session(sid) {
+                Ok(s) if s.session_status != "open" => {
+                    let n = self.remove_session(sid, &s)?;
+                    report.removed_files += n;
+                    report.removed_sessions.push(sid.clone());
+                }
+                _ => report.kept_open.push(sid.clone()),
+            }
+            // The lock file goes last, while we still hold it (see `lock`).
+            let _ = std::fs::remove_file(self.lock_file(sid));
+            drop(lock);
+        }
+        report.removed_files += self.remove_stale_temps(now)?;
+        Ok(report)
+    }
+
+    fn remove_session(&self, sid: &str, s: &SessionDocument) -> Result<u64, RecordError> {
+        let mut n = 0;
+        let mut oids: Vec<String> = s
+            .operations
+            .iter()
+            .map(|o| o.operation_id.clone())
+            .collect();
+        let sdir = self.session_dir(sid);
+        if let Ok(entries) = std::fs::read_dir(&sdir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if let Some(oid) = name.strip_prefix("operation_").and_then(|r| {
+                    r.strip_suffix(".json")
+                        .or_else(|| r.strip_suffix(".json.gz"))
+                }) {
+                    oids.push(oid.to_string());
+                }
+                if name.starts_with("operation_") || name.starts_with(".retryx-tmp-") {
+                    n += u64::from(std::fs::remove_file(e.path()).is_ok());
+                }
+            }
+            let _ = std::fs::remove_dir(&sdir);
+        }
+        for p in self.attempt_files(&oids) {
+            n += u64::from(std::fs::remove_file(p).is_ok());
+        }
+        for name in [
+            format!("retry_performance_{sid}.json"),
+            format!("retry_performance_{sid}.json.gz"),
+            format!("retry_session_error_{sid}.json"),
+            format!("retry_session_error_{sid}.json.gz"),
+            Self::pack_name(sid),
+            format!("retry_session_{sid}.json"),
+        ] {
+            n += u64::from(std::fs::remove_file(self.dir.join(name)).is_ok());
+        }
+        Ok(n)
+    }
+
+    fn remove_stale_temps(&self, now: DateTime<Utc>) -> Result<u64, RecordError> {
+        let mut n = 0;
+        let mut dirs = vec![self.dir.clone()];
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with("retry_session_")
+                    && e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+                {
+                    dirs.push(e.path());
+                }
+            }
+        }
+        for d in dirs {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if !e.file_name().to_string_lossy().starts_with(".retryx-tmp-") {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .map(|m| now.timestamp() - m.mtime() > STALE_TEMP_SECS)
+                    .unwrap_or(false);
+                if old {
+                    n += u64::from(std::fs::remove_file(e.path()).is_ok());
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// `retry_session_<sid>.json` → sid (not the error record, not packs).
+pub fn session_id_of(name: &str) -> Option<&str> {
+    let sid = name.strip_prefix("retry_session_")?.strip_suffix(".json")?;
+    check_session_id(sid).ok().map(|_| sid)
+}
+
+/// `attempt_<oid>_<n>.json[.gz]` → oid.
+fn attempt_operation_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("attempt_")?;
+    let rest = rest
+        .strip_suffix(".json")
+        .or_else(|| rest.strip_suffix(".json.gz"))?;
+    let (oid, n) = rest.rsplit_once('_')?;
+    n.parse::<u32>().ok().map(|_| oid)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Compressed {
+    pub file: String,
+    /// Files folded into it.
+    pub sources: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CompressReport {
+    pub files: Vec<Compressed>,
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CleanupReport {
+    pub removed_sessions: Vec<String>,
+    pub removed_files: u64,
+    pub kept_open: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// A session with every operation document, for `session show` and the picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    pub session: SessionDocument,
+    pub operation_details: Vec<OperationDocument>,
+}
+
+impl Store {
+    pub fn view(&self, sid: &str) -> Result<SessionView, RecordError> {
+        let session = self.read_session(sid)?;
+        let mut ops = Vec::new();
+        self.for_each_operation(sid, |d| ops.push(d))?;
+        ops.sort_by(|a, b| {
+            a.record
+                .start_time
+                .cmp(&b.record.start_time)
+                .then(a.record.operation_id.cmp(&b.record.operation_id))
+        });
+        Ok(SessionView {
+            session,
+            operation_details: ops,
+        })
+    }
+}
+
+/// Converts the pieces above into JSON for results.
+pub fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_plain_names() {
+        for good in ["retry_1640995200_123456", "a", "A-b_9"] {
+            assert!(check_session_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a.b",
+            "error_1",
+            "a\nb",
+            &"x".repeat(129),
+        ] {
+            assert!(check_session_id(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            session_id_of("retry_session_retry_1_a.json"),
+            Some("retry_1_a")
+        );
+        assert_eq!(session_id_of("retry_session_error_retry_1_a.json"), None);
+        assert_eq!(session_id_of("retry_session_x.records.json.gz"), None);
+        assert_eq!(
+            attempt_operation_of("attempt_op_1_ab_3.json"),
+            Some("op_1_ab")
+        );
+        assert_eq!(attempt_operation_of("attempt_x.json"), None);
+    }
+}

@@ -288,6 +288,13 @@ impl Store {
         serde_json::from_slice(&bytes).map_err(json_err(&p))
     }
 
+    /// A plain (not gzipped) record file's bytes, checked to be one JSON value.
+    fn checked_json(p: &Path) -> Result<Vec<u8>, RecordError> {
+        let bytes = fsx::read_private(p, MAX_DOC_BYTES)?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(json_err(p))?;
+        Ok(bytes)
+    }
+
     /// Writes one finished operation: its document, its attempts when asked, and its counts
     /// into the session document (under the session lock).
     pub fn record_operation(
@@ -698,7 +705,9 @@ impl Store {
             let mut op_paths = Vec::new();
             if let Ok(entries) = std::fs::read_dir(&sdir) {
                 for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().starts_with("operation_") {
+                    if e.file_name().to_string_lossy().starts_with("operation_")
+                        && e.file_name().to_string_lossy().ends_with(".json")
+                    {
                         op_paths.push(e.path());
                     }
                 }
@@ -706,27 +715,62 @@ impl Store {
             if op_paths.is_empty() && attempt_paths.is_empty() {
                 continue;
             }
-            let mut pack = RecordsPack {
-                session_id: sid.clone(),
-                operations: vec![],
-                attempts: vec![],
-            };
             let pack_name = Self::pack_name(&sid);
             let pack_path = self.dir.join(&pack_name);
-            if pack_path.exists() {
-                pack = Self::read_json(&pack_path)?;
-            }
+            // Streamed: each file's bytes go straight into the gzip stream once checked to be
+            // one JSON value, so memory stays at the compressed size (10,000 operations).
             let mut before = 0u64;
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let io = |e: std::io::Error| RecordError::Gzip {
+                path: pack_path.clone(),
+                source: e,
+            };
+            write!(
+                enc,
+                "{{\"session_id\":{},\"operations\":[",
+                Value::from(sid.as_str())
+            )
+            .map_err(io)?;
+            let mut first = true;
+            let old: Option<RecordsPack> = if pack_path.exists() {
+                Some(Self::read_json(&pack_path)?)
+            } else {
+                None
+            };
+            if let Some(old) = &old {
+                for op in &old.operations {
+                    put_item(
+                        &mut enc,
+                        &mut first,
+                        &serde_json::to_vec(op).map_err(json_err(&pack_path))?,
+                    )
+                    .map_err(io)?;
+                }
+            }
             for p in &op_paths {
-                before += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-                pack.operations.push(Self::read_json(p)?);
+                let bytes = Self::checked_json(p)?;
+                before += bytes.len() as u64;
+                put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)?;
+            }
+            enc.write_all(b"],\"attempts\":[").map_err(io)?;
+            first = true;
+            if let Some(old) = &old {
+                for a in &old.attempts {
+                    put_item(
+                        &mut enc,
+                        &mut first,
+                        &serde_json::to_vec(a).map_err(json_err(&pack_path))?,
+                    )
+                    .map_err(io)?;
+                }
             }
             for p in &attempt_paths {
-                before += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-                pack.attempts.push(Self::read_json(p)?);
+                let bytes = Self::checked_json(p)?;
+                before += bytes.len() as u64;
+                put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)?;
             }
-            let raw = serde_json::to_vec(&pack).map_err(json_err(&pack_path))?;
-            let gz = gzip(&raw);
+            enc.write_all(b"]}").map_err(io)?;
+            let gz = enc.finish().map_err(io)?;
             fsx::write_atomic(&self.dir, &pack_name, &gz)?;
             // Only once the pack is safely on disk do the originals go.
             for p in op_paths.iter().chain(&attempt_paths) {
@@ -907,6 +951,14 @@ impl Store {
         }
         Ok(n)
     }
+}
+
+/// One element of a JSON array being streamed: a comma before all but the first.
+fn put_item(enc: &mut impl Write, first: &mut bool, bytes: &[u8]) -> std::io::Result<()> {
+    if !std::mem::take(first) {
+        enc.write_all(b",")?;
+    }
+    enc.write_all(bytes)
 }
 
 /// `retry_session_<sid>.json` → sid (not the error record, not packs).

@@ -44,9 +44,11 @@ PY
 
 measure() { # label cmd... -> prints the figures, leaves the seconds in $secs
   local label=$1; shift
-  /usr/bin/time -o "$work/time" -f '%e %M' "$@" >/dev/null
-  local out; out=$(tail -1 "$work/time")
-  secs=${out% *}; local kb=${out#* }
+  # Wall time from bash's microsecond clock (time(1) rounds to 10 ms); peak RSS from time(1).
+  local t0=$EPOCHREALTIME
+  /usr/bin/time -o "$work/time" -f '%M' "$@" >/dev/null
+  local t1=$EPOCHREALTIME
+  secs=$(echo "$t1 - $t0" | bc -l); local kb; kb=$(tail -1 "$work/time")
   printf '%-20s %8.3f s %8.1f MiB peak RSS\n' "$label" "$secs" "$(echo "$kb/1024" | bc -l)"
 }
 

@@ -53,7 +53,7 @@ pub const COLOURS: [(&str, &str); 4] = [
 
 /// The SVG's height for a view.
 pub fn height(view: &SessionView) -> u32 {
-    let rows = view.operation_details.len().min(MAX_ROWS).max(1);
+    let rows = view.operation_details.len().clamp(1, MAX_ROWS);
     (TOP + rows as f64 * ROW_H + 90.0) as u32
 }
 
@@ -101,7 +101,7 @@ pub fn svg(view: &SessionView) -> String {
     // Time axis with gridlines.
     let step = nice_step(span);
     let axis_y = TOP - 8.0;
-    let bottom = TOP + ops.len().min(MAX_ROWS).max(1) as f64 * ROW_H;
+    let bottom = TOP + ops.len().clamp(1, MAX_ROWS) as f64 * ROW_H;
     let _ = writeln!(
         o,
         r##"<line x1="{}" y1="{axis_y}" x2="{}" y2="{axis_y}" stroke="#333"/>"##,

@@ -375,6 +375,8 @@ impl Store {
         }
         // A finished session that gets another operation is open again; finalize recounts all.
         session.session_status = "open".into();
+        session.operations.clear();
+        session.alerts.clear();
         session.session_end = None;
         session.finalized_at = None;
         session.session_duration =
@@ -402,6 +404,14 @@ impl Store {
         sid: &str,
         mut f: impl FnMut(OperationDocument),
     ) -> Result<(), RecordError> {
+        // An operation can be both in the pack and in the directory when compress was killed
+        // between writing the pack and removing the originals: count it once.
+        let mut seen = std::collections::HashSet::new();
+        let mut f = |d: OperationDocument| {
+            if seen.insert(d.record.operation_id.clone()) {
+                f(d);
+            }
+        };
         let sdir = self.session_dir(sid);
         match std::fs::read_dir(&sdir) {
             Ok(entries) => {
@@ -747,7 +757,23 @@ impl Store {
                     .map_err(io)?;
                 }
             }
+            let packed: std::collections::HashSet<String> = old
+                .iter()
+                .flat_map(|o| o.operations.iter())
+                .map(|d| {
+                    format!(
+                        "operation_{}.json",
+                        super::sanitize_file_part(&d.record.operation_id)
+                    )
+                })
+                .collect();
             for p in &op_paths {
+                // Already packed by a compress that was stopped before removing it.
+                if p.file_name()
+                    .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
+                {
+                    continue;
+                }
                 let bytes = Self::checked_json(p)?;
                 before += bytes.len() as u64;
                 put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)?;
@@ -764,7 +790,23 @@ impl Store {
                     .map_err(io)?;
                 }
             }
+            let packed: std::collections::HashSet<String> = old
+                .iter()
+                .flat_map(|o| o.attempts.iter())
+                .map(|a| {
+                    format!(
+                        "attempt_{}_{}.json",
+                        super::sanitize_file_part(&a.operation_id),
+                        a.attempt.attempt_number
+                    )
+                })
+                .collect();
             for p in &attempt_paths {
+                if p.file_name()
+                    .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
+                {
+                    continue;
+                }
                 let bytes = Self::checked_json(p)?;
                 before += bytes.len() as u64;
                 put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)?;
@@ -1033,6 +1075,102 @@ pub fn to_value<T: Serialize>(v: &T) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{AttemptStatus, OperationStatus};
+
+    fn op(sid: &str, name: &str, ok: bool) -> OperationRecord {
+        let attempt = AttemptRecord {
+            attempt_number: 1,
+            start_time: "2023-12-01T10:00:00.000Z".into(),
+            end_time: "2023-12-01T10:00:30.000Z".into(),
+            status: if ok {
+                AttemptStatus::Success
+            } else {
+                AttemptStatus::Failed
+            },
+            error_type: None,
+            error_message: None,
+            should_retry: false,
+            delay_before_retry: 0.0,
+            execution_time: 30.0,
+            exit_code: Some(if ok { 0 } else { 1 }),
+            signal: None,
+            timed_out: false,
+            retry_reason: None,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+        };
+        OperationRecord {
+            operation_id: crate::record::new_operation_id(name, 1),
+            operation_name: name.into(),
+            session_id: sid.into(),
+            start_time: attempt.start_time.clone(),
+            end_time: attempt.end_time.clone(),
+            status: if ok {
+                OperationStatus::Completed
+            } else {
+                OperationStatus::Failed
+            },
+            attempt_count: 1,
+            max_attempts: 3,
+            execution_time: 30.0,
+            attempts: vec![attempt],
+            exit_code: 0,
+            final_error_type: None,
+            final_error_message: None,
+            stop_reason: "success".into(),
+            command: None,
+            context: None,
+            host: "h".into(),
+            policy: Value::Null,
+            jitter_seed: 1,
+            guards: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_compress_stopped_half_way_counts_nothing_twice() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path().join("r")).unwrap();
+        let now = Utc::now();
+        let w = store
+            .record_operation(&op("s", "a", true), true, None, now)
+            .unwrap();
+        store
+            .record_operation(&op("s", "b", false), false, None, now)
+            .unwrap();
+        let (s, _) = store.finalize("s", None, false, now).unwrap();
+        assert_eq!(s.final_statistics.total_operations, 2);
+        assert_eq!(s.session_status, "failed");
+        let kept: Vec<(PathBuf, Vec<u8>)> = w
+            .files
+            .iter()
+            .take(2)
+            .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+            .collect();
+        let r = store.compress(Some("s"), u64::MAX).unwrap();
+        assert_eq!(r.files.len(), 1);
+        // As if compress had been killed after writing the pack: the originals are back.
+        fsx::ensure_private_dir(&store.session_dir("s")).unwrap();
+        for (p, b) in &kept {
+            std::fs::write(p, b).unwrap();
+        }
+        let (s, _) = store.finalize("s", None, false, now).unwrap();
+        assert_eq!(s.final_statistics.total_operations, 2);
+        store.compress(Some("s"), u64::MAX).unwrap();
+        let pack: RecordsPack =
+            Store::read_json(&store.dir().join("retry_session_s.records.json.gz")).unwrap();
+        assert_eq!((pack.operations.len(), pack.attempts.len()), (2, 1));
+        // Another operation reopens the session: its list and alerts wait for the next finalize.
+        store
+            .record_operation(&op("s", "c", true), false, None, now)
+            .unwrap();
+        let s = store.read_session("s").unwrap();
+        assert_eq!(s.session_status, "open");
+        assert!(s.operations.is_empty());
+        assert_eq!(s.final_statistics.total_operations, 3);
+        let (s, _) = store.finalize("s", None, false, now).unwrap();
+        assert_eq!(s.operations.len(), 3);
+    }
 
     #[test]
     fn session_ids_are_plain_names() {

@@ -7,11 +7,11 @@ ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
 APT_TEST_PACKAGES := iproute2 procps curl
 
-.PHONY: demo test build setup rust-test lint bench ansible-test
+.PHONY: demo test build setup rust-test lint bench ansible-test notify-test
 
 ## Static release binary, placed where the role's plays find the module.
 build:
-	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET)
+	RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' cargo build --release --locked --target $(TARGET)
 	install -D -m 0755 $(RELEASE_BIN) $(ROLE_BIN)
 
 setup:
@@ -32,8 +32,12 @@ rust-test:
 
 ansible-test: build
 	bash tests/ansible/run.sh
+	bash tests/ansible_download/run.sh
 
-test: setup build lint rust-test ansible-test
+notify-test: build
+	bash tests/receivers/run.sh
+
+test: setup build lint rust-test ansible-test notify-test
 
 bench: build
 	bash bench/overhead.sh

@@ -131,14 +131,157 @@ pub enum Sub {
         #[arg(short = 'o', long)]
         operation: Option<String>,
     },
-    /// Print the JSON Schema of module args and config files
-    Schema,
+    /// Print the JSON Schema of module args and config files, or of a record
+    Schema {
+        /// A record's schema instead: operation, session or attempt
+        #[arg(long, value_name = "NAME")]
+        document: Option<String>,
+    },
     /// Sessions of records: list, show (json, text, svg, html), finalize
     Session(crate::record::cmd::SessionArgs),
-    /// Remove old records (retention_days, max_sessions); never an open session
+    /// Remove old records (retention_days, max_sessions; never an open session or a file not
+    /// ours); with --session-id, close that session as failed
     Cleanup(crate::record::cmd::CleanupArgs),
     /// Gzip finished sessions and record files above a size threshold
     Compress(crate::record::cmd::CompressArgs),
+    /// Download URL to FILE, resuming with HTTP Range requests after transient failures
+    Download(Box<DownloadArgs>),
+    /// Notifications to external systems
+    Notify {
+        #[command(subcommand)]
+        action: NotifySub,
+    },
+    /// Show, reset or open a circuit breaker (shared by every process using the state dir)
+    Breaker {
+        #[command(subcommand)]
+        action: BreakerCmd,
+        /// Where guard state lives [default: <artifacts-dir>/state, else /tmp/ansible_retry/state]
+        #[arg(long, value_name = "DIR", global = true)]
+        state_dir: Option<String>,
+        /// Records directory (its state/ subdirectory holds guard state when --state-dir is not given)
+        #[arg(long, value_name = "DIR", global = true)]
+        artifacts_dir: Option<String>,
+    },
+}
+
+/// `retryx notify ...`
+#[derive(Subcommand, Debug)]
+pub enum NotifySub {
+    /// Send a test message to every configured external system and print each answer
+    Test {
+        /// The JSON config file (its external_systems)
+        #[arg(short = 'c', long)]
+        config: PathBuf,
+        /// Print the outcomes as JSON instead of one line per system
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `retryx notify test`: exit 0 when every enabled system answered success, 1 otherwise.
+fn notify_test(config: &PathBuf, as_json: bool) -> Result<i32, Usage> {
+    let raw = read_config(config)?;
+    let resolved = Resolved::from_value(raw, Map::new(), true)
+        .map_err(|e| Usage(format!("{}: {e}", config.display())))?;
+    let cfg = &resolved.config;
+    if cfg.external_systems.as_deref().unwrap_or(&[]).is_empty() {
+        return Err(Usage(format!(
+            "{}: no external_systems configured",
+            config.display()
+        )));
+    }
+    if cfg.external_integration == Some(false) {
+        println!("external_integration is false: nothing sent");
+        return Ok(0);
+    }
+    let res = crate::sinks::notify_test(cfg);
+    if as_json {
+        let text = serde_json::to_string_pretty(&res.outcomes).map_err(|e| Usage(e.to_string()))?;
+        println!("{text}");
+    } else {
+        for o in &res.outcomes {
+            println!("{}", crate::sinks::describe(o));
+        }
+    }
+    let bad = res.outcomes.iter().any(|o| o.status == "failed");
+    Ok(if bad { 1 } else { 0 })
+}
+
+/// `retryx download URL -o FILE`: the policy flags of a run plus what to fetch.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example: retryx download -n 5 -d 1s --checksum sha256:<hex> https://example.com/disk.vmdk -o disk.vmdk"
+)]
+pub struct DownloadArgs {
+    /// The http:// or https:// URL
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Destination file (an existing directory takes the URL's file name); written as FILE.part first
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: String,
+    /// Expected checksum, sha256:<hex>: verified before FILE is put in place; FILE already matching means nothing to do
+    #[arg(long, value_name = "sha256:HEX")]
+    pub checksum: Option<String>,
+    /// Request header 'Name: value' (repeatable; values are never logged or recorded)
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub header: Vec<String>,
+    /// Download even when FILE exists (or matches the checksum)
+    #[arg(long)]
+    pub force: bool,
+    /// Attempts in all, first included [default: 3]
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max_attempts: Option<u32>,
+    /// exponential, linear, fixed (or exponential_backoff, linear_backoff, fixed_delay) [default: exponential]
+    #[arg(short = 'p', long, value_name = "P")]
+    pub policy: Option<PolicyKind>,
+    /// Base delay: 250ms, 2s, 1m, or seconds [default: 1s]
+    #[arg(short = 'd', long, value_name = "D")]
+    pub base_delay: Option<DurationSpec>,
+    /// Cap on any single wait [default: 30s]
+    #[arg(short = 'M', long, value_name = "D")]
+    pub max_delay: Option<DurationSpec>,
+    /// Exponential multiplier [default: 2.0]
+    #[arg(short = 'x', long, value_name = "F", value_parser = parse_multiplier)]
+    pub multiplier: Option<f64>,
+    /// none, proportional, full, equal, decorrelated [default: proportional]
+    #[arg(short = 'j', long, value_name = "K")]
+    pub jitter: Option<JitterKind>,
+    /// Seed for reproducible jitter
+    #[arg(long, value_name = "N")]
+    pub jitter_seed: Option<u64>,
+    /// Per-attempt timeout (the attempt is cut and classed timeout)
+    #[arg(short = 't', long, value_name = "D")]
+    pub timeout: Option<DurationSpec>,
+    /// Bound on the whole download, waits included
+    #[arg(long, value_name = "D")]
+    pub deadline: Option<DurationSpec>,
+    /// Error classes that are retried, comma-separated
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub retry_conditions: Option<Vec<ErrorClass>>,
+    /// Operation name: picks operation_configs, keys guards and records [default: download <file name>]
+    #[arg(long, value_name = "NAME")]
+    pub operation: Option<String>,
+    /// JSON config, same schema as the module args
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write records there (none unless asked)
+    #[arg(long, value_name = "DIR")]
+    pub artifacts_dir: Option<String>,
+    /// Where guard state lives [default: <artifacts-dir>/state]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
+    /// Add this operation to an existing session
+    #[arg(long, value_name = "ID")]
+    pub session_id: Option<String>,
+    /// Write the result document to PATH (- for stdout)
+    #[arg(long, value_name = "PATH")]
+    pub result_json: Option<String>,
+    /// Fewer log lines on stderr (-qq: none)
+    #[arg(short = 'q', long, action = ArgAction::Count)]
+    pub quiet: u8,
+    /// More log lines on stderr (-v shows the seed's "resuming download" line)
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub verbose: u8,
 }
 
 fn parse_multiplier(s: &str) -> Result<f64, String> {
@@ -150,6 +293,55 @@ fn parse_multiplier(s: &str) -> Result<f64, String> {
         Ok(f)
     } else {
         Err(format!("expected a number from 1 to 100, got {s}"))
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BreakerCmd {
+    /// Print the breaker's state as JSON (changes nothing)
+    Status { key: String },
+    /// Close the breaker and forget its window
+    Reset { key: String },
+    /// Open the breaker: until `reset`, or for the time given with --for
+    Open {
+        key: String,
+        /// Open for this long (e.g. 10m) instead of until reset
+        #[arg(long = "for", value_name = "D")]
+        for_: Option<DurationSpec>,
+    },
+}
+
+fn breaker_command(
+    action: BreakerCmd,
+    state_dir: Option<String>,
+    artifacts_dir: Option<String>,
+) -> Result<i32, Usage> {
+    use crate::guards::breaker::{AdminAction, admin};
+    let config = crate::config::Config {
+        state_dir,
+        artifacts_dir,
+        ..Default::default()
+    };
+    let dir = crate::guards::state_dir_for(&config);
+    let (key, what) = match action {
+        BreakerCmd::Status { key } => (key, AdminAction::Status),
+        BreakerCmd::Reset { key } => (key, AdminAction::Reset),
+        BreakerCmd::Open { key, for_ } => (key, AdminAction::Open(for_.map(|d| d.get()))),
+    };
+    if key.is_empty() {
+        return Err(Usage("breaker: expected a non-empty KEY".into()));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    match admin(&dir, &key, what, now) {
+        Ok(v) => {
+            let text = serde_json::to_string_pretty(&v).map_err(|e| Usage(e.to_string()))?;
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("retryx: breaker {key}: {e}");
+            Ok(1)
+        }
     }
 }
 
@@ -305,6 +497,107 @@ fn run_command(a: RunArgs) -> Result<i32, Usage> {
     Ok(report.exit_code)
 }
 
+/// `Name: value` into a header pair; the value is never echoed in an error.
+fn parse_header(text: &str) -> Result<(String, String), Usage> {
+    match text.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(Usage(format!(
+            "--header: expected 'Name: value' (got a header of {} characters without a name)",
+            text.len()
+        ))),
+    }
+}
+
+fn download(a: DownloadArgs) -> Result<i32, Usage> {
+    let mut raw = match &a.config {
+        Some(p) => read_config(p)?,
+        None => json!({}),
+    };
+    let policy = RunArgs {
+        max_attempts: a.max_attempts,
+        policy: a.policy,
+        base_delay: a.base_delay,
+        max_delay: a.max_delay,
+        multiplier: a.multiplier,
+        jitter: a.jitter,
+        jitter_seed: a.jitter_seed,
+        timeout: a.timeout,
+        deadline: a.deadline,
+        retry_conditions: a.retry_conditions.clone(),
+        operation: a.operation.clone(),
+        artifacts_dir: a.artifacts_dir.clone(),
+        state_dir: a.state_dir.clone(),
+        session_id: a.session_id.clone(),
+        ..Default::default()
+    };
+    let mut overrides = flags_to_overrides(&policy)?;
+    overrides.insert("action".into(), json!("download"));
+    overrides.insert("url".into(), json!(a.url));
+    overrides.insert("dest".into(), json!(a.output));
+    if let Some(c) = &a.checksum {
+        overrides.insert("checksum".into(), json!(c));
+    }
+    if a.force {
+        overrides.insert("force".into(), json!(true));
+    }
+    if !a.header.is_empty() {
+        let mut headers = Map::new();
+        if let Some(Value::Object(from_config)) = raw.get("headers") {
+            headers.extend(from_config.clone());
+        }
+        for h in &a.header {
+            let (k, v) = parse_header(h)?;
+            headers.insert(k, json!(v));
+        }
+        overrides.insert("headers".into(), Value::Object(headers));
+    }
+    if a.operation.is_none()
+        && let Some(obj) = raw.as_object_mut()
+        && !obj.contains_key("operation")
+    {
+        obj.insert(
+            "operation".into(),
+            json!(crate::download::default_operation(&a.output, &a.url)),
+        );
+    }
+    let resolved = Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
+    let verbosity = i8::try_from(i16::from(a.verbose) - i16::from(a.quiet)).unwrap_or(0);
+    let log = Logger::stderr(verbosity);
+    let cancel = Cancel::new();
+    if let Err(e) = cancel.install_signal_handlers() {
+        log.warn("signals will not be handled", &[("error", e)]);
+    }
+    let timer = RealTimer::new();
+    let report = run_operation(
+        &resolved,
+        &RunOptions {
+            passthrough: true,
+            ..Default::default()
+        },
+        &log,
+        &cancel,
+        &timer,
+    );
+    if report.outcome.is_none()
+        && report.result.get("failed") == Some(&Value::Bool(true))
+        && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
+    {
+        log.error("download not started", &[("error", msg.to_string())]);
+    } else if report.outcome.is_none()
+        && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
+    {
+        log.info(msg, &[]);
+    }
+    if let Some(path) = &a.result_json
+        && let Err(e) = write_result(path, &report.result)
+    {
+        log.error("cannot write the result document", &[("error", e)]);
+    }
+    Ok(report.exit_code)
+}
+
 fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
     let raw = read_config(file)?;
     let mut flags = Map::new();
@@ -319,6 +612,7 @@ fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
 
 /// Runs the CLI; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
+    crate::exec::limit_malloc_arenas();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -328,17 +622,39 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     };
     let outcome = match cli.sub {
-        Some(Sub::Schema) => match serde_json::to_string_pretty(&schema_json()) {
-            Ok(s) => {
-                println!("{s}");
-                Ok(0)
+        Some(Sub::Schema { document }) => {
+            let schema = match document.as_deref() {
+                None => Some(schema_json()),
+                Some(name) => crate::record::actions::schemas()
+                    .into_iter()
+                    .find(|(n, _)| *n == format!("retry_{name}.schema.json"))
+                    .map(|(_, v)| v),
+            };
+            match schema {
+                Some(v) => serde_json::to_string_pretty(&v)
+                    .map(|s| {
+                        println!("{s}");
+                        0
+                    })
+                    .map_err(|e| Usage(e.to_string())),
+                None => Err(Usage(
+                    "--document: expected session, operation, attempt, performance, session_error or records_pack".into(),
+                )),
             }
-            Err(e) => Err(Usage(e.to_string())),
-        },
+        }
         Some(Sub::Validate { file, operation }) => validate(&file, operation),
         Some(Sub::Session(a)) => Ok(crate::record::cmd::session(a)),
         Some(Sub::Cleanup(a)) => Ok(crate::record::cmd::cleanup(a)),
         Some(Sub::Compress(a)) => Ok(crate::record::cmd::compress(a)),
+        Some(Sub::Download(a)) => download(*a),
+        Some(Sub::Notify {
+            action: NotifySub::Test { config, json },
+        }) => notify_test(&config, json),
+        Some(Sub::Breaker {
+            action,
+            state_dir,
+            artifacts_dir,
+        }) => breaker_command(action, state_dir, artifacts_dir),
         None => run_command(cli.run),
     };
     match outcome {

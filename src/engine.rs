@@ -155,6 +155,12 @@ pub fn run(
 
     match guards.before_operation(&ctx(0)) {
         Admission::Proceed => {}
+        // A guard that gave up because retryx was asked to stop (e.g. while queued for a
+        // bulkhead slot) is an abort, not a refusal.
+        Admission::Refuse { .. } if cancel.signal().is_some() => {
+            aborted_by = cancel.signal();
+            stop_reason = "stopped while waiting on a guard".into();
+        }
         Admission::Refuse { class, message } => {
             log.error(
                 "operation refused",
@@ -189,6 +195,10 @@ pub fn run(
             break;
         }
         if let Admission::Refuse { class, message } = guards.before_attempt(&ctx(n)) {
+            if let Some(sig) = cancel.signal() {
+                aborted_by = Some(sig);
+                break;
+            }
             log.error(
                 "operation refused",
                 &[
@@ -297,6 +307,7 @@ pub fn run(
             retry_reason: verdict.as_ref().map(|v| v.reason.clone()),
             stdout_bytes: out.stdout_bytes,
             stderr_bytes: out.stderr_bytes,
+            download: None,
         };
         exit_code = out.exit.shell_code();
         let exit_for_log = out.exit.clone();
@@ -737,5 +748,60 @@ mod tests {
         };
         assert_eq!(waits(9), waits(9));
         assert_ne!(waits(9), waits(10));
+    }
+
+    /// A guard that refuses, as a bulkhead does when its wait is cut short.
+    struct Refuses;
+    impl crate::guards::Guard for Refuses {
+        fn name(&self) -> &'static str {
+            "refuses"
+        }
+        fn before_operation(&mut self, _: &GuardCtx) -> Admission {
+            Admission::Refuse {
+                class: ErrorClass::BulkheadFull,
+                message: "no slot".into(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_75_but_a_refusal_after_a_stop_signal_is_an_abort() {
+        let t = FakeTimer::new();
+        let mut p = plan(json!({"max_attempts": 3}));
+        let mut s = Script {
+            timer: &t,
+            steps: vec![(OK, "", SEC)],
+            timeouts_seen: vec![],
+        };
+        let mut guards = GuardSet::new(vec![Box::new(Refuses)]);
+        let o = run(
+            &mut p,
+            &mut s,
+            &t,
+            &Cancel::new(),
+            &mut guards,
+            &Logger::memory(-2),
+            who(),
+        );
+        assert_eq!(
+            (o.record.status, o.exit_code()),
+            (OperationStatus::Refused, 75)
+        );
+        let cancel = Cancel::new();
+        cancel.trigger(2);
+        let o = run(
+            &mut p,
+            &mut s,
+            &t,
+            &cancel,
+            &mut guards,
+            &Logger::memory(-2),
+            who(),
+        );
+        assert_eq!(
+            (o.record.status, o.exit_code()),
+            (OperationStatus::Aborted, 130)
+        );
+        assert!(s.timeouts_seen.is_empty(), "nothing ran");
     }
 }

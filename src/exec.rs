@@ -16,6 +16,15 @@ use regex::bytes::Regex as BytesRegex;
 use crate::cancel::{Cancel, Wake};
 use crate::config::{CommandLine, StdinSpec};
 
+/// One malloc arena for the whole process: each output thread would otherwise get its own
+/// (glibc), which costs more resident memory than everything else retryx does.
+pub fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator tunable; it is called before any thread starts.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitKind {

@@ -9,6 +9,7 @@ pub mod classify;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod download;
 pub mod engine;
 pub mod exec;
 pub mod exit_codes;

@@ -107,13 +107,22 @@ fn run_module(path: &Path) -> Value {
     };
     let flags = split_ansible_keys(&mut args);
     let no_log = flags.no_log;
+    // A download without an operation name gets the seed's `download <file name>`.
+    if args.get("action").and_then(Value::as_str) == Some("download")
+        && !args.contains_key("operation")
+        && let Some(dest) = args.get("dest").and_then(Value::as_str)
+    {
+        let url = args.get("url").and_then(Value::as_str).unwrap_or_default();
+        let name = crate::download::default_operation(dest, url);
+        args.insert("operation".into(), json!(name));
+    }
     let mut resolved = match Resolved::from_value(Value::Object(args), Map::new(), true) {
         Ok(r) => r,
         Err(e) => return failure(e.to_string()),
     };
     let action = resolved.config.action.unwrap_or_default();
     match action {
-        Action::Run => {
+        Action::Run | Action::Download => {
             // The module's stdin is Ansible's, never the user's: attempts get nothing unless asked.
             if resolved.plan.stdin == StdinSpec::Inherit {
                 resolved.plan.stdin = StdinSpec::Null;
@@ -135,23 +144,22 @@ fn run_module(path: &Path) -> Value {
             }
             report.result
         }
+        // Issue 5: the role's "send retry metrics to external systems" / "send retry alerts".
+        Action::Notify => {
+            let log = Logger::memory(0);
+            crate::sinks::module_notify(&resolved.config, flags.check_mode, &log)
+        }
         // Issue 4: the role's finalize / cleanup / compress handlers.
         a @ (Action::Finalize | Action::Cleanup | Action::Compress) => {
             crate::record::actions::module_action(a, &resolved.config, flags.check_mode)
         }
-        other => failure(format!(
-            "action '{}' is not available in this build of retryx",
-            serde_json::to_value(other)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default()
-        )),
     }
 }
 
 /// Runs the module and prints its one JSON object. Always exits 0 when the result was printed
 /// (Ansible reads `failed` from the JSON, not the exit code), 1 if even printing failed.
 pub fn main(args: Vec<OsString>) -> i32 {
+    crate::exec::limit_malloc_arenas();
     // A panic must still end in valid JSON: keep its text off stdout and report it in the result.
     std::panic::set_hook(Box::new(|_| {}));
     let path = std::path::PathBuf::from(&args[1]);

@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use crate::cancel::Cancel;
 use crate::clock::Timer;
-use crate::config::{CommandLine, Resolved};
-use crate::engine::{self, Identity, Outcome, ProcessAttempter};
-use crate::guards::GuardSet;
+use crate::config::{Action, CommandLine, Resolved};
+use crate::download::{self, DownloadAttempter, ProgressMode};
+use crate::engine::{self, Attempter, Identity, Outcome, ProcessAttempter};
 use crate::log::Logger;
 use crate::record::{new_operation_id, new_session_id};
 use crate::result::{self, REDACTED};
@@ -22,7 +22,8 @@ pub struct RunOptions {
     pub no_log: bool,
     /// Ansible's check mode: say what would run; run and write nothing.
     pub check_mode: bool,
-    /// Write records to /tmp/ansible_retry when no artifacts_dir is given (the module does).
+    /// Write records to /tmp/ansible_retry when no artifacts_dir is given (the module does;
+    /// the CLI writes records only when asked).
     pub records_by_default: bool,
 }
 
@@ -64,9 +65,27 @@ pub fn run_operation(
         .clone()
         .unwrap_or_else(|| new_session_id(epoch));
     let operation_id = new_operation_id(&plan.operation, epoch);
-    let cmd = cmd_value(&plan.command);
 
-    if plan.command.is_none() {
+    // Downloads (action download, src/download.rs) run through the same engine.
+    let mut fetch = None;
+    if config.action == Some(Action::Download) {
+        match download::prepare(config, &mut plan, &session_id, opts.no_log) {
+            download::Prepared::Fetch(ready) => fetch = Some(ready),
+            download::Prepared::Answer { result, exit_code } => {
+                return RunReport {
+                    result,
+                    exit_code,
+                    outcome: None,
+                };
+            }
+        }
+    }
+    let cmd = match &fetch {
+        Some(f) => json!(f.spec.cmd()),
+        None => cmd_value(&plan.command),
+    };
+
+    if plan.command.is_none() && fetch.is_none() {
         let msg = "no command to run: give 'command' (run by /bin/sh -c) or 'argv' (a list), at the top level or in operation_configs.<operation>".to_string();
         return RunReport {
             result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": msg}),
@@ -75,15 +94,27 @@ pub fn run_operation(
         };
     }
 
+    // Guards are built (and their config checked) in check mode too; building writes nothing.
+    let state_dir = crate::guards::state_dir_for(config);
+    let mut guards = match crate::guards::build(config, &plan, &state_dir) {
+        Ok(g) => g,
+        Err(e) => {
+            return RunReport {
+                result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": e.to_string()}),
+                exit_code: crate::exit_codes::USAGE,
+                outcome: None,
+            };
+        }
+    };
     if opts.check_mode {
         // As ansible.builtin.command does in check mode: nothing runs, the task is skipped.
         let mut result = json!({
-            "changed": false,
-            "skipped": true,
+            "changed": fetch.is_some(),
+            "skipped": fetch.is_none(),
             "failed": false,
             "rc": 0,
             "cmd": if opts.no_log { json!(REDACTED) } else { cmd },
-            "msg": "Command would have run if not in check mode",
+            "msg": if fetch.is_some() { "Download would have run if not in check mode" } else { "Command would have run if not in check mode" },
             "retry": {
                 "session_id": session_id,
                 "operation": plan.operation,
@@ -94,6 +125,7 @@ pub fn run_operation(
                     "timeout": plan.timeout.map(|d| d.as_secs_f64()),
                     "deadline": plan.deadline.map(|d| d.as_secs_f64()),
                     "retry_conditions": plan.classifier.retry_conditions,
+                    "guards": guards.names(),
                 },
                 "attempts": [],
                 "alerts": [],
@@ -111,38 +143,51 @@ pub fn run_operation(
         };
     }
 
-    let mut guards = GuardSet::default();
     let who = Identity {
         operation_id,
         session_id,
-        command: plan.command.as_ref().map(|c| {
-            if opts.no_log {
-                REDACTED.to_string()
-            } else {
-                c.display()
-            }
-        }),
+        command: match &fetch {
+            Some(_) if opts.no_log => Some(REDACTED.to_string()),
+            Some(f) => Some(f.spec.cmd()),
+            None => plan.command.as_ref().map(|c| {
+                if opts.no_log {
+                    REDACTED.to_string()
+                } else {
+                    c.display()
+                }
+            }),
+        },
         context: config.context.clone(),
         host: host_name(),
     };
-    let mut attempter = ProcessAttempter {
+    let mut process = ProcessAttempter {
         plan: &resolved.plan,
         passthrough: opts.passthrough,
     };
-    let mut outcome = engine::run(
-        &mut plan,
-        &mut attempter,
-        timer,
-        cancel,
-        &mut guards,
-        log,
-        who,
-    );
+    let mut fetcher = fetch.as_ref().map(|f| {
+        DownloadAttempter::new(
+            &f.spec,
+            log,
+            ProgressMode::for_stderr(opts.passthrough, log),
+        )
+    });
+    let attempter: &mut dyn Attempter = match fetcher.as_mut() {
+        Some(f) => f,
+        None => &mut process,
+    };
+    let mut outcome = engine::run(&mut plan, attempter, timer, cancel, &mut guards, log, who);
+    if let Some(f) = &fetcher {
+        f.finish(&mut outcome.record);
+    }
     if opts.no_log {
         result::redact_record(&mut outcome.record);
     }
     let mut result = result::build(&outcome, cmd, opts.no_log);
-    // Records (src/record, issue 4): written from the already-redacted record.
+    if let (Some(ready), Some(f)) = (&fetch, &fetcher) {
+        download::decorate_result(&mut result, ready, f, opts.no_log);
+    }
+    // Records (src/record, issue 4): written from the already-redacted record, before the
+    // notifications so they can send the alerts.
     crate::record::actions::after_run(
         config,
         opts.records_by_default,
@@ -150,8 +195,12 @@ pub fn run_operation(
         &mut result,
         log,
     );
+    let mut exit_code = outcome.exit_code();
+    // Notifications (src/sinks, issue 5): outcomes go in retry.notifications; only a system
+    // with `required: true` can change the result.
+    crate::sinks::notify_after_operation(config, &outcome.record, &mut result, &mut exit_code, log);
     RunReport {
-        exit_code: outcome.exit_code(),
+        exit_code,
         result,
         outcome: Some(outcome),
     }

@@ -179,13 +179,20 @@ fn string_values_from_k_equals_v_syntax_are_coerced() {
 fn check_mode_runs_nothing_and_says_what_would_run() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("marker");
-    let args = json!({"command": format!("touch {}", marker.display()), "_ansible_check_mode": true, "max_attempts": 4});
+    let state = dir.path().join("state");
+    let args = json!({"command": format!("touch {}", marker.display()), "_ansible_check_mode": true, "max_attempts": 4,
+                      "bulkhead": {"max_concurrent": 2}, "state_dir": state.to_str().unwrap()});
     let (r, _) = run_module_text(&args.to_string());
     assert!(!marker.exists(), "check mode must not run the command");
     assert_eq!(r["skipped"], true);
     assert_eq!(r["changed"], false);
     assert_eq!(r["msg"], "Command would have run if not in check mode");
     assert_eq!(r["retry"]["plan"]["max_attempts"], 4);
+    assert_eq!(r["retry"]["plan"]["guards"], json!(["bulkhead"]));
+    assert!(
+        !state.exists(),
+        "check mode writes nothing, guard state included"
+    );
 }
 
 #[test]

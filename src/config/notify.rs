@@ -39,7 +39,8 @@ pub struct ExternalSystem {
     pub name: String,
     /// Receiver URL (secret: never echoed).
     pub url: Option<String>,
-    /// HTTP method (default POST; PUT for Pushgateway when asked).
+    /// HTTP method: webhooks POST (default), PUT or PATCH; Pushgateway PUT unless POST is
+    /// asked for; the other types always POST.
     pub method: Option<String>,
     /// `Bearer x` / `Basic x` → Authorization; `Name value` → header Name (secret).
     pub auth_header: Option<String>,
@@ -54,7 +55,8 @@ pub struct ExternalSystem {
     /// Receiver kind; inferred from name and URL when absent.
     #[serde(rename = "type")]
     pub system_type: Option<SystemType>,
-    /// When to notify (default: failure and alert).
+    /// When to notify (default: every run for metric sinks; failure and alert for Slack,
+    /// Datadog events and webhooks).
     pub notify_on: Option<Vec<NotifyOn>>,
     /// A failed delivery fails the operation.
     pub required: Option<bool>,
@@ -63,7 +65,7 @@ pub struct ExternalSystem {
     pub api_version: Option<u8>,
     /// Datadog site (datadoghq.com, datadoghq.eu, us3, us5, ap1, ...).
     pub site: Option<String>,
-    /// Request body compression: none, gzip or deflate.
+    /// Datadog series body compression: gzip (default), deflate (zlib) or none.
     pub compression: Option<String>,
     /// Directory for the node_exporter textfile collector.
     pub textfile_dir: Option<String>,

@@ -3,6 +3,17 @@
 //! after the operation). This file holds the contract and the set; each guard lives in its own
 //! file. Guards never spawn the command and never write records.
 
+pub mod adaptive;
+pub mod breaker;
+pub mod budget;
+mod build;
+pub mod bulkhead;
+pub mod idempotency;
+pub mod network;
+pub mod state;
+
+pub use build::{DEFAULT_STATE_DIR, GuardError, build, state_dir_for};
+
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -97,6 +108,11 @@ impl GuardSet {
 
     pub fn is_empty(&self) -> bool {
         self.guards.is_empty()
+    }
+
+    /// The configured guards, in the order they are consulted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.guards.iter().map(|g| g.name()).collect()
     }
 
     pub fn adjust(&mut self, plan: &mut Plan, log: &Logger) -> Vec<String> {

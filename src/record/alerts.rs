@@ -11,7 +11,7 @@ use super::stats::FinalStatistics;
 use crate::config::notify::AlertThresholds;
 
 /// One breached threshold. `name`, `message` and `severity` are what the sinks read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Alert {
     /// The threshold's key: min_success_rate, max_average_retries, max_execution_time, max_error_rate.
     pub name: String,
@@ -169,6 +169,40 @@ pub fn session_alerts(session_id: &str, s: &FinalStatistics, t: &AlertThresholds
         severity,
         message: format!("session {session_id}: {message}"),
     })
+}
+
+/// The four thresholds against a session's `final_statistics` given as JSON (the notifier
+/// reads them from a session record that carries no alerts of its own). Missing numbers raise
+/// nothing; a missing `total_operations` counts as a non-empty session.
+pub fn threshold_alerts(stats: &serde_json::Value, t: &AlertThresholds) -> Vec<Alert> {
+    let num = |k: &str| stats.get(k).and_then(serde_json::Value::as_f64);
+    let mut s = FinalStatistics {
+        total_operations: stats
+            .get("total_operations")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1),
+        ..Default::default()
+    };
+    let sid = stats
+        .get("session_id")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    // A number that is absent must not be compared: leave only the thresholds whose metric is there.
+    let t = AlertThresholds {
+        min_success_rate: t.min_success_rate.filter(|_| num("success_rate").is_some()),
+        max_average_retries: t
+            .max_average_retries
+            .filter(|_| num("average_retry_count").is_some()),
+        max_execution_time: t
+            .max_execution_time
+            .filter(|_| num("total_execution_time").is_some()),
+        max_error_rate: t.max_error_rate.filter(|_| num("failure_rate").is_some()),
+    };
+    s.success_rate = num("success_rate").unwrap_or(0.0);
+    s.average_retry_count = num("average_retry_count").unwrap_or(0.0);
+    s.total_execution_time = num("total_execution_time").unwrap_or(0.0);
+    s.failure_rate = num("failure_rate").unwrap_or(0.0);
+    session_alerts(sid, &s, &t)
 }
 
 #[cfg(test)]

@@ -85,6 +85,9 @@ pub struct CleanupArgs {
     /// Guard state directory (never touched by cleanup)
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Instead: close this session as failed ("cleanup retry session on error"; records kept)
+    #[arg(long, value_name = "ID")]
+    pub session_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -237,6 +240,9 @@ fn finalize(
 }
 
 pub fn cleanup(a: CleanupArgs) -> i32 {
+    if let Some(id) = &a.session_id {
+        return report(finalize(&a.dir.artifacts_dir, id, None, true));
+    }
     report(
         Store::new(&a.dir.artifacts_dir)
             .cleanup(a.retention_days, a.max_sessions, chrono::Utc::now())

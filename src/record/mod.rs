@@ -45,6 +45,24 @@ pub struct AttemptRecord {
     pub retry_reason: Option<String>,
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
+    /// Download operations only: what this attempt moved over the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadAttempt>,
+}
+
+/// Per-attempt facts of a download (`action: download`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DownloadAttempt {
+    /// Body bytes received in this attempt (kept or not).
+    pub bytes_transferred: u64,
+    /// The byte offset this attempt asked to resume from (0: from the start).
+    pub resumed_from: u64,
+    /// The HTTP status the server answered, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The server sent the whole file again (Range ignored, or the file changed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarted: bool,
 }
 
 /// How the operation ended.

@@ -1098,6 +1098,7 @@ mod tests {
             retry_reason: None,
             stdout_bytes: 0,
             stderr_bytes: 0,
+            download: None,
         };
         OperationRecord {
             operation_id: crate::record::new_operation_id(name, 1),

@@ -1,22 +1,621 @@
-//! Notification sinks (Slack, Datadog, Prometheus, webhooks): each turns a report into a
-//! request; delivery is shared. The only room that talks HTTP. Never lets a secret (webhook
-//! path, token, auth header) reach a log, a record or a result.
+//! Notification sinks: Slack, Datadog (series and events), Prometheus (Pushgateway, remote
+//! write, node_exporter textfile) and a generic JSON webhook. Turns a `Report` (one operation,
+//! a session, or a test message) into requests for every configured system, delivers them in
+//! parallel under per-system timeouts, bounded retries and one time budget for the run, and
+//! returns a redacted outcome per system. It must never change an operation's result (unless a
+//! system says `required: true`, which the caller reads from `NotifyResult::required_failed`),
+//! never talk HTTP from anywhere else, and never log or record a secret.
+
+pub mod datadog;
+pub mod deliver;
+pub mod metrics;
+pub mod prometheus;
+pub mod redact;
+pub mod report;
+pub mod slack;
+pub mod system;
+
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::config::notify::{ExternalSystem, SystemType};
+use crate::log::Logger;
+use crate::record::OperationRecord;
+use deliver::{Delivery, DeliveryPolicy};
+use redact::{Redactor, redact_url};
+
+use metrics::{counter_samples, last_run_samples};
+use system::{is_metric_sink, judge_for, prepare};
+
+pub use metrics::{COUNTERS, LAST_RUN, Metric, MetricKind, PromFamily, PromKind};
+pub use report::{Alert, AttemptPoint, Report, ReportKind, hostname, threshold_alerts};
+pub use system::{SystemError, default_notify_on, infer_type, parse_auth_header, type_name};
+
+/// Default per-request timeout (seed: `timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default delivery retries (seed: `retry_count`).
+pub const DEFAULT_RETRY_COUNT: u32 = 2;
+/// Default wait between delivery retries (seed: `retry_delay`).
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Default bound on all notification delivery of one run (config `notification_timeout`).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
 
 /// How delivery to one external system went; listed in `retry.notifications` and the session
-/// record.
+/// record. Every string in it is redacted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationOutcome {
     /// The system's `name` from the config.
     pub system: String,
-    /// The receiver kind, and whether it was inferred from name and URL.
+    /// The receiver kind (`slack`, `datadog`, ...), and whether it was inferred from name and
+    /// URL (`inferred_from` says how).
     pub kind: String,
     pub inferred: bool,
-    /// `sent`, `failed`, `skipped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inferred_from: Option<String>,
+    /// `sent`, `failed`, `skipped` (not for this event), `disabled`.
     pub status: String,
     pub http_status: Option<u16>,
     pub attempts: u32,
     /// The error, redacted.
     pub error: Option<String>,
+    /// The receiver's answer, first line, redacted (Slack's `ok` / `no_service`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// Where it went: method and redacted URL, or the textfile path.
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub required: bool,
+    /// Seconds, waits included.
+    #[serde(default)]
+    pub duration: f64,
+}
+
+/// All outcomes of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NotifyResult {
+    pub outcomes: Vec<NotificationOutcome>,
+    /// A system with `required: true` failed: the caller fails the operation.
+    pub required_failed: bool,
+}
+
+/// Which systems a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// End of an operation: each system by its `notify_on`.
+    Run,
+    /// `retryx notify test`: every enabled system.
+    Test,
+    /// The role's "send retry metrics to external systems": metric sinks and webhooks.
+    Metrics,
+    /// The role's "send retry alerts": message sinks, only when there are alerts.
+    Alerts,
+}
+
+/// Settings of a notification run.
+#[derive(Debug, Clone)]
+pub struct NotifySettings<'a> {
+    pub systems: &'a [ExternalSystem],
+    /// `external_integration`: false turns every system off.
+    pub external_integration: Option<bool>,
+    /// Bound on the whole run's delivery.
+    pub budget: Duration,
+}
+
+fn wanted(sys: &ExternalSystem, kind: SystemType, report: &Report, purpose: Purpose) -> bool {
+    match purpose {
+        Purpose::Test => true,
+        Purpose::Metrics => is_metric_sink(kind) || kind == SystemType::Webhook,
+        Purpose::Alerts => !is_metric_sink(kind) && !report.alerts.is_empty(),
+        Purpose::Run => {
+            let on = sys
+                .notify_on
+                .clone()
+                .unwrap_or_else(|| default_notify_on(kind));
+            report.events().iter().any(|e| on.contains(e))
+        }
+    }
+}
+
+fn deliver_one(
+    sys: &ExternalSystem,
+    report: &Report,
+    purpose: Purpose,
+    deadline: Instant,
+) -> NotificationOutcome {
+    let (kind, inferred) = infer_type(sys);
+    let required = sys.required.unwrap_or(false);
+    let mut out = NotificationOutcome {
+        system: sys.name.clone(),
+        kind: type_name(kind).to_string(),
+        inferred: inferred.is_some(),
+        inferred_from: inferred,
+        status: "skipped".into(),
+        http_status: None,
+        attempts: 0,
+        error: None,
+        response: None,
+        target: sys.url.as_deref().map(redact_url).unwrap_or_default(),
+        required,
+        duration: 0.0,
+    };
+    if sys.enabled == Some(false) {
+        out.status = "disabled".into();
+        return out;
+    }
+    if !wanted(sys, kind, report, purpose) {
+        return out;
+    }
+    let started = Instant::now();
+    let mut red = Redactor::new();
+    let prepared = match prepare(sys, kind, report, &mut red) {
+        Ok(p) => p,
+        Err(e) => {
+            out.status = "failed".into();
+            out.error = Some(red.scrub(&e.to_string()));
+            return out;
+        }
+    };
+    out.target = prepared.target.clone();
+    if let Some(dir) = &prepared.textfile {
+        out.attempts = 1;
+        let base = [("operation", report.operation.as_str())];
+        let mut current = last_run_samples(report, &base);
+        current.extend(counter_samples(report, &base));
+        let families: Vec<PromFamily> = LAST_RUN.iter().chain(COUNTERS.iter()).cloned().collect();
+        match prometheus::write_textfile(dir, &families, &report.operation, &current) {
+            Ok(_) => out.status = "sent".into(),
+            Err(e) => {
+                out.status = "failed".into();
+                out.error = Some(red.scrub(&e.to_string()));
+            }
+        }
+        out.duration = started.elapsed().as_secs_f64();
+        return out;
+    }
+    let Some(request) = prepared.request else {
+        out.status = "failed".into();
+        out.error = Some("nothing to send".into());
+        return out;
+    };
+    let policy = DeliveryPolicy {
+        timeout: sys.timeout.map(|t| t.get()).unwrap_or(DEFAULT_TIMEOUT),
+        retry_count: sys.retry_count.unwrap_or(DEFAULT_RETRY_COUNT),
+        retry_delay: sys
+            .retry_delay
+            .map(|t| t.get())
+            .unwrap_or(DEFAULT_RETRY_DELAY),
+        deadline,
+    };
+    let judge = judge_for(prepared.kind);
+    let d: Delivery = deliver::deliver(&request, &policy, &judge, &red, &std::thread::sleep);
+    out.status = if d.ok { "sent" } else { "failed" }.into();
+    out.http_status = d.http_status;
+    out.attempts = d.attempts;
+    out.error = d.error;
+    out.response = d.response;
+    out.duration = d.duration;
+    out
+}
+
+/// Notifies every configured system about `report`, in parallel, within `settings.budget`.
+/// Never fails: problems are in the outcomes.
+pub fn notify(settings: &NotifySettings<'_>, report: &Report, purpose: Purpose) -> NotifyResult {
+    if settings.external_integration == Some(false) || settings.systems.is_empty() {
+        return NotifyResult::default();
+    }
+    let deadline = Instant::now() + settings.budget;
+    let outcomes: Vec<NotificationOutcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = settings
+            .systems
+            .iter()
+            .map(|sys| s.spawn(move || deliver_one(sys, report, purpose, deadline)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(settings.systems)
+            .map(|(h, sys)| {
+                h.join().unwrap_or_else(|_| NotificationOutcome {
+                    system: sys.name.clone(),
+                    kind: type_name(infer_type(sys).0).to_string(),
+                    inferred: sys.system_type.is_none(),
+                    inferred_from: None,
+                    status: "failed".into(),
+                    http_status: None,
+                    attempts: 0,
+                    error: Some("internal error while notifying".into()),
+                    response: None,
+                    target: sys.url.as_deref().map(redact_url).unwrap_or_default(),
+                    required: sys.required.unwrap_or(false),
+                    duration: 0.0,
+                })
+            })
+            .collect()
+    });
+    let required_failed = outcomes.iter().any(|o| o.required && o.status == "failed");
+    NotifyResult {
+        outcomes,
+        required_failed,
+    }
+}
+
+impl<'a> NotifySettings<'a> {
+    /// `external_systems`, `external_integration` and `notification_timeout` of a config.
+    pub fn from_config(config: &'a Config) -> Self {
+        NotifySettings {
+            systems: config.external_systems.as_deref().unwrap_or(&[]),
+            external_integration: config.external_integration,
+            budget: config
+                .notification_timeout
+                .map(|d| d.get())
+                .unwrap_or(DEFAULT_BUDGET),
+        }
+    }
+}
+
+/// The hook the run calls after an operation: notifies the configured systems about
+/// `record` (alerts read from `result.retry.alerts`), puts the outcomes in
+/// `result.retry.notifications`, logs failed deliveries (redacted), and, only when a system
+/// with `required: true` failed, marks the result failed (exit code 1 if the operation
+/// itself succeeded). Returns the outcomes for the session record.
+pub fn notify_after_operation(
+    config: &Config,
+    record: &OperationRecord,
+    result: &mut Value,
+    exit_code: &mut i32,
+    log: &Logger,
+) -> NotifyResult {
+    let settings = NotifySettings::from_config(config);
+    if settings.systems.is_empty() {
+        return NotifyResult::default();
+    }
+    let alerts = result
+        .pointer("/retry/alerts")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Alert::from_value).collect())
+        .unwrap_or_default();
+    let report = Report::from_operation(record, alerts);
+    let res = notify(&settings, &report, Purpose::Run);
+    log_outcomes(&res, log);
+    if let Some(retry) = result.get_mut("retry") {
+        retry["notifications"] = serde_json::to_value(&res.outcomes).unwrap_or_default();
+    }
+    if res.required_failed {
+        let names: Vec<&str> = res
+            .outcomes
+            .iter()
+            .filter(|o| o.required && o.status == "failed")
+            .map(|o| o.system.as_str())
+            .collect();
+        result["failed"] = Value::Bool(true);
+        let msg = result
+            .get("msg")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        result["msg"] = Value::String(format!(
+            "{msg}{}required notification failed: {}",
+            if msg.is_empty() { "" } else { "; " },
+            names.join(", ")
+        ));
+        if *exit_code == 0 {
+            *exit_code = 1;
+        }
+    }
+    res
+}
+
+/// One log line per delivery that failed (already redacted).
+pub fn log_outcomes(res: &NotifyResult, log: &Logger) {
+    for o in &res.outcomes {
+        if o.status == "failed" {
+            log.warn(
+                "notification failed",
+                &[
+                    ("system", o.system.clone()),
+                    ("type", o.kind.clone()),
+                    ("attempts", o.attempts.to_string()),
+                    (
+                        "http_status",
+                        o.http_status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "none".into()),
+                    ),
+                    ("error", o.error.clone().unwrap_or_default()),
+                ],
+            );
+        } else if o.status == "sent" {
+            log.debug(
+                "notification sent",
+                &[("system", o.system.clone()), ("type", o.kind.clone())],
+            );
+        }
+    }
+}
+
+/// `retryx notify test`: a test message to every enabled system.
+pub fn notify_test(config: &Config) -> NotifyResult {
+    let session = config
+        .session_id
+        .clone()
+        .unwrap_or_else(|| crate::record::new_session_id(chrono::Utc::now().timestamp()));
+    notify(
+        &NotifySettings::from_config(config),
+        &Report::test_message(&session),
+        Purpose::Test,
+    )
+}
+
+/// The module's `action: notify` (the role's "send retry metrics to external systems" with
+/// `notify_kind: metrics`, "send retry alerts" with `notify_kind: alerts`, or `test`). Metrics
+/// and alerts describe the session record `retry_session_<session_id>.json` in
+/// `artifacts_dir`. Returns the module result; in check mode nothing is sent.
+pub fn module_notify(config: &Config, check_mode: bool, log: &Logger) -> Value {
+    let kind = config.notify_kind.as_deref().unwrap_or("metrics");
+    let purpose = match kind {
+        "metrics" => Purpose::Metrics,
+        "alerts" => Purpose::Alerts,
+        "test" => Purpose::Test,
+        other => {
+            return serde_json::json!({"failed": true, "changed": false,
+                "msg": format!("notify_kind must be metrics, alerts or test, got {other:?}")});
+        }
+    };
+    let settings = NotifySettings::from_config(config);
+    if settings.systems.is_empty() || settings.external_integration == Some(false) {
+        return serde_json::json!({"failed": false, "changed": false,
+            "msg": "no external system to notify (external_systems empty or external_integration false)",
+            "retry": {"notifications": []}});
+    }
+    let report = if purpose == Purpose::Test {
+        let session = config
+            .session_id
+            .clone()
+            .unwrap_or_else(|| crate::record::new_session_id(chrono::Utc::now().timestamp()));
+        Report::test_message(&session)
+    } else {
+        let Some(session) = config.session_id.as_deref() else {
+            return serde_json::json!({"failed": true, "changed": false,
+                "msg": "action notify needs session_id (the role passes retry_session_id)"});
+        };
+        if session.is_empty() || session.contains(['/', '\\']) || session.starts_with('.') {
+            return serde_json::json!({"failed": true, "changed": false,
+                "msg": "session_id must be a plain name such as retry_1640995200_123456"});
+        }
+        let dir = config
+            .artifacts_dir
+            .as_deref()
+            .unwrap_or("/tmp/ansible_retry");
+        let path = std::path::Path::new(dir).join(format!("retry_session_{session}.json"));
+        let doc = match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                return serde_json::json!({"failed": true, "changed": false,
+                    "msg": format!("cannot read the session record {}: {e}", path.display())});
+            }
+        };
+        match Report::from_session(&doc) {
+            Some(mut r) => {
+                let thresholds = config.monitoring.as_ref().and_then(|m| m.alerts.as_ref());
+                if doc.get("alerts").is_none()
+                    && let Some(t) = thresholds
+                {
+                    let stats = doc.get("final_statistics").cloned().unwrap_or(Value::Null);
+                    r.alerts = threshold_alerts(&stats, t);
+                }
+                r
+            }
+            None => {
+                return serde_json::json!({"failed": true, "changed": false,
+                    "msg": format!("{} is not a session record (no session_id)", path.display())});
+            }
+        }
+    };
+    if check_mode {
+        return serde_json::json!({"failed": false, "changed": false, "skipped": true,
+            "msg": format!("would notify {} system(s) ({kind}) if not in check mode", settings.systems.len()),
+            "retry": {"session_id": report.session_id, "notifications": []}});
+    }
+    let res = notify(&settings, &report, purpose);
+    log_outcomes(&res, log);
+    let sent = res.outcomes.iter().filter(|o| o.status == "sent").count();
+    let failed = res.outcomes.iter().filter(|o| o.status == "failed").count();
+    serde_json::json!({
+        "failed": res.required_failed,
+        "changed": sent > 0,
+        "msg": format!("notify {kind}: {sent} sent, {failed} failed"),
+        "retry": {
+            "session_id": report.session_id,
+            "notifications": res.outcomes,
+        }
+    })
+}
+
+/// A human line for `retryx notify test`.
+pub fn describe(o: &NotificationOutcome) -> String {
+    let mut s = format!("{} ({}", o.system, o.kind);
+    if let Some(why) = &o.inferred_from {
+        s.push_str(&format!(", inferred from {why}"));
+    }
+    s.push_str(&format!("): {}", o.status));
+    if let Some(code) = o.http_status {
+        s.push_str(&format!(" HTTP {code}"));
+    }
+    if let Some(r) = o.response.as_deref().filter(|r| !r.is_empty()) {
+        s.push_str(&format!(" {r:?}"));
+    }
+    s.push_str(&format!(
+        " after {} attempt(s) in {:.2}s -> {}",
+        o.attempts, o.duration, o.target
+    ));
+    if let Some(e) = &o.error {
+        s.push_str(&format!("; error: {e}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::notify::{AlertThresholds, NotifyOn};
+
+    fn sys(name: &str, url: &str) -> ExternalSystem {
+        ExternalSystem {
+            name: name.into(),
+            url: Some(url.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn types_are_inferred_from_url_and_name() {
+        let cases = [
+            (
+                "slack_webhook",
+                "https://hooks.slack.com/services/T/B/X",
+                SystemType::Slack,
+            ),
+            (
+                "datadog",
+                "https://api.datadoghq.com/api/v1/series",
+                SystemType::Datadog,
+            ),
+            (
+                "dd",
+                "https://api.datadoghq.eu/api/v1/events",
+                SystemType::DatadogEvents,
+            ),
+            (
+                "prometheus",
+                "https://prometheus.example.com/api/v1/write",
+                SystemType::PrometheusRemoteWrite,
+            ),
+            (
+                "pg",
+                "http://pg:9091/metrics/job/retryx",
+                SystemType::PrometheusPushgateway,
+            ),
+            ("x", "http://127.0.0.1:1/services/T/B/X", SystemType::Slack),
+            ("hook", "http://127.0.0.1:1/hook", SystemType::Webhook),
+        ];
+        for (name, url, want) in cases {
+            let (got, why) = infer_type(&sys(name, url));
+            assert_eq!(got, want, "{name} {url}");
+            assert!(why.is_some());
+        }
+        let mut tf = sys("node", "");
+        tf.textfile_dir = Some("/tmp".into());
+        assert_eq!(infer_type(&tf).0, SystemType::PrometheusTextfile);
+        let mut given = sys("slack", "http://x/api/v1/write");
+        given.system_type = Some(SystemType::Webhook);
+        assert_eq!(infer_type(&given), (SystemType::Webhook, None));
+    }
+
+    #[test]
+    fn auth_headers_as_the_seed_writes_them() {
+        assert_eq!(
+            parse_auth_header("Bearer your-token-here"),
+            Ok(("Authorization".into(), "Bearer your-token-here".into()))
+        );
+        assert_eq!(
+            parse_auth_header("Basic dXNlcjpwdw=="),
+            Ok(("Authorization".into(), "Basic dXNlcjpwdw==".into()))
+        );
+        assert_eq!(
+            parse_auth_header("DD-API-KEY your-api-key"),
+            Ok(("DD-API-KEY".into(), "your-api-key".into()))
+        );
+        assert_eq!(
+            parse_auth_header("X-Auth: abc"),
+            Ok(("X-Auth".into(), "abc".into()))
+        );
+        assert_eq!(
+            parse_auth_header("justatoken"),
+            Err(SystemError::AuthHeader)
+        );
+        assert_eq!(
+            parse_auth_header("Bad! value"),
+            Err(SystemError::AuthHeader)
+        );
+    }
+
+    #[test]
+    fn notify_on_selects_events() {
+        let r = Report::sample(); // failed, 3 attempts
+        let mut s = sys("s", "http://127.0.0.1:1/services/T/B/X");
+        assert!(wanted(&s, SystemType::Slack, &r, Purpose::Run));
+        s.notify_on = Some(vec![NotifyOn::Success]);
+        assert!(!wanted(&s, SystemType::Slack, &r, Purpose::Run));
+        s.notify_on = Some(vec![NotifyOn::Retry]);
+        assert!(wanted(&s, SystemType::Slack, &r, Purpose::Run));
+        let mut ok = Report::test_message("s");
+        ok.kind = ReportKind::Operation;
+        s.notify_on = None;
+        assert!(!wanted(&s, SystemType::Slack, &ok, Purpose::Run));
+        assert!(wanted(&s, SystemType::Datadog, &ok, Purpose::Run));
+        assert!(!wanted(&s, SystemType::Slack, &ok, Purpose::Alerts));
+    }
+
+    #[test]
+    fn seed_thresholds_raise_alerts() {
+        let stats = serde_json::json!({"success_rate": 80.0, "average_retry_count": 0.6,
+            "total_execution_time": 330, "failure_rate": 20.0});
+        let t = AlertThresholds {
+            min_success_rate: Some(85.0),
+            max_average_retries: Some(2.5),
+            max_execution_time: Some(1800.0),
+            max_error_rate: Some(15.0),
+        };
+        let names: Vec<String> = threshold_alerts(&stats, &t)
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(names, ["min_success_rate", "max_error_rate"]);
+        assert!(threshold_alerts(&stats, &AlertThresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn integration_off_sends_nothing() {
+        let systems = vec![sys("s", "http://127.0.0.1:1/services/T/B/X")];
+        let res = notify(
+            &NotifySettings {
+                systems: &systems,
+                external_integration: Some(false),
+                budget: DEFAULT_BUDGET,
+            },
+            &Report::sample(),
+            Purpose::Test,
+        );
+        assert!(res.outcomes.is_empty());
+    }
+
+    #[test]
+    fn config_errors_are_outcomes_without_secrets() {
+        let mut s = sys(
+            "dd",
+            "https://api.datadoghq.com/api/v2/series?api_key=SECRETKEY123",
+        );
+        s.auth_header = Some("nonsense".into());
+        let res = notify(
+            &NotifySettings {
+                systems: std::slice::from_ref(&s),
+                external_integration: None,
+                budget: DEFAULT_BUDGET,
+            },
+            &Report::sample(),
+            Purpose::Test,
+        );
+        let o = &res.outcomes[0];
+        assert_eq!(o.status, "failed");
+        assert_eq!(o.attempts, 0);
+        let json = serde_json::to_string(o).unwrap_or_default();
+        assert!(!json.contains("SECRETKEY123"), "{json}");
+        assert!(json.contains("auth_header"), "{json}");
+    }
 }

@@ -109,6 +109,69 @@ PY
     [ $rc -eq 0 ] && [ $leak -eq 0 ]
 }
 
+# A local webhook receiver (127.0.0.1, a free port) for the notify handler test.
+handlers_notify_test() {
+    local dir="$tmp/pb.handlers_notify" port rc
+    mkdir -p "$dir"
+    : >"$dir/received.jsonl"
+    python3 - "$dir/received.jsonl" "$dir/port" <<'PY' &
+import http.server, json, sys
+log, portfile = sys.argv[1], sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
+        with open(log, "a") as f:
+            f.write(json.dumps({"method": "POST", "path": self.path, "body": body}) + "\n")
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+srv.timeout = 1
+open(portfile + ".tmp", "w").write(str(srv.server_address[1]))
+import os; os.rename(portfile + ".tmp", portfile)
+for _ in range(120):          # bounded: two minutes at most
+    srv.handle_request()
+PY
+    local server=$!
+    for _ in $(seq 50); do [ -s "$dir/port" ] && break; sleep 0.1; done
+    port="$(cat "$dir/port" 2>/dev/null)"
+    ansible-playbook "$root/tests/ansible/playbooks/handlers_notify.yml" -e "test_tmp=$dir" \
+        -e "receiver_url=http://127.0.0.1:$port/hook" -e "receiver_log=$dir/received.jsonl"
+    rc=$?
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+    return $rc
+}
+
+# The role passes on every key of the module's schema except those it sets
+# itself and the download-only ones; argument_specs documents the same keys.
+role_schema_sync() {
+    python3 - "$root" <<'PY'
+import json, sys, yaml
+root = sys.argv[1]
+props = set(json.load(open(f"{root}/schemas/retry_manager.schema.json"))["properties"])
+role_sets = {"action", "operation", "context", "session_id", "artifacts_dir", "state_dir", "notify_kind"}
+download_only = {"url", "dest", "checksum", "headers", "force"}
+want = props - role_sets - download_only
+spec = yaml.safe_load(open(f"{root}/roles/retry_manager/meta/argument_specs.yml"))
+documented = set(spec["argument_specs"]["main"]["options"]["retry_manager"]["options"])
+tasks = yaml.safe_load(open(f"{root}/roles/retry_manager/tasks/main.yml"))
+call = next(t for b in tasks for t in b.get("block", []) if "retry_manager" in t)["retry_manager"]
+passed = set(call) - role_sets
+bad = False
+for name, got in (("argument_specs", documented), ("tasks/main.yml", passed)):
+    if got != want:
+        bad = True
+        print(f"{name}: missing {sorted(want - got)}, extra {sorted(got - want)}")
+unknown = (role_sets | download_only) - props
+if unknown:
+    bad = True
+    print(f"keys the runner expects but the schema lacks: {sorted(unknown)}")
+print(f"{len(want)} keys agree" if not bad else "out of sync")
+sys.exit(1 if bad else 0)
+PY
+}
+
 lint() {
     ansible-lint --nocolor -q roles/ ansible/ molecule/ tests/ansible/playbooks/
 }
@@ -136,11 +199,13 @@ check no_log               no_log_test
 check bad_args             playbook bad_args
 check role                 playbook role
 check handlers             playbook handlers
+check handlers_notify      handlers_notify_test
 check example_basic        example basic.yml
 check example_advanced     example advanced.yml
 check example_demo         example demo.yml
 check example_multi        example multi_operation.yml -e retry_artifacts_dir="$tmp/multi_artifacts"
 check ansible_runner       runner_test
+check role_schema_sync     role_schema_sync
 check ansible_lint         lint
 check ansible_doc          doc
 check molecule             molecule_test

@@ -57,7 +57,7 @@ def run_job(tmp_path: Path, extravars: dict):
 
 def check_common(artifacts: dict, operation: str):
     assert set(artifacts) == ARTIFACT_NAMES, sorted(artifacts)
-    assert re.fullmatch(r"retry_\d+_\d+", artifacts["retry_session_id"])
+    assert re.fullmatch(r"retry_\d+_[0-9a-z]+", artifacts["retry_session_id"])
     assert artifacts["retry_current_operation"] == operation
     assert operation in artifacts["retry_operation_id"]
     assert isinstance(artifacts["retry_execution_time"], float)

@@ -137,35 +137,13 @@ pub enum Sub {
         #[arg(long, value_name = "NAME")]
         document: Option<String>,
     },
-    /// Sessions: list, show, finalize
-    Session {
-        #[command(subcommand)]
-        action: SessionCmd,
-        /// The records directory
-        #[arg(long, value_name = "DIR", default_value = crate::record::store::DEFAULT_ARTIFACTS_DIR, global = true)]
-        artifacts_dir: String,
-    },
-    /// Remove finalized sessions older than --retention-days or beyond --max-sessions (open
-    /// sessions and files not ours are never touched); with --session-id, that session
-    Cleanup {
-        #[arg(long, value_name = "DIR", default_value = crate::record::store::DEFAULT_ARTIFACTS_DIR)]
-        artifacts_dir: String,
-        #[arg(long, value_name = "DAYS")]
-        retention_days: Option<u32>,
-        #[arg(long, value_name = "N")]
-        max_sessions: Option<u32>,
-        #[arg(long, value_name = "ID")]
-        session_id: Option<String>,
-    },
-    /// Gzip finished sessions and records above --threshold bytes (read back transparently)
-    Compress {
-        #[arg(long, value_name = "DIR", default_value = crate::record::store::DEFAULT_ARTIFACTS_DIR)]
-        artifacts_dir: String,
-        #[arg(long, value_name = "BYTES")]
-        threshold: Option<u64>,
-        #[arg(long, value_name = "ID")]
-        session_id: Option<String>,
-    },
+    /// Sessions of records: list, show (json, text, svg, html), finalize
+    Session(crate::record::cmd::SessionArgs),
+    /// Remove old records (retention_days, max_sessions; never an open session or a file not
+    /// ours); with --session-id, close that session as failed
+    Cleanup(crate::record::cmd::CleanupArgs),
+    /// Gzip finished sessions and record files above a size threshold
+    Compress(crate::record::cmd::CompressArgs),
     /// Download URL to FILE, resuming with HTTP Range requests after transient failures
     Download(Box<DownloadArgs>),
     /// Notifications to external systems
@@ -363,148 +341,6 @@ fn breaker_command(
         Err(e) => {
             eprintln!("retryx: breaker {key}: {e}");
             Ok(1)
-        }
-    }
-}
-
-#[derive(Subcommand, Debug)]
-pub enum SessionCmd {
-    /// One line per session, newest first
-    List,
-    /// A session's document (json) or a summary (text)
-    Show {
-        id: String,
-        #[arg(long, value_enum, default_value = "json")]
-        format: ShowFormat,
-    },
-    /// Final statistics, status and alerts
-    Finalize { id: String },
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum ShowFormat {
-    Json,
-    Text,
-    /// A timeline picture
-    Svg,
-    /// The timeline and statistics as one self-contained page
-    Html,
-}
-
-/// Prints a session action's result; exit 0 unless it failed.
-fn print_action(result: Value) -> Result<i32, Usage> {
-    if result["failed"] == true {
-        eprintln!("retryx: {}", result["msg"].as_str().unwrap_or("failed"));
-        return Ok(1);
-    }
-    let text = serde_json::to_string_pretty(&result).map_err(|e| Usage(e.to_string()))?;
-    let _ = writeln!(std::io::stdout().lock(), "{text}");
-    Ok(0)
-}
-
-fn session_command(action: SessionCmd, artifacts_dir: String) -> Result<i32, Usage> {
-    use crate::record::store::Store;
-    let dir = PathBuf::from(&artifacts_dir);
-    let config = crate::config::Config {
-        artifacts_dir: Some(artifacts_dir.clone()),
-        ..Default::default()
-    };
-    let store = Store::existing(&dir).map_err(|e| Usage(e.to_string()));
-    let mut out = std::io::stdout().lock();
-    match action {
-        SessionCmd::List => {
-            for d in store?.list().map_err(|e| Usage(e.to_string()))? {
-                let s = &d.final_statistics;
-                let _ = writeln!(
-                    out,
-                    "{}  {:<9}  {}  ops={} ok={} failed={} retries={}",
-                    d.session_id,
-                    d.session_status,
-                    d.session_start,
-                    s.total_operations,
-                    s.successful_operations,
-                    s.failed_operations,
-                    s.total_retry_attempts
-                );
-            }
-            Ok(0)
-        }
-        SessionCmd::Show { id, format } => {
-            let store = store?;
-            let doc = match store.load_session(&id) {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("retryx: {e}");
-                    return Ok(1);
-                }
-            };
-            match format {
-                ShowFormat::Svg => {
-                    let _ = out.write_all(
-                        crate::record::render::svg(&doc, &store.operations_of(&doc)).as_bytes(),
-                    );
-                }
-                ShowFormat::Html => {
-                    let _ = out.write_all(
-                        crate::record::render::html(&doc, &store.operations_of(&doc)).as_bytes(),
-                    );
-                }
-                ShowFormat::Json => {
-                    let _ = writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string_pretty(&doc).map_err(|e| Usage(e.to_string()))?
-                    );
-                }
-                ShowFormat::Text => {
-                    let s = &doc.final_statistics;
-                    let _ = writeln!(
-                        out,
-                        "session {}  {}  started {}  ended {}",
-                        doc.session_id,
-                        doc.session_status,
-                        doc.session_start,
-                        doc.session_end.as_deref().unwrap_or("-")
-                    );
-                    let _ = writeln!(
-                        out,
-                        "operations {}  ok {}  failed {}  success {}%  retries {}  ops/min {}",
-                        s.total_operations,
-                        s.successful_operations,
-                        s.failed_operations,
-                        s.success_rate,
-                        s.total_retry_attempts,
-                        s.operations_per_minute
-                    );
-                    for o in &doc.operations {
-                        let _ = writeln!(
-                            out,
-                            "  {:<10} {:>3} attempt(s) {:>9.3}s  {}  {}",
-                            o.status.as_str(),
-                            o.attempt_count,
-                            o.execution_time,
-                            o.operation_name,
-                            o.final_error_type.as_deref().unwrap_or("")
-                        );
-                    }
-                    for a in &doc.alerts {
-                        let _ = writeln!(out, "  ALERT {}: {}", a.name, a.message);
-                    }
-                }
-            }
-            Ok(0)
-        }
-        SessionCmd::Finalize { id } => {
-            drop(out);
-            let config = crate::config::Config {
-                session_id: Some(id),
-                ..config
-            };
-            print_action(crate::record::actions::finalize(
-                &config,
-                false,
-                chrono::Utc::now(),
-            ))
         }
     }
 }
@@ -786,48 +622,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     };
     let outcome = match cli.sub {
-        Some(Sub::Session {
-            action,
-            artifacts_dir,
-        }) => session_command(action, artifacts_dir),
-        Some(Sub::Cleanup {
-            artifacts_dir,
-            retention_days,
-            max_sessions,
-            session_id,
-        }) => {
-            let config = crate::config::Config {
-                artifacts_dir: Some(artifacts_dir),
-                retention_days,
-                max_sessions,
-                session_id,
-                ..Default::default()
-            };
-            print_action(crate::record::actions::cleanup(
-                &config,
-                false,
-                chrono::Utc::now(),
-            ))
-        }
-        Some(Sub::Compress {
-            artifacts_dir,
-            threshold,
-            session_id,
-        }) => {
-            let config = crate::config::Config {
-                artifacts_dir: Some(artifacts_dir),
-                compress_threshold: threshold,
-                session_id,
-                ..Default::default()
-            };
-            print_action(crate::record::actions::compress(&config, false))
-        }
         Some(Sub::Schema { document }) => {
             let schema = match document.as_deref() {
                 None => Some(schema_json()),
-                Some(name) => crate::record::store::document_schemas()
+                Some(name) => crate::record::actions::schemas()
                     .into_iter()
-                    .find(|(n, _)| *n == name)
+                    .find(|(n, _)| *n == format!("retry_{name}.schema.json"))
                     .map(|(_, v)| v),
             };
             match schema {
@@ -838,11 +638,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
                     })
                     .map_err(|e| Usage(e.to_string())),
                 None => Err(Usage(
-                    "--document: expected operation, session or attempt".into(),
+                    "--document: expected session, operation, attempt, performance, session_error or records_pack".into(),
                 )),
             }
         }
         Some(Sub::Validate { file, operation }) => validate(&file, operation),
+        Some(Sub::Session(a)) => Ok(crate::record::cmd::session(a)),
+        Some(Sub::Cleanup(a)) => Ok(crate::record::cmd::cleanup(a)),
+        Some(Sub::Compress(a)) => Ok(crate::record::cmd::compress(a)),
         Some(Sub::Download(a)) => download(*a),
         Some(Sub::Notify {
             action: NotifySub::Test { config, json },

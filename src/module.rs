@@ -150,13 +150,9 @@ fn run_module(path: &Path) -> Value {
             crate::sinks::module_notify(&resolved.config, flags.check_mode, &log)
         }
         // Issue 4: the role's finalize / cleanup / compress handlers.
-        Action::Finalize => {
-            crate::record::actions::finalize(&resolved.config, flags.check_mode, chrono::Utc::now())
+        a @ (Action::Finalize | Action::Cleanup | Action::Compress) => {
+            crate::record::actions::module_action(a, &resolved.config, flags.check_mode)
         }
-        Action::Cleanup => {
-            crate::record::actions::cleanup(&resolved.config, flags.check_mode, chrono::Utc::now())
-        }
-        Action::Compress => crate::record::actions::compress(&resolved.config, flags.check_mode),
     }
 }
 

@@ -186,7 +186,15 @@ pub fn run_operation(
     if let (Some(ready), Some(f)) = (&fetch, &fetcher) {
         download::decorate_result(&mut result, ready, f, opts.no_log);
     }
-    write_records(config, opts, &outcome, timer, &mut result, log);
+    // Records (src/record, issue 4): written from the already-redacted record, before the
+    // notifications so they can send the alerts.
+    crate::record::actions::after_run(
+        config,
+        opts.records_by_default,
+        &outcome.record,
+        &mut result,
+        log,
+    );
     let mut exit_code = outcome.exit_code();
     // Notifications (src/sinks, issue 5): outcomes go in retry.notifications; only a system
     // with `required: true` can change the result.
@@ -196,67 +204,4 @@ pub fn run_operation(
         result,
         outcome: Some(outcome),
     }
-}
-
-/// The directory records go to, if any: `artifacts_dir`, else the default when the front door
-/// writes records by default.
-pub fn artifacts_dir_for(
-    config: &crate::config::Config,
-    by_default: bool,
-) -> Option<std::path::PathBuf> {
-    match &config.artifacts_dir {
-        Some(d) if !d.is_empty() => Some(std::path::PathBuf::from(d)),
-        Some(_) => None,
-        None => by_default
-            .then(|| std::path::PathBuf::from(crate::record::store::DEFAULT_ARTIFACTS_DIR)),
-    }
-}
-
-/// Records the operation in its session (src/record) and puts the files written and the
-/// alerts that apply into the result. A records failure is reported as a warning, never as the
-/// operation's failure.
-fn write_records(
-    config: &crate::config::Config,
-    opts: &RunOptions,
-    outcome: &Outcome,
-    timer: &dyn Timer,
-    result: &mut Value,
-    log: &Logger,
-) {
-    let thresholds = config.monitoring.as_ref().and_then(|m| m.alerts.as_ref());
-    let r = &outcome.record;
-    let mut alerts = thresholds
-        .map(|t| {
-            crate::record::alerts::operation_alerts(
-                &r.operation_name,
-                r.execution_time,
-                r.attempt_count,
-                t,
-            )
-        })
-        .unwrap_or_default();
-    if let Some(dir) = artifacts_dir_for(config, opts.records_by_default) {
-        let log_attempts = config.log_individual_attempts.unwrap_or(false);
-        match crate::record::store::Store::open(&dir)
-            .and_then(|s| s.record_operation(r, thresholds, log_attempts, timer.wall()))
-        {
-            Ok((files, op_alerts, session_stats)) => {
-                alerts = op_alerts;
-                // The session so far, in the seed's final_statistics shape (AAP artifacts).
-                result["retry"]["session_statistics"] = json!(session_stats);
-                result["retry"]["artifacts"] = json!(
-                    files
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                );
-            }
-            Err(e) => {
-                let msg = format!("records were not written: {e}");
-                log.error("cannot write the records", &[("error", e.to_string())]);
-                result["warnings"] = json!([msg]);
-            }
-        }
-    }
-    result["retry"]["alerts"] = json!(alerts);
 }

@@ -1,515 +1,909 @@
-//! Records through the front doors: the built binary writes session, operation and attempt
-//! documents; concurrent runs share a session; finalize, cleanup and compress; security rules.
-//! Every document produced is validated against its schema in `schemas/`.
+//! Records end to end: the built binary (CLI and module) writes session, operation, attempt,
+//! performance and error documents; every document produced here is validated against its
+//! schema in `schemas/`. Concurrency (50 writers, one session), SIGKILL at random moments,
+//! hostile names, directory security, no_log, compression, retention.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::collections::HashSet;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-fn retryx() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_retryx"));
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    c
-}
+const BIN: &str = env!("CARGO_BIN_EXE_retryx");
 
-fn schema(name: &str) -> jsonschema::Validator {
-    let text = std::fs::read_to_string(format!(
-        "{}/schemas/{name}.schema.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
-}
-
-fn read(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Validates every record in `dir` against its schema; returns how many were checked.
-fn validate_all(dir: &Path) -> usize {
-    let (op, session, attempt) = (schema("operation"), schema("session"), schema("attempt"));
-    let mut n = 0;
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let v = if name.ends_with(".json") {
-            read(&e.path())
-        } else {
-            continue;
-        };
-        let errors: Vec<String> = if name.starts_with("retry_operation_") {
-            op.iter_errors(&v).map(|e| e.to_string()).collect()
-        } else if name.starts_with("retry_session_") && !name.starts_with("retry_session_error_") {
-            session.iter_errors(&v).map(|e| e.to_string()).collect()
-        } else if name.starts_with("attempt_") {
-            attempt
-                .iter_errors(&v["attempt"])
-                .map(|e| e.to_string())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        assert!(errors.is_empty(), "{name}: {errors:?}");
-        n += 1;
+fn schema_for(file_name: &str) -> &'static str {
+    if file_name.starts_with("retry_session_error_") {
+        "retry_session_error"
+    } else if file_name.starts_with("retry_session_") {
+        "retry_session"
+    } else if file_name.starts_with("retry_performance_") {
+        "retry_performance"
+    } else if file_name.starts_with("attempt_") {
+        "retry_attempt"
+    } else if file_name.starts_with("operation_") {
+        "retry_operation"
+    } else {
+        panic!("no schema for {file_name}")
     }
-    n
 }
 
-#[test]
-fn a_run_writes_its_operation_and_session_privately() {
-    let base = tempfile::tempdir().unwrap();
-    let dir = base.path().join("records");
-    let status = retryx()
-        .args([
-            "--artifacts-dir",
-            dir.to_str().unwrap(),
-            "--session-id",
-            "retry_1_test",
-            "-n",
-            "3",
-            "-d",
-            "1ms",
-            "-o",
-            "api_call",
-            "--",
-            "sh",
-            "-c",
-            "exit 1",
-        ])
-        .status()
-        .unwrap();
-    assert_eq!(status.code(), Some(1));
-    assert_eq!(
-        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
-    let session = read(&dir.join("retry_session_retry_1_test.json"));
-    assert_eq!(session["session_status"], "running");
-    assert_eq!(session["final_statistics"]["total_operations"], 1);
-    assert_eq!(session["final_statistics"]["failed_operations"], 1);
-    assert_eq!(session["final_statistics"]["total_retry_attempts"], 2);
-    let op_id = session["operations"][0]["operation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(op_id.starts_with("api_call_"));
-    let op = read(&dir.join(format!("retry_operation_{op_id}.json")));
-    assert_eq!(op["attempt_count"], 3);
-    assert_eq!(op["attempts"].as_array().unwrap().len(), 3);
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        let mode = e.metadata().unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{:?}", e.file_name());
-    }
-    assert!(validate_all(&dir) >= 2);
-}
-
-#[test]
-fn fifty_concurrent_runs_share_one_session_and_finalize_counts_them_all() {
-    let base = tempfile::tempdir().unwrap();
-    let dir = base.path().join("r");
-    let d = dir.to_str().unwrap().to_string();
-    let children: Vec<_> = (0..50)
-        .map(|i| {
-            let code = if i % 5 == 0 { "exit 3" } else { "exit 0" };
-            retryx()
-                .args([
-                    "--artifacts-dir",
-                    &d,
-                    "--session-id",
-                    "retry_50_conc",
-                    "-n",
-                    "2",
-                    "-d",
-                    "1ms",
-                    "-o",
-                    &format!("op{i}"),
-                    "--shell",
-                    "--",
-                    code,
-                ])
-                .spawn()
-                .unwrap()
-        })
+/// Validates `doc` against `schemas/<kind>.schema.json`.
+fn validate(kind: &str, doc: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("schemas/{kind}.schema.json"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
         .collect();
-    for mut c in children {
-        c.wait().unwrap();
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_retryx"))
-        .args([
-            "session",
-            "finalize",
-            "retry_50_conc",
-            "--artifacts-dir",
-            &d,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = read(&dir.join("retry_session_retry_50_conc.json"));
-    assert_eq!(s["final_statistics"]["total_operations"], 50);
-    assert_eq!(s["final_statistics"]["failed_operations"], 10);
-    assert_eq!(s["final_statistics"]["success_rate"], 80.0);
-    assert_eq!(s["session_status"], "failed");
-    let mut names: Vec<String> = s["operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["operation_name"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names.dedup();
-    assert_eq!(names.len(), 50, "every operation is listed once");
-    assert!(s["session_end"].is_string() && s["session_duration"].is_number());
-    assert!(dir.join("retry_performance_retry_50_conc.json").exists());
-    let err = read(&dir.join("retry_session_error_retry_50_conc.json"));
-    assert_eq!(err["failed_operations"].as_array().unwrap().len(), 10);
-    validate_all(&dir);
+    assert!(errors.is_empty(), "{kind}: {errors:?}\n{doc:#}");
 }
 
-#[test]
-fn killing_retryx_at_random_moments_leaves_no_torn_json() {
-    let base = tempfile::tempdir().unwrap();
-    let dir = base.path().join("r");
-    let d = dir.to_str().unwrap().to_string();
-    for i in 0..25u64 {
-        let mut child = retryx()
-            .args([
-                "--artifacts-dir",
-                &d,
-                "--session-id",
-                "retry_kill",
-                "-n",
-                "3",
-                "-d",
-                "0",
-                "--shell",
-                "--",
-                "exit 1",
-            ])
-            .spawn()
-            .unwrap();
-        // Kill at a different moment each time: before, during and after the writes.
-        std::thread::sleep(std::time::Duration::from_micros(8000 * i));
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    // and one that finishes, so the directory holds at least one whole run
-    retryx()
-        .args([
-            "--artifacts-dir",
-            &d,
-            "--session-id",
-            "retry_kill",
-            "--",
-            "true",
-        ])
-        .status()
-        .unwrap();
-    let ops = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("retry_operation_")
-        })
-        .count();
-    assert!(
-        ops >= 2,
-        "some killed runs got as far as writing ({ops} operation records)"
-    );
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".json") {
-            let _: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap())
-                .unwrap_or_else(|err| panic!("{name} is torn: {err}"));
+fn read_doc(p: &Path) -> Value {
+    let bytes = std::fs::read(p).unwrap();
+    let bytes = if p.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
+            .unwrap_or_else(|e| panic!("{}: bad gzip: {e}", p.display()));
+        out
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", p.display()))
+}
+
+/// Every JSON file under `dir` parses, is private, and matches its schema. Returns their names.
+fn validate_all(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        assert_eq!(
+            std::fs::metadata(&d).unwrap().mode() & 0o777,
+            0o700,
+            "{}",
+            d.display()
+        );
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            let ours = ["retry_", "attempt_", "operation_"]
+                .iter()
+                .any(|x| name.starts_with(x));
+            if !ours {
+                continue; // not ours: the guard state dir, someone's notes
+            }
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+                continue;
+            }
+            assert_eq!(e.metadata().unwrap().mode() & 0o777, 0o600, "{name}");
+            if name.ends_with(".json") {
+                validate(schema_for(&name), &read_doc(&p));
+            } else if name.ends_with(".records.json.gz") {
+                validate("retry_records_pack", &read_doc(&p));
+            }
+            names.push(name);
         }
     }
-    validate_all(&dir);
+    names.sort();
+    names
 }
 
-#[test]
-fn hostile_operation_names_stay_inside_the_directory() {
-    let base = tempfile::tempdir().unwrap();
-    let dir = base.path().join("r");
-    let d = dir.to_str().unwrap();
-    let long = "x".repeat(300);
-    for name in ["../../etc/passwd", "a\nb", &long] {
-        let status = retryx()
-            .args(["--artifacts-dir", d, "-o", name, "--", "true"])
-            .status()
-            .unwrap();
-        assert_eq!(status.code(), Some(0));
-    }
-    // a NUL cannot pass through argv; it can through a config file
-    let cfg = base.path().join("c.json");
-    std::fs::write(
-        &cfg,
-        json!({"operation": "nul\u{0}name", "command": "true", "artifacts_dir": d}).to_string(),
-    )
-    .unwrap();
-    assert_eq!(
-        retryx()
-            .args(["-c", cfg.to_str().unwrap()])
-            .status()
-            .unwrap()
-            .code(),
-        Some(0)
-    );
-    let entries: Vec<String> = std::fs::read_dir(&dir)
+fn retryx(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
         .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        entries
-            .iter()
-            .all(|n| n.len() < 200 && !n.contains('/') && !n.contains('\n') && !n.contains('\0')),
-        "{entries:?}"
-    );
-    assert_eq!(
-        entries
-            .iter()
-            .filter(|n| n.starts_with("retry_operation_"))
-            .count(),
-        4
-    );
-    assert!(!base.path().join("etc").exists());
 }
 
-#[test]
-fn a_planted_symlink_directory_is_refused_and_nothing_is_written_through_it() {
-    let base = tempfile::tempdir().unwrap();
-    let target = base.path().join("elsewhere");
-    std::fs::create_dir(&target).unwrap();
-    let link = base.path().join("records");
-    std::os::unix::fs::symlink(&target, &link).unwrap();
-    let result = base.path().join("result.json");
-    let status = retryx()
-        .args([
-            "--artifacts-dir",
-            link.to_str().unwrap(),
-            "--result-json",
-            result.to_str().unwrap(),
-            "--",
-            "true",
-        ])
-        .status()
+fn ok(args: &[&str]) -> String {
+    let o = retryx(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn module(args: Value) -> Value {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("args.json");
+    std::fs::write(&f, args.to_string()).unwrap();
+    let o = Command::new(BIN)
+        .arg(&f)
+        .stdin(Stdio::null())
+        .output()
         .unwrap();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "the operation's own result is not changed by a records problem"
-    );
-    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
-    let r = read(&result);
-    assert!(
-        r["warnings"][0].as_str().unwrap().contains("symlink"),
-        "{r}"
-    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
 }
 
 #[test]
-fn attempt_files_and_alerts() {
-    let base = tempfile::tempdir().unwrap();
-    let dir = base.path().join("r");
-    let cfg = base.path().join("c.json");
+fn cli_writes_records_only_when_asked_and_they_match_the_schemas() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("records");
+    let flag = t.path().join("flag");
+    // No --artifacts-dir: nothing written anywhere we can see, and the result lists no artifacts.
+    let out = ok(&["-q", "--result-json", "-", "--", "true"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["retry"]["artifacts"], json!([]));
+
+    let cfg = t.path().join("cfg.json");
     std::fs::write(
         &cfg,
-        json!({"command": "exit 1", "max_attempts": 3, "base_delay": 0, "artifacts_dir": dir, "session_id": "retry_alerts",
-               "log_individual_attempts": true, "monitoring": {"alerts": {"min_success_rate": 90, "max_average_retries": 1}}})
+        json!({"log_individual_attempts": true, "base_delay": 0, "jitter": "none",
+               "monitoring": {"alerts": {"max_average_retries": 0.5, "min_success_rate": 90}}})
         .to_string(),
     )
     .unwrap();
-    let result = base.path().join("result.json");
-    retryx()
-        .args([
-            "-c",
-            cfg.to_str().unwrap(),
-            "--result-json",
-            result.to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    let r = read(&result);
-    assert_eq!(
-        r["retry"]["alerts"][0]["name"], "max_average_retries",
-        "{r}"
+    let d = dir.to_str().unwrap();
+    let c = cfg.to_str().unwrap();
+    let script = format!(
+        "[ -e {0} ] || {{ touch {0}; echo 'connection reset by peer' >&2; exit 1; }}",
+        flag.display()
     );
-    let attempts = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("attempt_"))
-        .count();
-    assert_eq!(attempts, 3);
+    let out = ok(&[
+        "-q",
+        "-c",
+        c,
+        "--artifacts-dir",
+        d,
+        "--session-id",
+        "retry_1_test",
+        "-o",
+        "vmware_vm_create",
+        "--result-json",
+        "-",
+        "--shell",
+        "--",
+        &script,
+    ]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let arts = r["retry"]["artifacts"].as_array().unwrap();
+    assert_eq!(arts.len(), 4, "operation, two attempts, session: {arts:?}");
+    // One retry is above max_average_retries 0.5: an operation alert, returned ready to send.
+    assert_eq!(r["retry"]["alerts"][0]["name"], "max_average_retries");
+    assert_eq!(r["retry"]["alerts"][0]["scope"], "operation");
+    assert_eq!(r["retry"]["statistics"]["session"]["total_operations"], 1);
+    let o = retryx(&[
+        "-q",
+        "-c",
+        c,
+        "--artifacts-dir",
+        d,
+        "--session-id",
+        "retry_1_test",
+        "-o",
+        "broken",
+        "-n",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        "echo 'permission denied' >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+
+    let fin: Value = serde_json::from_str(&ok(&[
+        "session",
+        "finalize",
+        "retry_1_test",
+        "--artifacts-dir",
+        d,
+    ]))
+    .unwrap();
+    assert_eq!(fin["session_status"], "failed");
+    let s = read_doc(&dir.join("retry_session_retry_1_test.json"));
+    let f = &s["final_statistics"];
     assert_eq!(
-        r["retry"]["artifacts"].as_array().unwrap().len(),
-        5,
-        "operation, three attempts, session"
+        f.as_object().unwrap().len(),
+        13,
+        "the seed's 13 fields: {f}"
     );
-    // finalize uses the thresholds the operations were recorded with
-    let out = Command::new(env!("CARGO_BIN_EXE_retryx"))
-        .args([
-            "session",
-            "finalize",
-            "retry_alerts",
-            "--artifacts-dir",
-            dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let fin: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = fin["session"]["alerts"]
+    assert_eq!(f["total_operations"], 2);
+    assert_eq!(f["successful_operations"], 1);
+    assert_eq!(f["retried_operations"], 1);
+    assert_eq!(f["success_rate"], 50.0);
+    assert!(s["session_end"].is_string() && s["session_duration"].as_f64().unwrap() > 0.0);
+    // Session alert (50% < 90%) plus the operation's own, kept from the operation run.
+    let names: HashSet<&str> = s["alerts"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
     assert!(
-        names.contains(&"min_success_rate") && names.contains(&"max_average_retries"),
+        names.contains("min_success_rate") && names.contains("max_average_retries"),
         "{names:?}"
     );
-    validate_all(&dir);
+    let err = read_doc(&dir.join("retry_session_error_retry_1_test.json"));
+    assert_eq!(err["failed_operations"][0]["operation_name"], "broken");
+    assert_eq!(
+        err["failed_operations"][0]["final_error_type"],
+        "permission_error"
+    );
+    let names = validate_all(&dir);
+    for want in [
+        "retry_session_retry_1_test.json",
+        "retry_performance_retry_1_test.json",
+        "retry_session_error_retry_1_test.json",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("attempt_vmware_vm_create_"))
+            .count(),
+        2
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("operation_")).count(),
+        2
+    );
+
+    // list and show read it back.
+    let list: Value = serde_json::from_str(&ok(&[
+        "session",
+        "list",
+        "--artifacts-dir",
+        d,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(list[0]["session_id"], "retry_1_test");
+    let show: Value = serde_json::from_str(&ok(&[
+        "session",
+        "show",
+        "retry_1_test",
+        "--artifacts-dir",
+        d,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(show["operation_details"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        show["operation_details"][0]["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let text = ok(&["session", "show", "retry_1_test", "--artifacts-dir", d]);
+    assert!(
+        text.contains("vmware_vm_create") && text.contains("ALERT"),
+        "{text}"
+    );
+    // A missing session is a clear error, not a panic.
+    let o = retryx(&["session", "show", "retry_nope", "--artifacts-dir", d]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no session retry_nope"));
+    let o = retryx(&["session", "show", "../x", "--artifacts-dir", d]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not usable"));
 }
 
 #[test]
-fn compress_then_show_reads_back_and_cleanup_keeps_open_sessions_and_foreign_files() {
-    let base = tempfile::tempdir().unwrap();
-    let dir = base.path().join("r");
-    let d = dir.to_str().unwrap();
-    for s in ["retry_done_a", "retry_done_b", "retry_open"] {
-        retryx()
-            .args(["--artifacts-dir", d, "--session-id", s, "--", "true"])
-            .status()
-            .unwrap();
-    }
-    for s in ["retry_done_a", "retry_done_b"] {
-        let st = Command::new(env!("CARGO_BIN_EXE_retryx"))
-            .args(["session", "finalize", s, "--artifacts-dir", d])
-            .output()
-            .unwrap();
-        assert!(st.status.success());
-    }
-    std::fs::write(dir.join("notes.txt"), "not ours").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_retryx"))
-        .args(["compress", "--artifacts-dir", d])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(dir.join("retry_session_retry_done_a.json.gz").exists());
-    assert!(!dir.join("retry_session_retry_done_a.json").exists());
-    assert!(
-        dir.join("retry_session_retry_open.json").exists(),
-        "an open session stays plain"
-    );
-    let show = Command::new(env!("CARGO_BIN_EXE_retryx"))
-        .args(["session", "show", "retry_done_a", "--artifacts-dir", d])
-        .output()
-        .unwrap();
-    let doc: Value = serde_json::from_slice(&show.stdout).unwrap();
-    assert_eq!(doc["session_status"], "completed");
-    let text = Command::new(env!("CARGO_BIN_EXE_retryx"))
-        .args([
-            "session",
-            "show",
-            "retry_done_a",
-            "--format",
-            "text",
-            "--artifacts-dir",
-            d,
-        ])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&text.stdout).contains("operations 1"));
-    let list = Command::new(env!("CARGO_BIN_EXE_retryx"))
-        .args(["session", "list", "--artifacts-dir", d])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 3);
-    // keep one finalized session: the other goes, the open one and notes.txt stay
-    let out = Command::new(env!("CARGO_BIN_EXE_retryx"))
-        .args(["cleanup", "--artifacts-dir", d, "--max-sessions", "1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let left: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+fn fifty_concurrent_runs_into_one_session_lose_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("r");
+    let d = d.to_str().unwrap();
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            Command::new(BIN)
+                .args([
+                    "-q",
+                    "--artifacts-dir",
+                    d,
+                    "--session-id",
+                    "retry_50_same",
+                    "-o",
+                    &format!("op{i}"),
+                    "--",
+                    "true",
+                ])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
         .collect();
-    assert!(left.iter().any(|n| n == "notes.txt"));
-    assert!(left.iter().any(|n| n == "retry_session_retry_open.json"));
-    let is_doc = |n: &&String| {
-        n.starts_with("retry_session_retry_done_")
-            && (n.ends_with(".json") || n.ends_with(".json.gz"))
-    };
-    let finalized_left = left.iter().filter(is_doc).count();
-    assert_eq!(finalized_left, 1, "{left:?}");
-    // retention 0 days removes the rest of the finalized ones, never the open one
-    Command::new(env!("CARGO_BIN_EXE_retryx"))
-        .args(["cleanup", "--artifacts-dir", d, "--retention-days", "0"])
-        .output()
-        .unwrap();
-    let left: Vec<String> = std::fs::read_dir(&dir)
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    // The running counts were added under the lock: all 50 before finalize too.
+    let open = read_doc(&Path::new(d).join("retry_session_retry_50_same.json"));
+    assert_eq!(open["session_status"], "open");
+    assert_eq!(open["final_statistics"]["total_operations"], 50);
+    ok(&["session", "finalize", "retry_50_same", "--artifacts-dir", d]);
+    let s = read_doc(&Path::new(d).join("retry_session_retry_50_same.json"));
+    assert_eq!(s["final_statistics"]["total_operations"], 50);
+    assert_eq!(s["session_status"], "completed");
+    let ops: HashSet<&str> = s["operations"]
+        .as_array()
         .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .iter()
+        .map(|o| o["operation_name"].as_str().unwrap())
         .collect();
-    assert_eq!(left.iter().filter(is_doc).count(), 0, "{left:?}");
-    assert!(left.iter().any(|n| n == "retry_session_retry_open.json"));
+    assert_eq!(ops.len(), 50);
+    for i in 0..50 {
+        assert!(ops.contains(format!("op{i}").as_str()));
+    }
+    validate_all(Path::new(d));
 }
 
 #[test]
-fn the_module_records_by_default_and_no_log_keeps_secrets_out_of_them() {
-    let base = tempfile::tempdir().unwrap();
-    let dir = base.path().join("r");
-    let args = base.path().join("args.json");
+fn sigkill_at_random_moments_leaves_no_torn_json() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("r");
+    let ds = d.to_str().unwrap();
+    let cfg = t.path().join("cfg.json");
     std::fs::write(
-        &args,
-        json!({"command": "echo s3cr3t-value >&2; exit 1", "max_attempts": 2, "base_delay": 0, "artifacts_dir": dir,
-               "context": {"token": "s3cr3t-value"}, "log_individual_attempts": true, "_ansible_no_log": true})
-        .to_string(),
+        &cfg,
+        json!({"log_individual_attempts": true, "base_delay": 0, "max_attempts": 4}).to_string(),
     )
     .unwrap();
-    let module = base.path().join("AnsiballZ_retry_manager");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_retryx"), &module).unwrap();
-    let out = Command::new(&module).arg(&args).output().unwrap();
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(!r.to_string().contains("s3cr3t"));
-    assert!(r["retry"]["artifacts"].as_array().unwrap().len() >= 3);
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+    // A seeded walk of kill moments: from "before anything" to "after everything".
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    for i in 0..40 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut c = Command::new(BIN)
+            .args([
+                "-qq",
+                "-c",
+                cfg.to_str().unwrap(),
+                "--artifacts-dir",
+                ds,
+                "--session-id",
+                "retry_kill",
+                "-o",
+                &format!("k{i}"),
+                "--",
+                "sh",
+                "-c",
+                "exit 1",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Where it is killed is what varies; nothing is asserted about timing.
+        std::thread::sleep(std::time::Duration::from_micros(seed % 40_000));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = c.wait();
+        if d.exists() {
+            validate_all(&d);
+        }
+    }
+    // Whatever survived can still be finalized, and the result is valid too.
+    if d.join("retry_session_retry_kill.json").exists()
+        || d.join("retry_session_retry_kill").exists()
+    {
+        ok(&["session", "finalize", "retry_kill", "--artifacts-dir", ds]);
+        validate_all(&d);
+    }
+}
+
+#[test]
+fn hostile_operation_names_give_safe_file_names_inside_the_directory() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("r");
+    let long = "x".repeat(300);
+    for name in ["../../etc/passwd", "a\u{0}b\nc/../d", long.as_str()] {
+        let r = module(
+            json!({"argv": ["true"], "operation": name, "artifacts_dir": d, "session_id": "retry_hostile",
+                              "log_individual_attempts": true}),
+        );
+        assert_eq!(r["failed"], false, "{r}");
+        for a in r["retry"]["artifacts"].as_array().unwrap() {
+            let p = PathBuf::from(a.as_str().unwrap());
+            assert!(p.starts_with(&d), "{}", p.display());
+            let f = p.file_name().unwrap().to_str().unwrap();
+            assert!(
+                f.len() < 255
+                    && f.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+                "{f:?}"
+            );
+            assert!(!f.starts_with('.'));
+        }
+    }
+    assert!(!t.path().join("etc").exists());
+    validate_all(&d);
+}
+
+#[test]
+fn directory_is_private_and_refused_when_planted() {
+    let t = tempfile::tempdir().unwrap();
+    // A symlink someone planted where the records should go.
+    let real = t.path().join("elsewhere");
+    std::fs::create_dir(&real).unwrap();
+    let link = t.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let r = module(json!({"argv": ["true"], "artifacts_dir": link}));
+    assert_eq!(r["failed"], false, "the operation's outcome stands: {r}");
+    assert!(
+        r["retry"]["record_error"]
+            .as_str()
+            .unwrap()
+            .contains("symlink"),
+        "{r}"
+    );
+    assert!(
+        r["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("records not written")
+    );
+    assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
+    // A directory owned by someone else (we may be root: chown it away).
+    let theirs = t.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let r = module(json!({"argv": ["true"], "artifacts_dir": theirs}));
         assert!(
-            !text.contains("s3cr3t"),
-            "{:?} leaks the secret",
-            e.file_name()
+            r["retry"]["record_error"]
+                .as_str()
+                .unwrap()
+                .contains("not by us"),
+            "{r}"
         );
     }
-    // finalize through the module, as the role's handler does
-    std::fs::write(
-        &args,
-        json!({"action": "finalize", "session_id": r["retry"]["session_id"], "artifacts_dir": dir})
-            .to_string(),
-    )
+    // An open directory of ours is tightened; files are 0600.
+    let open = t.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    module(json!({"argv": ["true"], "artifacts_dir": open}));
+    validate_all(&open);
+    // A bad session id is refused by name.
+    let r = module(json!({"argv": ["true"], "artifacts_dir": open, "session_id": "../../x"}));
+    assert!(
+        r["retry"]["record_error"]
+            .as_str()
+            .unwrap()
+            .contains("session id"),
+        "{r}"
+    );
+}
+
+#[test]
+fn module_records_no_log_redacted_and_check_mode_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("r");
+    let r = module(
+        json!({"command": "echo hunter2-secret >&2; exit 1", "max_attempts": 2, "base_delay": 0,
+                          "artifacts_dir": d, "session_id": "retry_nolog", "log_individual_attempts": true,
+                          "context": {"password": "hunter2-secret"}, "_ansible_no_log": true}),
+    );
+    assert_eq!(r["failed"], true);
+    let fin =
+        module(json!({"action": "finalize", "session_id": "retry_nolog", "artifacts_dir": d}));
+    assert_eq!(fin["retry"]["status"], "failed", "{fin}");
+    validate_all(&d);
+    let mut stack = vec![d.clone()];
+    while let Some(x) = stack.pop() {
+        for e in std::fs::read_dir(&x).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).to_string();
+                assert!(!text.contains("hunter2"), "{} leaks: {text}", p.display());
+            }
+        }
+    }
+    let c = t.path().join("c");
+    let r = module(json!({"argv": ["true"], "artifacts_dir": c, "_ansible_check_mode": true}));
+    assert_eq!(r["skipped"], true);
+    let r = module(
+        json!({"action": "finalize", "session_id": "retry_x", "artifacts_dir": c, "_ansible_check_mode": true}),
+    );
+    assert_eq!(r["skipped"], true);
+    assert!(!c.exists(), "check mode wrote nothing");
+    // finalize of an unknown session and without a session id: clear failures.
+    let r = module(json!({"action": "finalize", "session_id": "retry_none", "artifacts_dir": d}));
+    assert!(
+        r["msg"].as_str().unwrap().contains("no session retry_none"),
+        "{r}"
+    );
+    let r = module(json!({"action": "finalize", "artifacts_dir": d}));
+    assert!(
+        r["msg"].as_str().unwrap().contains("needs session_id"),
+        "{r}"
+    );
+}
+
+#[test]
+fn compress_and_cleanup_keep_what_is_not_theirs() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("r");
+    let ds = d.to_str().unwrap();
+    for sid in ["retry_old_a", "retry_old_b", "retry_open_c"] {
+        for i in 0..3 {
+            let o = retryx(&[
+                "-q",
+                "--artifacts-dir",
+                ds,
+                "--session-id",
+                sid,
+                "-o",
+                &format!("op{i}"),
+                "-n",
+                "2",
+                "-d",
+                "0",
+                "--",
+                "sh",
+                "-c",
+                &format!("exit {}", i % 2),
+            ]);
+            assert_eq!(o.status.code(), Some(i % 2));
+        }
+    }
+    // attempts for one session, to see them packed
+    let cfg = t.path().join("cfg.json");
+    std::fs::write(&cfg, json!({"log_individual_attempts": true}).to_string()).unwrap();
+    ok(&[
+        "-q",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--artifacts-dir",
+        ds,
+        "--session-id",
+        "retry_old_a",
+        "--",
+        "true",
+    ]);
+    ok(&["session", "finalize", "retry_old_a", "--artifacts-dir", ds]);
+    ok(&["session", "finalize", "retry_old_b", "--artifacts-dir", ds]);
+    let before: Value = serde_json::from_str(&ok(&[
+        "session",
+        "show",
+        "retry_old_a",
+        "--artifacts-dir",
+        ds,
+        "--format",
+        "json",
+    ]))
     .unwrap();
-    let out = Command::new(&module).arg(&args).output().unwrap();
-    let f: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(f["failed"], false, "{f}");
-    assert_eq!(f["session"]["final_statistics"]["total_operations"], 1);
-    validate_all(&dir);
+    std::fs::write(d.join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir(d.join("state")).unwrap();
+    std::fs::write(d.join("state/breaker.json"), "{}").unwrap();
+
+    let rep: Value = serde_json::from_str(&ok(&[
+        "compress",
+        "--artifacts-dir",
+        ds,
+        "--threshold",
+        "100",
+    ]))
+    .unwrap();
+    let files: Vec<&str> = rep["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert!(
+        files.contains(&"retry_session_retry_old_a.records.json.gz"),
+        "{rep}"
+    );
+    assert!(
+        files.contains(&"retry_performance_retry_old_a.json.gz"),
+        "{rep}"
+    );
+    assert!(rep["skipped"].to_string().contains("retry_open_c: open"));
+    assert!(!d.join("retry_session_retry_old_a").exists());
+    assert!(
+        d.join("retry_session_retry_open_c").exists(),
+        "open sessions are not compressed"
+    );
+    // The only attempt file (retry_old_a's) went into the pack.
+    assert!(!std::fs::read_dir(&d).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("attempt_")
+    }));
+    // Read back transparently.
+    let after: Value = serde_json::from_str(&ok(&[
+        "session",
+        "show",
+        "retry_old_a",
+        "--artifacts-dir",
+        ds,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(before["operation_details"], after["operation_details"]);
+    validate_all(&d);
+    // Finalize again after compression still sees every operation.
+    ok(&["session", "finalize", "retry_old_a", "--artifacts-dir", ds]);
+    assert_eq!(
+        read_doc(&d.join("retry_session_retry_old_a.json"))["final_statistics"]["total_operations"],
+        4
+    );
+
+    // Count: keep one finished session; age: none is 1 day old yet.
+    let rep: Value = serde_json::from_str(&ok(&[
+        "cleanup",
+        "--artifacts-dir",
+        ds,
+        "--max-sessions",
+        "1",
+    ]))
+    .unwrap();
+    assert_eq!(
+        rep["removed_sessions"].as_array().unwrap().len(),
+        1,
+        "{rep}"
+    );
+    assert_eq!(rep["kept_open"], json!(["retry_open_c"]));
+    // Age: retention 0 days removes every finished one, still never the open one.
+    let rep: Value = serde_json::from_str(&ok(&[
+        "cleanup",
+        "--artifacts-dir",
+        ds,
+        "--retention-days",
+        "0",
+    ]))
+    .unwrap();
+    assert_eq!(
+        rep["removed_sessions"].as_array().unwrap().len(),
+        1,
+        "{rep}"
+    );
+    let left: HashSet<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    let want: HashSet<String> = [
+        "notes.txt",
+        "state",
+        "retry_session_retry_open_c.json",
+        "retry_session_retry_open_c.lock",
+        "retry_session_retry_open_c",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(left, want);
+    assert_eq!(
+        std::fs::read_to_string(d.join("state/breaker.json")).unwrap(),
+        "{}"
+    );
+}
+
+/// Minimal PNG reader for the render check: size and the distinct colours of the pixels.
+fn png_info(bytes: &[u8]) -> (u32, u32, HashSet<(u8, u8, u8)>) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let (mut pos, mut idat, mut w, mut h, mut ct) = (8, Vec::new(), 0u32, 0u32, 0u8);
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        let kind = &bytes[pos + 4..pos + 8];
+        let data = &bytes[pos + 8..pos + 8 + len];
+        match kind {
+            b"IHDR" => {
+                w = u32::from_be_bytes(data[0..4].try_into().unwrap());
+                h = u32::from_be_bytes(data[4..8].try_into().unwrap());
+                assert_eq!(data[8], 8, "8-bit");
+                ct = data[9];
+            }
+            b"IDAT" => idat.extend_from_slice(data),
+            _ => {}
+        }
+        pos += 12 + len;
+    }
+    let bpp = match ct {
+        2 => 3,
+        6 => 4,
+        other => panic!("colour type {other}"),
+    };
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&idat[..]), &mut raw).unwrap();
+    let stride = w as usize * bpp;
+    let mut prev = vec![0u8; stride];
+    let mut colours = HashSet::new();
+    for y in 0..h as usize {
+        let f = raw[y * (stride + 1)];
+        let mut line = raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)].to_vec();
+        for i in 0..stride {
+            let a = if i >= bpp { line[i - bpp] as i16 } else { 0 };
+            let b = prev[i] as i16;
+            let c = if i >= bpp { prev[i - bpp] as i16 } else { 0 };
+            let pred = match f {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => (a + b) / 2,
+                4 => {
+                    let p = a + b - c;
+                    let (pa, pb, pc) = ((p - a).abs(), (p - b).abs(), (p - c).abs());
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
+                }
+                _ => panic!("filter {f}"),
+            };
+            line[i] = line[i].wrapping_add(pred as u8);
+        }
+        for px in line.chunks(bpp) {
+            colours.insert((px[0], px[1], px[2]));
+        }
+        prev = line;
+    }
+    (w, h, colours)
+}
+
+#[test]
+fn the_timeline_renders_in_headless_chromium() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("r");
+    let ds = d.to_str().unwrap();
+    let cfg = t.path().join("cfg.json");
+    std::fs::write(&cfg, json!({"monitoring": {"alerts": {"max_average_retries": 1, "min_success_rate": 99}}, "base_delay": "50ms", "jitter": "none"}).to_string()).unwrap();
+    let c = cfg.to_str().unwrap();
+    ok(&[
+        "-q",
+        "-c",
+        c,
+        "--artifacts-dir",
+        ds,
+        "--session-id",
+        "retry_pic",
+        "-o",
+        "vmware_vm_create",
+        "--",
+        "sleep",
+        "0.05",
+    ]);
+    let _ = retryx(&[
+        "-q",
+        "-c",
+        c,
+        "--artifacts-dir",
+        ds,
+        "--session-id",
+        "retry_pic",
+        "-o",
+        "network_configuration",
+        "-n",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.05; echo 'connection refused' >&2; exit 1",
+    ]);
+    let _ = retryx(&[
+        "-q",
+        "-c",
+        c,
+        "--artifacts-dir",
+        ds,
+        "--session-id",
+        "retry_pic",
+        "-o",
+        "api_call",
+        "-n",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        "echo denied >&2; exit 2",
+    ]);
+    ok(&["session", "finalize", "retry_pic", "--artifacts-dir", ds]);
+    let svg = t.path().join("s.svg");
+    let html = t.path().join("s.html");
+    ok(&[
+        "session",
+        "show",
+        "retry_pic",
+        "--artifacts-dir",
+        ds,
+        "--format",
+        "svg",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    ok(&[
+        "session",
+        "show",
+        "retry_pic",
+        "--artifacts-dir",
+        ds,
+        "--format",
+        "html",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg")
+            && text.contains("network_configuration")
+            && text.contains("#d43c3c")
+            && text.contains("#f0a030")
+            && text.contains("#2e9e44")
+    );
+    let html_text = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        !html_text.contains("src=") && !html_text.contains("href="),
+        "self-contained"
+    );
+
+    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    let Some(chromium) = chromium else {
+        eprintln!(
+            "\n\n!!!!! SKIPPED: chromium is not installed; the SVG/HTML render check did not run !!!!!\n\n"
+        );
+        return;
+    };
+    let width = 1100;
+    for (src, name) in [(&svg, "svg"), (&html, "html")] {
+        let png = t.path().join(format!("{name}.png"));
+        let profile = tempfile::tempdir().unwrap();
+        let o = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(format!("--window-size={width},700"))
+            .arg(format!("file://{}", src.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            png.exists(),
+            "chromium made no PNG: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let bytes = std::fs::read(&png).unwrap();
+        let (w, h, colours) = png_info(&bytes);
+        assert_eq!((w, h), (width, 700));
+        assert!(
+            colours.len() > 20,
+            "{name}: looks blank ({} colours)",
+            colours.len()
+        );
+        // The bars were drawn: success green, retried orange, final red (render::COLOURS).
+        for rgb in [(0x2e, 0x9e, 0x44), (0xf0, 0xa0, 0x30), (0xd4, 0x3c, 0x3c)] {
+            assert!(colours.contains(&rgb), "{name}: no pixel of {rgb:?}");
+        }
+        if let Some(keep) = std::env::var_os("RETRYX_KEEP_PNG") {
+            std::fs::copy(
+                &png,
+                PathBuf::from(keep).join(format!("timeline_{name}.png")),
+            )
+            .unwrap();
+        }
+    }
 }
 
 /// Width, height and how many bytes of the decoded image are not plain white/black filler.

@@ -1,104 +1,235 @@
-//! The session actions behind the role's handlers and the `retryx session|cleanup|compress`
-//! subcommands: finalize, cleanup, compress. Each answers with a result object in the module's
-//! shape (`changed`, `failed`, `msg`, ...); the front doors print it their way.
+//! The front doors' entry points into the records: the hook after a run, the module's
+//! `finalize` / `cleanup` / `compress` actions, and the JSON schemas of every document. Decides
+//! where records go (module: /tmp/ansible_retry by default; CLI: only when asked) and turns
+//! record errors into result fields; the work itself is in `store`.
 
-use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
 use serde_json::{Value, json};
 
-use super::store::{DEFAULT_ARTIFACTS_DIR, Store};
-use crate::config::Config;
+use super::OperationRecord;
+use super::store::{self, RecordError, Store};
+use crate::config::notify::AlertThresholds;
+use crate::config::{Action, Config};
+use crate::log::Logger;
 
-/// Default retention (days) and number of sessions kept by cleanup.
+/// Defaults of cleanup and compress (config keys retention_days, max_sessions, compress_threshold).
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 pub const DEFAULT_MAX_SESSIONS: u32 = 100;
-/// Files above this many bytes are gzipped by compress.
 pub const DEFAULT_COMPRESS_THRESHOLD: u64 = 1024 * 1024;
 
-fn failure(msg: impl Into<String>) -> Value {
-    json!({"failed": true, "changed": false, "msg": msg.into()})
+/// The thresholds in force, unless monitoring is switched off.
+pub fn thresholds(config: &Config) -> Option<AlertThresholds> {
+    let m = config.monitoring.as_ref()?;
+    if m.enabled == Some(false) {
+        return None;
+    }
+    m.alerts.clone()
 }
 
-fn dir_of(config: &Config) -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        config
-            .artifacts_dir
-            .clone()
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| DEFAULT_ARTIFACTS_DIR.into()),
-    )
+/// Where records go: the config's artifacts_dir, else the default when the front door writes
+/// by default (the module), else nowhere (the CLI).
+pub fn artifacts_dir(config: &Config, by_default: bool) -> Option<PathBuf> {
+    match &config.artifacts_dir {
+        Some(d) => Some(PathBuf::from(d)),
+        None if by_default => Some(PathBuf::from(store::DEFAULT_DIR)),
+        None => None,
+    }
 }
 
-/// Final statistics, status and alerts of `session_id`.
-pub fn finalize(config: &Config, check_mode: bool, now: DateTime<Utc>) -> Value {
-    let Some(id) = config.session_id.as_deref() else {
-        return failure("action finalize needs session_id (the role passes retry_session_id)");
+/// After a run: writes the operation's records and fills `retry.artifacts`, `retry.alerts`
+/// and `retry.statistics.session`. A record that cannot be written does not change the
+/// operation's outcome: it becomes `retry.record_error` and an Ansible warning.
+pub fn after_run(
+    config: &Config,
+    by_default: bool,
+    record: &OperationRecord,
+    result: &mut Value,
+    log: &Logger,
+) {
+    let Some(dir) = artifacts_dir(config, by_default) else {
+        return;
     };
-    let dir = dir_of(config);
-    let thresholds = config.monitoring.as_ref().and_then(|m| m.alerts.as_ref());
-    if check_mode {
-        return match Store::existing(&dir).and_then(|s| s.load_session(id)) {
-            Ok(doc) => {
-                json!({"changed": true, "failed": false, "msg": format!("session {id} would be finalized"), "session": doc})
+    let t = thresholds(config);
+    let log_attempts = config.log_individual_attempts.unwrap_or(false);
+    let outcome = Store::open(&dir)
+        .and_then(|s| s.record_operation(record, log_attempts, t.as_ref(), chrono::Utc::now()));
+    let Some(retry) = result.get_mut("retry") else {
+        return;
+    };
+    match outcome {
+        Ok(w) => {
+            retry["artifacts"] = json!(
+                w.files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+            );
+            retry["alerts"] = store::to_value(&w.alerts);
+            if let Some(stats) = retry.get_mut("statistics").and_then(Value::as_object_mut) {
+                stats.insert("session".into(), store::to_value(&w.session_statistics));
             }
-            Err(e) => failure(e.to_string()),
-        };
-    }
-    match Store::open(&dir).and_then(|s| s.finalize(id, thresholds, now)) {
-        Ok((doc, files)) => json!({
-            "changed": true,
-            "failed": false,
-            "msg": format!("session {id} finalized: {} operations, {}", doc.final_statistics.total_operations, doc.session_status),
-            "session": doc,
-            "retry": {"session_id": id, "alerts": doc.alerts, "statistics": doc.final_statistics,
-                      "artifacts": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()},
-        }),
-        Err(e) => failure(format!("finalize {id}: {e}")),
+            for a in &w.alerts {
+                log.warn("alert", &[("alert", a.message.clone())]);
+            }
+        }
+        Err(e) => {
+            let msg = format!("records not written: {e}");
+            log.warn("records not written", &[("error", e.to_string())]);
+            retry["record_error"] = json!(msg);
+            if let Some(obj) = result.as_object_mut() {
+                obj.entry("warnings").or_insert_with(|| json!([]));
+                if let Some(w) = obj.get_mut("warnings").and_then(Value::as_array_mut) {
+                    w.push(json!(msg));
+                }
+            }
+        }
     }
 }
 
-/// With `session_id`: removes that session's files (the "cleanup retry session on error"
-/// handler). Without: retention by age and count over finalized sessions.
-pub fn cleanup(config: &Config, check_mode: bool, now: DateTime<Utc>) -> Value {
-    let dir = dir_of(config);
-    let store = match Store::existing(&dir) {
-        Ok(s) => s,
-        Err(e) => return failure(e.to_string()),
-    };
-    if !dir.exists() {
-        return json!({"changed": false, "failed": false, "msg": "no records directory", "removed": []});
-    }
+fn fail(msg: String) -> Value {
+    json!({"failed": true, "changed": false, "msg": msg})
+}
+
+/// The module's session actions (the role's handlers). In check mode nothing is written.
+pub fn module_action(action: Action, config: &Config, check_mode: bool) -> Value {
+    let dir = artifacts_dir(config, true).unwrap_or_else(|| PathBuf::from(store::DEFAULT_DIR));
+    let store = Store::new(&dir);
+    let sid = config.session_id.as_deref();
     if check_mode {
-        return json!({"changed": false, "failed": false, "msg": "cleanup would run", "removed": []});
+        return json!({"changed": false, "skipped": true, "failed": false,
+            "msg": format!("would {} in {} if not in check mode", action_name(action), dir.display()),
+            "retry": {"session_id": sid, "artifacts": [], "alerts": []}});
     }
-    let removed = match config.session_id.as_deref() {
-        Some(id) => store.remove_session(id),
-        None => store.cleanup(
-            config.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
-            config.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
-            now,
+    let done = |r: Result<Value, RecordError>| r.unwrap_or_else(|e| fail(e.to_string()));
+    match action {
+        Action::Finalize => {
+            let Some(sid) = sid else {
+                return fail("action finalize needs session_id (the role passes retry_session_id)".into());
+            };
+            done(finalize_result(&store, sid, config, false))
+        }
+        // With a session id: the role's "cleanup retry session on error" closes the session
+        // as failed (records kept for the audit, an error record written). Without one:
+        // "cleanup old retry files", retention by age and count.
+        Action::Cleanup => match sid {
+            Some(sid) => done(finalize_result(&store, sid, config, true)),
+            None => done(
+                store
+                    .cleanup(
+                        config.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+                        config.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
+                        chrono::Utc::now(),
+                    )
+                    .map(|r| {
+                        json!({"changed": !r.removed_sessions.is_empty() || r.removed_files > 0,
+                            "failed": false,
+                            "msg": format!("removed {} session(s), {} file(s); kept {} open", r.removed_sessions.len(), r.removed_files, r.kept_open.len()),
+                            "retry": {"cleanup": store::to_value(&r), "artifacts": [], "alerts": []}})
+                    }),
+            ),
+        },
+        Action::Compress => done(
+            store
+                .compress(sid, config.compress_threshold.unwrap_or(DEFAULT_COMPRESS_THRESHOLD))
+                .map(|r| {
+                    json!({"changed": !r.files.is_empty(), "failed": false,
+                        "msg": format!("compressed {} file(s)", r.files.len()),
+                        "retry": {"session_id": sid, "compress": store::to_value(&r),
+                            "artifacts": r.files.iter().map(|f| dir.join(&f.file).display().to_string()).collect::<Vec<_>>(),
+                            "alerts": []}})
+                }),
         ),
-    };
-    match removed {
-        Ok(files) => {
-            json!({"changed": !files.is_empty(), "failed": false, "msg": format!("{} files removed", files.len()), "removed": files})
-        }
-        Err(e) => failure(format!("cleanup: {e}")),
+        other => fail(format!("action '{}' is not a records action", action_name(other))),
     }
 }
 
-/// Gzips finished sessions and large records (of `session_id` only, when given).
-pub fn compress(config: &Config, check_mode: bool) -> Value {
-    let dir = dir_of(config);
-    if check_mode {
-        return json!({"changed": false, "failed": false, "msg": "compress would run", "compressed": []});
-    }
-    let threshold = config
-        .compress_threshold
-        .unwrap_or(DEFAULT_COMPRESS_THRESHOLD);
-    match Store::existing(&dir).and_then(|s| s.compress(threshold, config.session_id.as_deref())) {
-        Ok(files) => {
-            json!({"changed": !files.is_empty(), "failed": false, "msg": format!("{} files compressed", files.len()), "compressed": files})
+fn action_name(a: Action) -> String {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn finalize_result(
+    store: &Store,
+    sid: &str,
+    config: &Config,
+    on_error: bool,
+) -> Result<Value, RecordError> {
+    let (s, files) = store.finalize(
+        sid,
+        thresholds(config).as_ref(),
+        on_error,
+        chrono::Utc::now(),
+    )?;
+    Ok(json!({
+        "changed": true,
+        "failed": false,
+        "msg": format!("session {sid} {}: {} operation(s), {} alert(s)", s.session_status, s.final_statistics.total_operations, s.alerts.len()),
+        "retry": {
+            "session_id": sid,
+            "status": s.session_status,
+            "session_start": s.session_start,
+            "session_end": s.session_end,
+            "session_duration": s.session_duration,
+            "statistics": s.final_statistics,
+            "alerts": s.alerts,
+            "artifacts": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         }
-        Err(e) => failure(format!("compress: {e}")),
+    }))
+}
+
+/// The JSON Schema of each record document, by file name under `schemas/`.
+pub fn schemas() -> Vec<(&'static str, Value)> {
+    let s = |v: schemars::Schema| v.to_value();
+    vec![
+        (
+            "retry_session.schema.json",
+            s(schemars::schema_for!(store::SessionDocument)),
+        ),
+        (
+            "retry_operation.schema.json",
+            s(schemars::schema_for!(store::OperationDocument)),
+        ),
+        (
+            "retry_attempt.schema.json",
+            s(schemars::schema_for!(store::AttemptDocument)),
+        ),
+        (
+            "retry_performance.schema.json",
+            s(schemars::schema_for!(store::PerformanceDocument)),
+        ),
+        (
+            "retry_session_error.schema.json",
+            s(schemars::schema_for!(store::ErrorDocument)),
+        ),
+        (
+            "retry_records_pack.schema.json",
+            s(schemars::schema_for!(store::RecordsPack)),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The files in schemas/ are the types' schemas. RETRYX_WRITE_SCHEMAS=1 rewrites them.
+    #[test]
+    fn record_schemas_are_current() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        for (name, schema) in schemas() {
+            let want = format!("{}\n", serde_json::to_string_pretty(&schema).unwrap());
+            let path = root.join(name);
+            if std::env::var_os("RETRYX_WRITE_SCHEMAS").is_some() {
+                std::fs::write(&path, &want).unwrap();
+            }
+            let have = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                have == want,
+                "{name} is stale: RETRYX_WRITE_SCHEMAS=1 cargo test --lib record_schemas"
+            );
+        }
     }
 }

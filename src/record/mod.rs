@@ -1,8 +1,10 @@
 //! The records: the seed's per-attempt and "Operation Details" shapes, and the ids that name
-//! them. Shapes and naming are pure; writing them to disk lives beside this file.
+//! them. Shapes and naming are pure; writing them to disk lives in `store`, statistics in
+//! `stats`, alert evaluation in `alerts`, pictures in `render`, front-door glue in `actions`.
 
 pub mod actions;
 pub mod alerts;
+pub mod cmd;
 pub mod render;
 pub mod stats;
 pub mod store;
@@ -136,6 +138,29 @@ pub fn sanitize_name(name: &str) -> String {
             }
         })
         .take(64)
+        .collect();
+    while s.starts_with('.') {
+        s.replace_range(..1, "_");
+    }
+    if s.is_empty() {
+        s.push_str("operation");
+    }
+    s
+}
+
+/// A record id made safe as part of a file name: `[A-Za-z0-9_.-]`, at most 128 characters,
+/// never starting with `.`, never empty. Ids we make pass through unchanged.
+pub fn sanitize_file_part(id: &str) -> String {
+    let mut s: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(128)
         .collect();
     while s.starts_with('.') {
         s.replace_range(..1, "_");

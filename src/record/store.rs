@@ -1,8 +1,22 @@
-//! Writes and reads the records under the artifacts directory: one file per operation, the
-//! session document updated under a file lock, attempt files, and at finalize the performance
-//! and error documents. Every write goes through `fsx` (private dir, 0600, atomic, no symlink
-//! followed). Knows nothing of Ansible or the CLI.
+//! Writing and reading the records on disk. Layout in the artifacts directory (0700, files 0600,
+//! every write through `fsx`: temp + fsync + rename):
+//!
+//! ```text
+//! retry_session_<sid>.json                 the session (seed "Session Statistics" + operation list + alerts)
+//! retry_session_<sid>.lock                 serialises updates of the session document
+//! retry_session_<sid>/operation_<oid>.json one per operation (seed "Operation Details", attempts included)
+//! attempt_<oid>_<n>.json                   one per attempt, when log_individual_attempts
+//! retry_performance_<sid>.json             written by finalize
+//! retry_session_error_<sid>.json           written by finalize when the session ended in failure
+//! retry_session_<sid>.records.json.gz      a finished session's operation and attempt files, packed by compress
+//! ```
+//!
+//! Each operation writes its own file (no lock needed: the name is unique) and then adds its
+//! counts to the session document under the session lock: O(1) per operation however long the
+//! session. Finalize reads the operation files once (linear) and rewrites the session document.
+//! This module decides nothing about policy and never sends anything.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -10,571 +24,1181 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::alerts::{Alert, operation_alerts, threshold_alerts};
-use super::stats::{FinalStatistics, OperationSummary, final_statistics};
-use super::{OperationRecord, timestamp};
+use super::alerts::{self, Alert};
+use super::stats::{self, Distribution, FinalStatistics, OperationSummary, StatsAcc};
+use super::{AttemptRecord, OperationRecord, timestamp};
 use crate::config::notify::AlertThresholds;
 use crate::fsx::{self, FsError, LockGuard};
 
-/// The default artifacts directory (seed 003 "Log Files").
-pub const DEFAULT_ARTIFACTS_DIR: &str = "/tmp/ansible_retry";
-/// Largest record read back (a session of 100,000 operations stays well under it).
-const MAX_DOC_BYTES: u64 = 512 * 1024 * 1024;
+/// Where the module writes records when not told otherwise (seed "Log Files").
+pub const DEFAULT_DIR: &str = "/tmp/ansible_retry";
+/// Documents above this size are refused when read back (nothing we write comes near it).
+const MAX_DOC_BYTES: u64 = 1 << 30;
+/// Left-over temp files older than this are removed by cleanup (a writer killed mid-write).
+const STALE_TEMP_SECS: i64 = 3600;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum RecordError {
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("no session {0} in {1}")]
-    NoSession(String, String),
+    #[error("{path}: not a valid record: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: cannot decompress: {source}")]
+    Gzip {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "session id {0:?} is not usable: expected 1-128 characters from A-Z a-z 0-9 _ -, not starting with 'error_' (e.g. retry_1640995200_123456)"
+    )]
+    BadSessionId(String),
+    #[error("no session {id} in {dir}")]
+    NoSuchSession { id: String, dir: PathBuf },
 }
 
-/// `retry_session_<id>.json`: the seed's Session Statistics plus what retryx keeps to finalize.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct SessionDoc {
-    pub session_id: String,
-    pub session_start: String,
-    pub session_end: Option<String>,
-    /// Seconds, set at finalize.
-    pub session_duration: Option<f64>,
-    /// `running` until finalized, then `completed` or `failed`.
-    pub session_status: String,
-    pub final_statistics: FinalStatistics,
-    pub operations: Vec<OperationSummary>,
-    pub alerts: Vec<Alert>,
-    /// The thresholds last seen with an operation, used at finalize when none are given.
-    pub thresholds: Option<AlertThresholds>,
-    pub updated_at: String,
-}
-
-/// A plain id usable in a file name: `[A-Za-z0-9_.-]`, not starting with a dot, at most 200.
-pub fn check_id(what: &str, id: &str) -> Result<(), StoreError> {
+/// A session id names files: it must be a plain name. Rejected rather than rewritten, so two
+/// different ids never end up in the same file. `error_` would collide with the error record.
+pub fn check_session_id(id: &str) -> Result<(), RecordError> {
     let ok = !id.is_empty()
-        && id.len() <= 200
-        && !id.starts_with('.')
+        && id.len() <= 128
         && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !id.starts_with("error_");
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Invalid(format!(
-            "{what} {id:?} must be a plain name of letters, digits, '_', '-' and '.' such as retry_1640995200_123456"
-        )))
+        Err(RecordError::BadSessionId(id.to_string()))
     }
 }
 
-fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut text = serde_json::to_vec_pretty(v).unwrap_or_else(|_| b"{}".to_vec());
-    text.push(b'\n');
-    text
+/// The operation document: the seed's "Operation Details" plus the operation's own alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OperationDocument {
+    #[serde(flatten)]
+    pub record: OperationRecord,
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
 }
 
-/// The records of one artifacts directory.
+/// `attempt_<operation_id>_<n>.json`: one attempt with the names that place it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AttemptDocument {
+    pub operation_id: String,
+    pub operation_name: String,
+    pub session_id: String,
+    #[serde(flatten)]
+    pub attempt: AttemptRecord,
+}
+
+/// `retry_session_<id>.json`: the seed's "Session Statistics" plus the operation list, alerts
+/// and the thresholds the session's operations were run with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionDocument {
+    pub session_id: String,
+    pub session_start: String,
+    /// The end of the last operation (null while open).
+    pub session_end: Option<String>,
+    /// Seconds from session_start to session_end (or to the last operation's end while open).
+    pub session_duration: f64,
+    /// `open` while operations are added; `completed` or `failed` once finalized.
+    pub session_status: String,
+    pub final_statistics: FinalStatistics,
+    /// Every operation, by start time (filled by finalize; empty while open).
+    pub operations: Vec<OperationSummary>,
+    /// Session alerts, then the operations' own (filled by finalize).
+    pub alerts: Vec<Alert>,
+    /// The `monitoring.alerts` the latest operation was run with: finalize uses them when not given others.
+    pub thresholds: Option<AlertThresholds>,
+    pub last_update: String,
+    pub finalized_at: Option<String>,
+    /// The end of the latest operation seen (while open).
+    pub last_operation_end: String,
+}
+
+/// `retry_performance_<id>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PerformanceDocument {
+    pub session_id: String,
+    pub generated_at: String,
+    pub session_duration: f64,
+    pub operations: u64,
+    pub attempts: u64,
+    pub operations_per_minute: f64,
+    /// Seconds per operation, waits included.
+    pub execution_time: Distribution,
+    /// Seconds per attempt.
+    pub attempt_time: Distribution,
+    /// Seconds waited between attempts, all operations.
+    pub total_wait_time: f64,
+    pub error_distribution: BTreeMap<String, u64>,
+    pub by_operation: BTreeMap<String, OperationGroup>,
+}
+
+/// Per operation name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OperationGroup {
+    pub count: u64,
+    pub successful: u64,
+    pub failed: u64,
+    pub average_execution_time: f64,
+    pub average_retry_count: f64,
+}
+
+/// `retry_session_error_<id>.json`: what went wrong in a failed session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorDocument {
+    pub session_id: String,
+    pub session_status: String,
+    pub generated_at: String,
+    /// Why the session counts as failed.
+    pub reason: String,
+    pub failed_operations: Vec<FailedOperation>,
+    pub error_distribution: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailedOperation {
+    pub operation_id: String,
+    pub operation_name: String,
+    pub status: super::OperationStatus,
+    pub attempt_count: u32,
+    pub final_error_type: Option<crate::classify::ErrorClass>,
+    pub final_error_message: Option<String>,
+    pub stop_reason: String,
+    pub end_time: String,
+}
+
+/// A finished session's operation and attempt documents in one gzip file (compress).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RecordsPack {
+    pub session_id: String,
+    pub operations: Vec<OperationDocument>,
+    pub attempts: Vec<AttemptDocument>,
+}
+
+/// What writing one operation produced.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+    pub alerts: Vec<Alert>,
+    pub session_statistics: Option<FinalStatistics>,
+}
+
+/// The artifacts directory.
+#[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
 }
 
-impl Store {
-    /// Opens (creating 0700) the directory; refuses a symlink or a directory of someone else.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        fsx::ensure_private_dir(dir)?;
-        Ok(Store {
-            dir: dir.to_path_buf(),
-        })
+fn json_err(path: &Path) -> impl FnOnce(serde_json::Error) -> RecordError + '_ {
+    move |source| RecordError::Json {
+        path: path.to_path_buf(),
+        source,
     }
+}
 
-    /// Opens an existing directory for reading without creating anything.
-    pub fn existing(dir: &Path) -> Result<Store, StoreError> {
-        let meta = std::fs::symlink_metadata(dir).map_err(|e| FsError::Io {
-            path: dir.to_path_buf(),
-            source: e,
-        })?;
-        if meta.file_type().is_symlink() {
-            return Err(FsError::Symlink {
-                path: dir.to_path_buf(),
-            }
-            .into());
-        }
-        Ok(Store {
-            dir: dir.to_path_buf(),
-        })
+fn to_bytes<T: Serialize>(v: &T, path: &Path) -> Result<Vec<u8>, RecordError> {
+    let mut b = serde_json::to_vec_pretty(v).map_err(json_err(path))?;
+    b.push(b'\n');
+    Ok(b)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(bytes);
+    enc.finish().unwrap_or_default()
+}
+
+impl Store {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Store { dir: dir.into() }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    fn lock(&self, session_id: &str) -> Result<LockGuard, StoreError> {
-        Ok(LockGuard::exclusive(
-            &self.dir.join(format!("retry_session_{session_id}.lock")),
-        )?)
+    /// Opens the directory for writing: created 0700, refused when a symlink or not ours.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, RecordError> {
+        let s = Store::new(dir);
+        fsx::ensure_private_dir(&s.dir)?;
+        Ok(s)
     }
 
-    /// Reads `name` or, when only the compressed copy exists, `name.gz`.
-    pub fn read_doc(&self, name: &str) -> Result<Option<Value>, StoreError> {
-        let plain = self.dir.join(name);
-        let bytes = match fsx::read_private(&plain, MAX_DOC_BYTES) {
-            Ok(b) => b,
+    pub fn session_file(&self, sid: &str) -> PathBuf {
+        self.dir.join(format!("retry_session_{sid}.json"))
+    }
+    fn lock_file(&self, sid: &str) -> PathBuf {
+        self.dir.join(format!("retry_session_{sid}.lock"))
+    }
+    pub fn session_dir(&self, sid: &str) -> PathBuf {
+        self.dir.join(format!("retry_session_{sid}"))
+    }
+    fn pack_name(sid: &str) -> String {
+        format!("retry_session_{sid}.records.json.gz")
+    }
+
+    /// The session lock. A lock file can be removed by cleanup while we wait on it; the lock is
+    /// ours only if the path still names the inode we locked.
+    fn lock(&self, sid: &str) -> Result<LockGuard, RecordError> {
+        let path = self.lock_file(sid);
+        loop {
+            let g = LockGuard::exclusive(&path)?;
+            let held = g.file().metadata().map_err(|e| FsError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => return Ok(g),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads a JSON document, or its `.gz` twin, transparently.
+    pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecordError> {
+        let gz = PathBuf::from(format!("{}.gz", path.display()));
+        let (p, bytes) = match fsx::read_private(path, MAX_DOC_BYTES) {
+            Ok(b) => (path.to_path_buf(), b),
             Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                let gz = self.dir.join(format!("{name}.gz"));
-                match fsx::read_private(&gz, MAX_DOC_BYTES) {
-                    Ok(b) => {
-                        let mut out = Vec::new();
-                        flate2::read::GzDecoder::new(&b[..])
-                            .take(MAX_DOC_BYTES)
-                            .read_to_end(&mut out)
-                            .map_err(|e| FsError::Io {
-                                path: gz.clone(),
-                                source: e,
-                            })?;
-                        out
-                    }
-                    Err(FsError::Io { source, .. })
-                        if source.kind() == std::io::ErrorKind::NotFound =>
-                    {
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                (gz.clone(), fsx::read_private(&gz, MAX_DOC_BYTES)?)
             }
             Err(e) => return Err(e.into()),
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            StoreError::Invalid(format!("{}: not a valid record: {e}", plain.display()))
-        })
-    }
-
-    fn remove_plain_and_gz(&self, name: &str) {
-        for n in [name.to_string(), format!("{name}.gz")] {
-            let _ = self.remove_ours(&self.dir.join(n));
-        }
-    }
-
-    /// Removes a file only when it is a regular file (or a link, removed as a link) of ours.
-    fn remove_ours(&self, path: &Path) -> std::io::Result<bool> {
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
+        let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .take(MAX_DOC_BYTES)
+                .read_to_end(&mut out)
+                .map_err(|source| RecordError::Gzip {
+                    path: p.clone(),
+                    source,
+                })?;
+            out
+        } else {
+            bytes
         };
-        if meta.uid() != nix::unistd::geteuid().as_raw() || meta.is_dir() {
-            return Ok(false);
-        }
-        std::fs::remove_file(path).map(|_| true)
+        serde_json::from_slice(&bytes).map_err(json_err(&p))
     }
 
-    pub fn load_session(&self, session_id: &str) -> Result<SessionDoc, StoreError> {
-        check_id("session_id", session_id)?;
-        let v = self
-            .read_doc(&format!("retry_session_{session_id}.json"))?
-            .ok_or_else(|| {
-                StoreError::NoSession(session_id.into(), self.dir.display().to_string())
-            })?;
-        serde_json::from_value(v)
-            .map_err(|e| StoreError::Invalid(format!("session {session_id}: {e}")))
+    /// A plain (not gzipped) record file's bytes, checked to be one JSON value.
+    fn checked_json(p: &Path) -> Result<Vec<u8>, RecordError> {
+        let bytes = fsx::read_private(p, MAX_DOC_BYTES)?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(json_err(p))?;
+        Ok(bytes)
     }
 
-    fn save_session(&self, doc: &SessionDoc) -> Result<PathBuf, StoreError> {
-        let name = format!("retry_session_{}.json", doc.session_id);
-        let path = fsx::write_atomic(&self.dir, &name, &to_json(doc))?;
-        // A compressed copy from before is stale now.
-        let _ = self.remove_ours(&self.dir.join(format!("{name}.gz")));
-        Ok(path)
-    }
-
-    /// Writes the operation (and its attempts when asked) and adds it to its session. Returns
-    /// the files written and the alerts that apply to this operation.
+    /// Writes one finished operation: its document, its attempts when asked, and its counts
+    /// into the session document (under the session lock).
     pub fn record_operation(
         &self,
-        op: &OperationRecord,
-        thresholds: Option<&AlertThresholds>,
+        record: &OperationRecord,
         log_attempts: bool,
+        thresholds: Option<&AlertThresholds>,
         now: DateTime<Utc>,
-    ) -> Result<(Vec<PathBuf>, Vec<Alert>, FinalStatistics), StoreError> {
-        check_id("session_id", &op.session_id)?;
-        check_id("operation_id", &op.operation_id)?;
-        let mut written = vec![fsx::write_atomic(
-            &self.dir,
-            &format!("retry_operation_{}.json", op.operation_id),
-            &to_json(op),
-        )?];
+    ) -> Result<Written, RecordError> {
+        let sid = &record.session_id;
+        check_session_id(sid)?;
+        fsx::ensure_private_dir(&self.dir)?;
+        let sdir = self.session_dir(sid);
+        fsx::ensure_private_dir(&sdir)?;
+        let op_alerts = thresholds
+            .map(|t| alerts::operation_alerts(record, t))
+            .unwrap_or_default();
+        let mut written = Written::default();
+        // The operation id is built from a sanitised name plus a uuid part; sanitise again
+        // anyway so a hand-made record can never name a path outside the directory.
+        let oid = super::sanitize_file_part(&record.operation_id);
+        let name = format!("operation_{oid}.json");
+        let doc = OperationDocument {
+            record: record.clone(),
+            alerts: op_alerts.clone(),
+        };
+        let path = sdir.join(&name);
+        written
+            .files
+            .push(fsx::write_atomic(&sdir, &name, &to_bytes(&doc, &path)?)?);
         if log_attempts {
-            for a in &op.attempts {
-                let name = format!("attempt_{}_{}.json", op.operation_id, a.attempt_number);
-                let doc = json!({"operation_id": op.operation_id, "operation_name": op.operation_name, "session_id": op.session_id, "attempt": a});
-                written.push(fsx::write_atomic(&self.dir, &name, &to_json(&doc))?);
+            for a in &record.attempts {
+                let name = format!("attempt_{oid}_{}.json", a.attempt_number);
+                let d = AttemptDocument {
+                    operation_id: record.operation_id.clone(),
+                    operation_name: record.operation_name.clone(),
+                    session_id: sid.clone(),
+                    attempt: a.clone(),
+                };
+                let bytes = to_bytes(&d, &self.dir.join(&name))?;
+                written
+                    .files
+                    .push(fsx::write_atomic(&self.dir, &name, &bytes)?);
             }
         }
-        let alerts = thresholds
-            .map(|t| operation_alerts(&op.operation_name, op.execution_time, op.attempt_count, t))
-            .unwrap_or_default();
-        let _lock = self.lock(&op.session_id)?;
-        let mut doc = match self.load_session(&op.session_id) {
-            Ok(d) => d,
-            Err(StoreError::NoSession(..)) => SessionDoc {
-                session_id: op.session_id.clone(),
-                session_start: op.start_time.clone(),
-                session_end: None,
-                session_duration: None,
-                session_status: "running".into(),
-                final_statistics: FinalStatistics::default(),
-                operations: Vec::new(),
-                alerts: Vec::new(),
-                thresholds: None,
-                updated_at: String::new(),
-            },
+        let _lock = self.lock(sid)?;
+        let spath = self.session_file(sid);
+        let mut session = match Self::read_json::<SessionDocument>(&spath) {
+            Ok(s) => s,
+            Err(RecordError::Fs(FsError::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                SessionDocument {
+                    session_id: sid.clone(),
+                    session_start: record.start_time.clone(),
+                    session_end: None,
+                    session_duration: 0.0,
+                    session_status: "open".into(),
+                    final_statistics: FinalStatistics::default(),
+                    operations: vec![],
+                    alerts: vec![],
+                    thresholds: None,
+                    last_update: String::new(),
+                    finalized_at: None,
+                    last_operation_end: record.end_time.clone(),
+                }
+            }
             Err(e) => return Err(e),
         };
-        doc.operations.retain(|o| o.operation_id != op.operation_id);
-        doc.operations.push(OperationSummary {
-            operation_id: op.operation_id.clone(),
-            operation_name: op.operation_name.clone(),
-            status: op.status,
-            attempt_count: op.attempt_count,
-            execution_time: op.execution_time,
-            start_time: op.start_time.clone(),
-            end_time: op.end_time.clone(),
-            final_error_type: op.final_error_type.map(|c| c.to_string()),
-        });
-        if op.start_time < doc.session_start {
-            doc.session_start = op.start_time.clone();
+        let mut acc = StatsAcc::from_statistics(&session.final_statistics);
+        acc.add(record.status, record.attempt_count, record.execution_time);
+        // RFC 3339 UTC strings of one format order as the times do.
+        if record.start_time < session.session_start {
+            session.session_start = record.start_time.clone();
         }
-        // A session that gets a new operation is running again until finalized anew.
-        doc.session_status = "running".into();
-        doc.session_end = None;
-        doc.session_duration = None;
+        if record.end_time > session.last_operation_end {
+            session.last_operation_end = record.end_time.clone();
+        }
+        // A finished session that gets another operation is open again; finalize recounts all.
+        session.session_status = "open".into();
+        session.operations.clear();
+        session.alerts.clear();
+        session.session_end = None;
+        session.finalized_at = None;
+        session.session_duration =
+            stats::seconds_between(&session.session_start, &session.last_operation_end);
+        session.final_statistics = acc.finish(session.session_duration);
         if let Some(t) = thresholds {
-            doc.thresholds = Some(t.clone());
+            session.thresholds = Some(t.clone());
         }
-        doc.alerts.extend(alerts.iter().cloned());
-        let last_end = doc
-            .operations
-            .iter()
-            .map(|o| o.end_time.clone())
-            .max()
-            .unwrap_or_default();
-        doc.final_statistics =
-            final_statistics(&doc.operations, span(&doc.session_start, &last_end));
-        doc.updated_at = timestamp(now);
-        written.push(self.save_session(&doc)?);
-        Ok((written, alerts, doc.final_statistics))
+        session.last_update = timestamp(now);
+        let bytes = to_bytes(&session, &spath)?;
+        written.files.push(fsx::write_atomic(
+            &self.dir,
+            &format!("retry_session_{sid}.json"),
+            &bytes,
+        )?);
+        written.session_statistics = Some(session.final_statistics);
+        written.alerts = op_alerts;
+        Ok(written)
     }
 
-    /// Final statistics, end, duration, status and alerts; the performance document, and the
-    /// error document when an operation failed.
-    pub fn finalize(
+    /// Every operation document of a session: its directory, then its pack. Calls `f` on each
+    /// (streaming: finalize never holds all attempts in memory).
+    pub fn for_each_operation(
         &self,
-        session_id: &str,
-        thresholds: Option<&AlertThresholds>,
-        now: DateTime<Utc>,
-    ) -> Result<(SessionDoc, Vec<PathBuf>), StoreError> {
-        check_id("session_id", session_id)?;
-        let _lock = self.lock(session_id)?;
-        let mut doc = self.load_session(session_id)?;
-        let end = timestamp(now);
-        let duration = span(&doc.session_start, &end);
-        doc.session_end = Some(end.clone());
-        doc.session_duration = Some((duration * 1000.0).round() / 1000.0);
-        doc.final_statistics = final_statistics(&doc.operations, duration);
-        let failed = doc.operations.iter().any(|o| !o.succeeded());
-        doc.session_status = if failed { "failed" } else { "completed" }.into();
-        let thresholds = thresholds.cloned().or_else(|| doc.thresholds.clone());
-        let mut alerts: Vec<Alert> = Vec::new();
-        if let Some(t) = &thresholds {
-            let stats = serde_json::to_value(&doc.final_statistics).unwrap_or_default();
-            alerts.extend(threshold_alerts(&stats, t));
-            for o in &doc.operations {
-                alerts.extend(operation_alerts(
-                    &o.operation_name,
-                    o.execution_time,
-                    o.attempt_count,
-                    t,
-                ));
+        sid: &str,
+        mut f: impl FnMut(OperationDocument),
+    ) -> Result<(), RecordError> {
+        // An operation can be both in the pack and in the directory when compress was killed
+        // between writing the pack and removing the originals: count it once.
+        let mut seen = std::collections::HashSet::new();
+        let mut f = |d: OperationDocument| {
+            if seen.insert(d.record.operation_id.clone()) {
+                f(d);
+            }
+        };
+        let sdir = self.session_dir(sid);
+        match std::fs::read_dir(&sdir) {
+            Ok(entries) => {
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    let Some(stem) = name.strip_prefix("operation_") else {
+                        continue;
+                    };
+                    if !(stem.ends_with(".json") || stem.ends_with(".json.gz")) {
+                        continue;
+                    }
+                    f(Self::read_json(&e.path())?);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(FsError::Io {
+                    path: sdir,
+                    source: e,
+                }
+                .into());
             }
         }
-        doc.alerts = alerts;
-        doc.updated_at = end.clone();
-        let mut written = vec![self.save_session(&doc)?];
-
-        let mut by_time: Vec<&OperationSummary> = doc.operations.iter().collect();
-        by_time.sort_by(|a, b| b.execution_time.total_cmp(&a.execution_time));
-        let perf = json!({
-            "session_id": doc.session_id,
-            "generated_at": end,
-            "session_duration": doc.session_duration,
-            "final_statistics": doc.final_statistics,
-            "operations": by_time.iter().map(|o| json!({
-                "operation_id": o.operation_id, "operation_name": o.operation_name, "status": o.status,
-                "attempt_count": o.attempt_count, "execution_time": o.execution_time,
-            })).collect::<Vec<_>>(),
-        });
-        written.push(fsx::write_atomic(
-            &self.dir,
-            &format!("retry_performance_{session_id}.json"),
-            &to_json(&perf),
-        )?);
-        let error_name = format!("retry_session_error_{session_id}.json");
-        if failed {
-            let failures: Vec<Value> = doc
-                .operations
-                .iter()
-                .filter(|o| !o.succeeded())
-                .map(|o| {
-                    let full = self.read_doc(&format!("retry_operation_{}.json", o.operation_id)).ok().flatten().unwrap_or(Value::Null);
-                    json!({
-                        "operation_id": o.operation_id, "operation_name": o.operation_name, "status": o.status,
-                        "attempt_count": o.attempt_count, "final_error_type": o.final_error_type,
-                        "final_error_message": full.get("final_error_message").cloned().unwrap_or(Value::Null),
-                        "stop_reason": full.get("stop_reason").cloned().unwrap_or(Value::Null),
-                        "exit_code": full.get("exit_code").cloned().unwrap_or(Value::Null),
-                    })
-                })
-                .collect();
-            let err = json!({"session_id": session_id, "session_status": doc.session_status, "generated_at": end, "failed_operations": failures});
-            written.push(fsx::write_atomic(&self.dir, &error_name, &to_json(&err))?);
-        } else {
-            self.remove_plain_and_gz(&error_name);
+        let pack = self.dir.join(Self::pack_name(sid));
+        if pack.exists() {
+            let p: RecordsPack = Self::read_json(&pack)?;
+            p.operations.into_iter().for_each(f);
         }
-        Ok((doc, written))
+        Ok(())
     }
 
-    /// The operation records of a session that can still be read.
-    pub fn operations_of(&self, doc: &SessionDoc) -> Vec<OperationRecord> {
-        doc.operations
+    pub fn read_session(&self, sid: &str) -> Result<SessionDocument, RecordError> {
+        check_session_id(sid)?;
+        let path = self.session_file(sid);
+        match Self::read_json(&path) {
+            Err(RecordError::Fs(FsError::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Err(RecordError::NoSuchSession {
+                    id: sid.into(),
+                    dir: self.dir.clone(),
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Closes a session: statistics from every operation, end and duration, status, alerts;
+    /// writes the session, performance and (when failed) error records. `force_failed` is the
+    /// role's "cleanup retry session on error". Linear in the session's operations.
+    pub fn finalize(
+        &self,
+        sid: &str,
+        thresholds: Option<&AlertThresholds>,
+        force_failed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(SessionDocument, Vec<PathBuf>), RecordError> {
+        check_session_id(sid)?;
+        fsx::ensure_private_dir(&self.dir)?;
+        let _lock = self.lock(sid)?;
+        let previous = match self.read_session(sid) {
+            Ok(s) => Some(s),
+            Err(RecordError::NoSuchSession { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let mut acc = StatsAcc::default();
+        let mut summaries = Vec::new();
+        let mut op_alerts = Vec::new();
+        let mut exec_times = Vec::new();
+        let mut attempt_times = Vec::new();
+        let mut wait = 0.0;
+        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+        let mut groups: BTreeMap<String, (OperationGroup, f64, u64)> = BTreeMap::new();
+        let mut failed_ops = Vec::new();
+        self.for_each_operation(sid, |d| {
+            let r = &d.record;
+            acc.add(r.status, r.attempt_count, r.execution_time);
+            exec_times.push(r.execution_time);
+            for a in &r.attempts {
+                attempt_times.push(a.execution_time);
+                wait += a.delay_before_retry;
+                if let Some(c) = a.error_type {
+                    *errors.entry(c.as_str().to_string()).or_default() += 1;
+                }
+            }
+            let g = groups.entry(r.operation_name.clone()).or_default();
+            g.0.count += 1;
+            if stats::is_success(r.status) {
+                g.0.successful += 1;
+            } else {
+                g.0.failed += 1;
+                failed_ops.push(FailedOperation {
+                    operation_id: r.operation_id.clone(),
+                    operation_name: r.operation_name.clone(),
+                    status: r.status,
+                    attempt_count: r.attempt_count,
+                    final_error_type: r.final_error_type,
+                    final_error_message: r.final_error_message.clone(),
+                    stop_reason: r.stop_reason.clone(),
+                    end_time: r.end_time.clone(),
+                });
+            }
+            g.1 += r.execution_time;
+            g.2 += u64::from(r.attempt_count.saturating_sub(1));
+            summaries.push(OperationSummary::of(r, d.alerts.len() as u32));
+            op_alerts.extend(d.alerts);
+        })?;
+        if summaries.is_empty() && previous.is_none() {
+            return Err(RecordError::NoSuchSession {
+                id: sid.into(),
+                dir: self.dir.clone(),
+            });
+        }
+        summaries.sort_by(|a, b| {
+            a.start_time
+                .cmp(&b.start_time)
+                .then(a.operation_id.cmp(&b.operation_id))
+        });
+        let start = summaries
             .iter()
-            .filter(|o| check_id("operation_id", &o.operation_id).is_ok())
-            .filter_map(|o| {
-                self.read_doc(&format!("retry_operation_{}.json", o.operation_id))
-                    .ok()
-                    .flatten()
-            })
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect()
+            .map(|s| s.start_time.as_str())
+            .min()
+            .map(String::from)
+            .or_else(|| previous.as_ref().map(|p| p.session_start.clone()))
+            .unwrap_or_else(|| timestamp(now));
+        let end = summaries
+            .iter()
+            .map(|s| s.end_time.as_str())
+            .max()
+            .map(String::from)
+            .unwrap_or_else(|| start.clone());
+        let duration = stats::seconds_between(&start, &end);
+        let statistics = acc.finish(duration);
+        let thresholds = thresholds
+            .cloned()
+            .or_else(|| previous.as_ref().and_then(|p| p.thresholds.clone()));
+        let mut all_alerts = thresholds
+            .as_ref()
+            .map(|t| alerts::session_alerts(sid, &statistics, t))
+            .unwrap_or_default();
+        all_alerts.extend(op_alerts);
+        let failed = force_failed || statistics.failed_operations > 0;
+        let session = SessionDocument {
+            session_id: sid.into(),
+            session_start: start,
+            session_end: Some(end.clone()),
+            session_duration: duration,
+            session_status: if failed { "failed" } else { "completed" }.into(),
+            final_statistics: statistics.clone(),
+            operations: summaries,
+            alerts: all_alerts,
+            thresholds,
+            last_update: timestamp(now),
+            finalized_at: Some(timestamp(now)),
+            last_operation_end: end,
+        };
+        let mut files = Vec::new();
+        let perf = PerformanceDocument {
+            session_id: sid.into(),
+            generated_at: timestamp(now),
+            session_duration: duration,
+            operations: statistics.total_operations,
+            attempts: attempt_times.len() as u64,
+            operations_per_minute: statistics.operations_per_minute,
+            execution_time: stats::distribution(exec_times),
+            attempt_time: stats::distribution(attempt_times),
+            total_wait_time: (wait * 1000.0).round() / 1000.0,
+            error_distribution: errors.clone(),
+            by_operation: groups
+                .into_iter()
+                .map(|(k, (mut g, t, r))| {
+                    g.average_execution_time = (t / g.count as f64 * 1000.0).round() / 1000.0;
+                    g.average_retry_count = (r as f64 / g.count as f64 * 100.0).round() / 100.0;
+                    (k, g)
+                })
+                .collect(),
+        };
+        let name = format!("retry_performance_{sid}.json");
+        let bytes = to_bytes(&perf, &self.dir.join(&name))?;
+        files.push(fsx::write_atomic(&self.dir, &name, &bytes)?);
+        let ename = format!("retry_session_error_{sid}.json");
+        if failed {
+            let reason = if force_failed {
+                "closed by 'cleanup retry session on error'".to_string()
+            } else {
+                format!(
+                    "{} of {} operation(s) did not succeed",
+                    statistics.failed_operations, statistics.total_operations
+                )
+            };
+            let e = ErrorDocument {
+                session_id: sid.into(),
+                session_status: "failed".into(),
+                generated_at: timestamp(now),
+                reason,
+                failed_operations: failed_ops,
+                error_distribution: errors,
+            };
+            let bytes = to_bytes(&e, &self.dir.join(&ename))?;
+            files.push(fsx::write_atomic(&self.dir, &ename, &bytes)?);
+        } else {
+            // A session re-finalized after a later success must not keep a stale error record.
+            let _ = std::fs::remove_file(self.dir.join(&ename));
+        }
+        let spath = self.session_file(sid);
+        let bytes = to_bytes(&session, &spath)?;
+        files.insert(
+            0,
+            fsx::write_atomic(&self.dir, &format!("retry_session_{sid}.json"), &bytes)?,
+        );
+        Ok((session, files))
     }
 
-    /// Every session in the directory, newest first.
-    pub fn list(&self) -> Result<Vec<SessionDoc>, StoreError> {
-        let mut ids: Vec<String> = Vec::new();
+    /// Session ids present in the directory, newest activity first.
+    pub fn session_ids(&self) -> Result<Vec<String>, RecordError> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| FsError::Io {
             path: self.dir.clone(),
             source: e,
         })?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let base = name.strip_suffix(".gz").unwrap_or(&name);
-            if let Some(id) = base
-                .strip_prefix("retry_session_")
-                .and_then(|r| r.strip_suffix(".json"))
-                && !id.starts_with("error_")
-                && !ids.iter().any(|i| i == id)
-            {
-                ids.push(id.to_string());
+        let mut ids = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if let Some(sid) = session_id_of(&name) {
+                ids.push(sid.to_string());
             }
         }
-        let mut docs: Vec<SessionDoc> = ids
-            .iter()
-            .filter_map(|id| self.load_session(id).ok())
-            .collect();
-        docs.sort_by(|a, b| b.session_start.cmp(&a.session_start));
-        Ok(docs)
+        ids.sort();
+        Ok(ids)
     }
 
-    /// Removes one session and every file of it.
-    pub fn remove_session(&self, session_id: &str) -> Result<Vec<String>, StoreError> {
-        check_id("session_id", session_id)?;
-        let doc = self.load_session(session_id)?;
-        let lock = self.lock(session_id)?;
-        let mut names = vec![
-            format!("retry_session_{session_id}.json"),
-            format!("retry_performance_{session_id}.json"),
-            format!("retry_session_error_{session_id}.json"),
-        ];
-        for o in &doc.operations {
-            if check_id("operation_id", &o.operation_id).is_err() {
+    /// The attempt documents of a session's operations (those that exist).
+    fn attempt_files(&self, oids: &[String]) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return out;
+        };
+        let wanted: std::collections::HashSet<String> =
+            oids.iter().map(|o| super::sanitize_file_part(o)).collect();
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if let Some(oid) = attempt_operation_of(&name)
+                && wanted.contains(oid)
+            {
+                out.push(e.path());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Whether someone holds the session lock right now (a writer or finalize at work).
+    fn busy(&self, sid: &str) -> Result<Option<LockGuard>, RecordError> {
+        let path = self.lock_file(sid);
+        Ok(LockGuard::try_exclusive(&path)?)
+    }
+
+    /// gzip: every finished session's operation and attempt files packed into one
+    /// `retry_session_<sid>.records.json.gz`, and any other file of ours above `threshold`
+    /// bytes gzipped in place. Session documents stay plain: they are the entry point the
+    /// handlers, the notifier and AAP read. Open or busy sessions are left alone.
+    pub fn compress(
+        &self,
+        only: Option<&str>,
+        threshold: u64,
+    ) -> Result<CompressReport, RecordError> {
+        fsx::ensure_private_dir(&self.dir)?;
+        let mut report = CompressReport::default();
+        let ids = match only {
+            Some(s) => {
+                check_session_id(s)?;
+                vec![s.to_string()]
+            }
+            None => self.session_ids()?,
+        };
+        for sid in ids {
+            let Some(_lock) = self.busy(&sid)? else {
+                report.skipped.push(format!("{sid}: busy"));
+                continue;
+            };
+            let session = match self.read_session(&sid) {
+                Ok(s) => s,
+                Err(e) => {
+                    report.skipped.push(format!("{sid}: {e}"));
+                    continue;
+                }
+            };
+            if session.session_status == "open" {
+                report.skipped.push(format!("{sid}: open"));
                 continue;
             }
-            names.push(format!("retry_operation_{}.json", o.operation_id));
-            let prefix = format!("attempt_{}_", o.operation_id);
-            if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            let oids: Vec<String> = session
+                .operations
+                .iter()
+                .map(|o| o.operation_id.clone())
+                .collect();
+            let attempt_paths = self.attempt_files(&oids);
+            let sdir = self.session_dir(&sid);
+            let mut op_paths = Vec::new();
+            if let Ok(entries) = std::fs::read_dir(&sdir) {
                 for e in entries.flatten() {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    if n.starts_with(&prefix) {
-                        names.push(n.strip_suffix(".gz").unwrap_or(&n).to_string());
+                    if e.file_name().to_string_lossy().starts_with("operation_")
+                        && e.file_name().to_string_lossy().ends_with(".json")
+                    {
+                        op_paths.push(e.path());
                     }
                 }
             }
-        }
-        let mut removed = Vec::new();
-        for n in names {
-            for candidate in [n.clone(), format!("{n}.gz")] {
-                if self
-                    .remove_ours(&self.dir.join(&candidate))
-                    .unwrap_or(false)
-                {
-                    removed.push(candidate);
+            if op_paths.is_empty() && attempt_paths.is_empty() {
+                continue;
+            }
+            let pack_name = Self::pack_name(&sid);
+            let pack_path = self.dir.join(&pack_name);
+            // Streamed: each file's bytes go straight into the gzip stream once checked to be
+            // one JSON value, so memory stays at the compressed size (10,000 operations).
+            let mut before = 0u64;
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let io = |e: std::io::Error| RecordError::Gzip {
+                path: pack_path.clone(),
+                source: e,
+            };
+            write!(
+                enc,
+                "{{\"session_id\":{},\"operations\":[",
+                Value::from(sid.as_str())
+            )
+            .map_err(io)?;
+            let mut first = true;
+            let old: Option<RecordsPack> = if pack_path.exists() {
+                Some(Self::read_json(&pack_path)?)
+            } else {
+                None
+            };
+            if let Some(old) = &old {
+                for op in &old.operations {
+                    put_item(
+                        &mut enc,
+                        &mut first,
+                        &serde_json::to_vec(op).map_err(json_err(&pack_path))?,
+                    )
+                    .map_err(io)?;
                 }
             }
+            let packed: std::collections::HashSet<String> = old
+                .iter()
+                .flat_map(|o| o.operations.iter())
+                .map(|d| {
+                    format!(
+                        "operation_{}.json",
+                        super::sanitize_file_part(&d.record.operation_id)
+                    )
+                })
+                .collect();
+            for p in &op_paths {
+                // Already packed by a compress that was stopped before removing it.
+                if p.file_name()
+                    .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
+                {
+                    continue;
+                }
+                let bytes = Self::checked_json(p)?;
+                before += bytes.len() as u64;
+                put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)?;
+            }
+            enc.write_all(b"],\"attempts\":[").map_err(io)?;
+            first = true;
+            if let Some(old) = &old {
+                for a in &old.attempts {
+                    put_item(
+                        &mut enc,
+                        &mut first,
+                        &serde_json::to_vec(a).map_err(json_err(&pack_path))?,
+                    )
+                    .map_err(io)?;
+                }
+            }
+            let packed: std::collections::HashSet<String> = old
+                .iter()
+                .flat_map(|o| o.attempts.iter())
+                .map(|a| {
+                    format!(
+                        "attempt_{}_{}.json",
+                        super::sanitize_file_part(&a.operation_id),
+                        a.attempt.attempt_number
+                    )
+                })
+                .collect();
+            for p in &attempt_paths {
+                if p.file_name()
+                    .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
+                {
+                    continue;
+                }
+                let bytes = Self::checked_json(p)?;
+                before += bytes.len() as u64;
+                put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)?;
+            }
+            enc.write_all(b"]}").map_err(io)?;
+            let gz = enc.finish().map_err(io)?;
+            fsx::write_atomic(&self.dir, &pack_name, &gz)?;
+            // Only once the pack is safely on disk do the originals go.
+            for p in op_paths.iter().chain(&attempt_paths) {
+                let _ = std::fs::remove_file(p);
+            }
+            let _ = std::fs::remove_dir(&sdir);
+            report.files.push(Compressed {
+                file: pack_name,
+                sources: (op_paths.len() + attempt_paths.len()) as u64,
+                bytes_before: before,
+                bytes_after: gz.len() as u64,
+            });
         }
-        drop(lock);
-        let _ = self.remove_ours(&self.dir.join(format!("retry_session_{session_id}.lock")));
-        Ok(removed)
+        // Single files above the threshold: performance and error records, and operation or
+        // attempt files of sessions that were not packed (open ones excluded).
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| FsError::Io {
+            path: self.dir.clone(),
+            source: e,
+        })?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let compressible = name.ends_with(".json")
+                && (name.starts_with("retry_performance_")
+                    || name.starts_with("retry_session_error_")
+                    || name.starts_with("attempt_"));
+            if !compressible {
+                continue;
+            }
+            if let Some(sid) = only {
+                let of_session = name == format!("retry_performance_{sid}.json")
+                    || name == format!("retry_session_error_{sid}.json");
+                if !of_session {
+                    continue;
+                }
+            }
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if !meta.is_file() || meta.len() <= threshold {
+                continue;
+            }
+            let bytes = fsx::read_private(&e.path(), MAX_DOC_BYTES)?;
+            let gz = gzip(&bytes);
+            let gz_name = format!("{name}.gz");
+            fsx::write_atomic(&self.dir, &gz_name, &gz)?;
+            let _ = std::fs::remove_file(e.path());
+            report.files.push(Compressed {
+                file: gz_name,
+                sources: 1,
+                bytes_before: meta.len(),
+                bytes_after: gz.len() as u64,
+            });
+        }
+        Ok(report)
     }
 
-    /// Retention: finalized sessions older than `retention_days`, and beyond the newest
-    /// `max_sessions`, are removed. Open (running) sessions and files not ours are never touched.
+    /// Retention: finished sessions older than `retention_days` (by their end), then all but
+    /// the newest `max_sessions` finished ones, go with every file of theirs; temp files left
+    /// by a killed writer go after an hour. Open or busy sessions, the guard state directory
+    /// and files that do not carry our names are never touched.
     pub fn cleanup(
         &self,
         retention_days: u32,
         max_sessions: u32,
         now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<CleanupReport, RecordError> {
+        fsx::ensure_private_dir(&self.dir)?;
+        let mut report = CleanupReport::default();
+        let mut finished: Vec<(String, String)> = Vec::new();
+        for sid in self.session_ids()? {
+            match self.read_session(&sid) {
+                Ok(s) if s.session_status == "open" => report.kept_open.push(sid),
+                Ok(s) => {
+                    let end = s.finalized_at.or(s.session_end).unwrap_or(s.last_update);
+                    finished.push((end, sid));
+                }
+                Err(e) => report.skipped.push(format!("{sid}: {e}")),
+            }
+        }
+        finished.sort_by(|a, b| b.cmp(a));
         let cutoff = now - chrono::Duration::days(i64::from(retention_days));
-        let mut removed = Vec::new();
-        let mut kept = 0u32;
-        for doc in self.list()? {
-            if doc.session_status == "running" {
+        let cutoff = timestamp(cutoff);
+        for (i, (end, sid)) in finished.iter().enumerate() {
+            let too_old = end.as_str() < cutoff.as_str();
+            let too_many = i >= max_sessions as usize;
+            if !(too_old || too_many) {
                 continue;
             }
-            let ended = doc
-                .session_end
-                .as_deref()
-                .and_then(|e| DateTime::parse_from_rfc3339(e).ok())
-                .map(|d| d.with_timezone(&Utc));
-            let too_old = ended.is_some_and(|e| e < cutoff);
-            if too_old || kept >= max_sessions {
-                removed.extend(self.remove_session(&doc.session_id)?);
-            } else {
-                kept += 1;
+            let Some(lock) = self.busy(sid)? else {
+                report.skipped.push(format!("{sid}: busy"));
+                continue;
+            };
+            // Recheck under the lock: a writer may have reopened it meanwhile.
+            match self.read_session(sid) {
+                Ok(s) if s.session_status != "open" => {
+                    let n = self.remove_session(sid, &s)?;
+                    report.removed_files += n;
+                    report.removed_sessions.push(sid.clone());
+                }
+                _ => report.kept_open.push(sid.clone()),
             }
+            // The lock file goes last, while we still hold it (see `lock`).
+            let _ = std::fs::remove_file(self.lock_file(sid));
+            drop(lock);
         }
-        Ok(removed)
+        report.removed_files += self.remove_stale_temps(now)?;
+        Ok(report)
     }
 
-    /// Gzips every file of finalized sessions, and any other record above `threshold` bytes;
-    /// with `only`, just that session's files. Open sessions' documents stay plain (they are
-    /// still rewritten).
-    pub fn compress(&self, threshold: u64, only: Option<&str>) -> Result<Vec<String>, StoreError> {
-        let sessions = match only {
-            Some(id) => vec![self.load_session(id)?],
-            None => self.list()?,
-        };
-        let mut done = Vec::new();
-        for doc in &sessions {
-            let finished = doc.session_status != "running";
-            let mut names = vec![
-                format!("retry_performance_{}.json", doc.session_id),
-                format!("retry_session_error_{}.json", doc.session_id),
-            ];
-            if finished {
-                names.push(format!("retry_session_{}.json", doc.session_id));
-            }
-            for o in &doc.operations {
-                names.push(format!("retry_operation_{}.json", o.operation_id));
-            }
-            let attempt_prefixes: Vec<String> = doc
-                .operations
-                .iter()
-                .map(|o| format!("attempt_{}_", o.operation_id))
-                .collect();
-            if let Ok(entries) = std::fs::read_dir(&self.dir) {
-                for e in entries.flatten() {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    if n.ends_with(".json") && attempt_prefixes.iter().any(|p| n.starts_with(p)) {
-                        names.push(n);
-                    }
+    fn remove_session(&self, sid: &str, s: &SessionDocument) -> Result<u64, RecordError> {
+        let mut n = 0;
+        let mut oids: Vec<String> = s
+            .operations
+            .iter()
+            .map(|o| o.operation_id.clone())
+            .collect();
+        let sdir = self.session_dir(sid);
+        if let Ok(entries) = std::fs::read_dir(&sdir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if let Some(oid) = name.strip_prefix("operation_").and_then(|r| {
+                    r.strip_suffix(".json")
+                        .or_else(|| r.strip_suffix(".json.gz"))
+                }) {
+                    oids.push(oid.to_string());
+                }
+                if name.starts_with("operation_") || name.starts_with(".retryx-tmp-") {
+                    n += u64::from(std::fs::remove_file(e.path()).is_ok());
                 }
             }
-            for n in names {
-                let path = self.dir.join(&n);
-                let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                    continue;
-                };
-                if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
-                    continue;
-                }
-                if finished || meta.len() > threshold {
-                    self.gzip(&n)?;
-                    done.push(n);
-                }
-            }
+            let _ = std::fs::remove_dir(&sdir);
         }
-        // One flush for the whole batch, and only then are the originals removed: a crash
-        // leaves a plain copy or a durable compressed one, never neither.
-        if !done.is_empty() {
-            fsx::sync_dir_fs(&self.dir)?;
+        for p in self.attempt_files(&oids) {
+            n += u64::from(std::fs::remove_file(p).is_ok());
         }
-        for n in &done {
-            let _ = self.remove_ours(&self.dir.join(n));
+        for name in [
+            format!("retry_performance_{sid}.json"),
+            format!("retry_performance_{sid}.json.gz"),
+            format!("retry_session_error_{sid}.json"),
+            format!("retry_session_error_{sid}.json.gz"),
+            Self::pack_name(sid),
+            format!("retry_session_{sid}.json"),
+        ] {
+            n += u64::from(std::fs::remove_file(self.dir.join(name)).is_ok());
         }
-        Ok(done.into_iter().map(|n| format!("{n}.gz")).collect())
+        Ok(n)
     }
 
-    fn gzip(&self, name: &str) -> Result<(), StoreError> {
-        let path = self.dir.join(name);
-        let bytes = fsx::read_private(&path, MAX_DOC_BYTES)?;
-        let io = |e| FsError::Io {
-            path: path.clone(),
-            source: e,
-        };
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&bytes).map_err(io)?;
-        let gz = enc.finish().map_err(io)?;
-        fsx::write_renamed(&self.dir, &format!("{name}.gz"), &gz, false)?;
-        Ok(())
+    fn remove_stale_temps(&self, now: DateTime<Utc>) -> Result<u64, RecordError> {
+        let mut n = 0;
+        let mut dirs = vec![self.dir.clone()];
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with("retry_session_")
+                    && e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+                {
+                    dirs.push(e.path());
+                }
+            }
+        }
+        for d in dirs {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if !e.file_name().to_string_lossy().starts_with(".retryx-tmp-") {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .map(|m| now.timestamp() - m.mtime() > STALE_TEMP_SECS)
+                    .unwrap_or(false);
+                if old {
+                    n += u64::from(std::fs::remove_file(e.path()).is_ok());
+                }
+            }
+        }
+        Ok(n)
     }
 }
 
-/// Seconds between two RFC 3339 times (0 when either is unreadable or the order is reversed).
-fn span(start: &str, end: &str) -> f64 {
-    match (
-        DateTime::parse_from_rfc3339(start),
-        DateTime::parse_from_rfc3339(end),
-    ) {
-        (Ok(s), Ok(e)) => ((e - s).num_milliseconds().max(0) as f64) / 1000.0,
-        _ => 0.0,
+/// One element of a JSON array being streamed: a comma before all but the first.
+fn put_item(enc: &mut impl Write, first: &mut bool, bytes: &[u8]) -> std::io::Result<()> {
+    if !std::mem::take(first) {
+        enc.write_all(b",")?;
+    }
+    enc.write_all(bytes)
+}
+
+/// `retry_session_<sid>.json` → sid (not the error record, not packs).
+pub fn session_id_of(name: &str) -> Option<&str> {
+    let sid = name.strip_prefix("retry_session_")?.strip_suffix(".json")?;
+    check_session_id(sid).ok().map(|_| sid)
+}
+
+/// `attempt_<oid>_<n>.json[.gz]` → oid.
+fn attempt_operation_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("attempt_")?;
+    let rest = rest
+        .strip_suffix(".json")
+        .or_else(|| rest.strip_suffix(".json.gz"))?;
+    let (oid, n) = rest.rsplit_once('_')?;
+    n.parse::<u32>().ok().map(|_| oid)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Compressed {
+    pub file: String,
+    /// Files folded into it.
+    pub sources: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CompressReport {
+    pub files: Vec<Compressed>,
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CleanupReport {
+    pub removed_sessions: Vec<String>,
+    pub removed_files: u64,
+    pub kept_open: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// A session with every operation document, for `session show` and the picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    pub session: SessionDocument,
+    pub operation_details: Vec<OperationDocument>,
+}
+
+impl Store {
+    pub fn view(&self, sid: &str) -> Result<SessionView, RecordError> {
+        let session = self.read_session(sid)?;
+        let mut ops = Vec::new();
+        self.for_each_operation(sid, |d| ops.push(d))?;
+        ops.sort_by(|a, b| {
+            a.record
+                .start_time
+                .cmp(&b.record.start_time)
+                .then(a.record.operation_id.cmp(&b.record.operation_id))
+        });
+        Ok(SessionView {
+            session,
+            operation_details: ops,
+        })
     }
 }
 
-/// The operation document's and session document's schemas, as `schemas/` holds them.
-pub fn document_schemas() -> Vec<(&'static str, Value)> {
-    let gen_for = |s: schemars::Schema| s.to_value();
-    vec![
-        ("operation", gen_for(schemars::schema_for!(OperationRecord))),
-        ("session", gen_for(schemars::schema_for!(SessionDoc))),
-        (
-            "attempt",
-            gen_for(schemars::schema_for!(super::AttemptRecord)),
-        ),
-    ]
+/// Converts the pieces above into JSON for results.
+pub fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{AttemptStatus, OperationStatus};
 
-    #[test]
-    fn committed_record_schemas_match_the_types() {
-        for (name, schema) in document_schemas() {
-            let path = format!("{}/schemas/{name}.schema.json", env!("CARGO_MANIFEST_DIR"));
-            let committed: Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            assert_eq!(
-                committed, schema,
-                "{path} is stale: run `retryx schema --document {name} > {path}`"
-            );
+    fn op(sid: &str, name: &str, ok: bool) -> OperationRecord {
+        let attempt = AttemptRecord {
+            attempt_number: 1,
+            start_time: "2023-12-01T10:00:00.000Z".into(),
+            end_time: "2023-12-01T10:00:30.000Z".into(),
+            status: if ok {
+                AttemptStatus::Success
+            } else {
+                AttemptStatus::Failed
+            },
+            error_type: None,
+            error_message: None,
+            should_retry: false,
+            delay_before_retry: 0.0,
+            execution_time: 30.0,
+            exit_code: Some(if ok { 0 } else { 1 }),
+            signal: None,
+            timed_out: false,
+            retry_reason: None,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            download: None,
+        };
+        OperationRecord {
+            operation_id: crate::record::new_operation_id(name, 1),
+            operation_name: name.into(),
+            session_id: sid.into(),
+            start_time: attempt.start_time.clone(),
+            end_time: attempt.end_time.clone(),
+            status: if ok {
+                OperationStatus::Completed
+            } else {
+                OperationStatus::Failed
+            },
+            attempt_count: 1,
+            max_attempts: 3,
+            execution_time: 30.0,
+            attempts: vec![attempt],
+            exit_code: 0,
+            final_error_type: None,
+            final_error_message: None,
+            stop_reason: "success".into(),
+            command: None,
+            context: None,
+            host: "h".into(),
+            policy: Value::Null,
+            jitter_seed: 1,
+            guards: Default::default(),
         }
     }
 
     #[test]
-    fn ids_that_could_escape_are_refused() {
-        for bad in ["", "../x", "a/b", ".hidden", "a\\0b", "x y"] {
-            assert!(check_id("session_id", bad).is_err(), "{bad}");
+    fn a_compress_stopped_half_way_counts_nothing_twice() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path().join("r")).unwrap();
+        let now = Utc::now();
+        let w = store
+            .record_operation(&op("s", "a", true), true, None, now)
+            .unwrap();
+        store
+            .record_operation(&op("s", "b", false), false, None, now)
+            .unwrap();
+        let (s, _) = store.finalize("s", None, false, now).unwrap();
+        assert_eq!(s.final_statistics.total_operations, 2);
+        assert_eq!(s.session_status, "failed");
+        let kept: Vec<(PathBuf, Vec<u8>)> = w
+            .files
+            .iter()
+            .take(2)
+            .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+            .collect();
+        let r = store.compress(Some("s"), u64::MAX).unwrap();
+        assert_eq!(r.files.len(), 1);
+        // As if compress had been killed after writing the pack: the originals are back.
+        fsx::ensure_private_dir(&store.session_dir("s")).unwrap();
+        for (p, b) in &kept {
+            std::fs::write(p, b).unwrap();
         }
-        check_id("session_id", "retry_1640995200_123456").unwrap();
+        let (s, _) = store.finalize("s", None, false, now).unwrap();
+        assert_eq!(s.final_statistics.total_operations, 2);
+        store.compress(Some("s"), u64::MAX).unwrap();
+        let pack: RecordsPack =
+            Store::read_json(&store.dir().join("retry_session_s.records.json.gz")).unwrap();
+        assert_eq!((pack.operations.len(), pack.attempts.len()), (2, 1));
+        // Another operation reopens the session: its list and alerts wait for the next finalize.
+        store
+            .record_operation(&op("s", "c", true), false, None, now)
+            .unwrap();
+        let s = store.read_session("s").unwrap();
+        assert_eq!(s.session_status, "open");
+        assert!(s.operations.is_empty());
+        assert_eq!(s.final_statistics.total_operations, 3);
+        let (s, _) = store.finalize("s", None, false, now).unwrap();
+        assert_eq!(s.operations.len(), 3);
+    }
+
+    #[test]
+    fn session_ids_are_plain_names() {
+        for good in ["retry_1640995200_123456", "a", "A-b_9"] {
+            assert!(check_session_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a.b",
+            "error_1",
+            "a\nb",
+            &"x".repeat(129),
+        ] {
+            assert!(check_session_id(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            session_id_of("retry_session_retry_1_a.json"),
+            Some("retry_1_a")
+        );
+        assert_eq!(session_id_of("retry_session_error_retry_1_a.json"), None);
+        assert_eq!(session_id_of("retry_session_x.records.json.gz"), None);
+        assert_eq!(
+            attempt_operation_of("attempt_op_1_ab_3.json"),
+            Some("op_1_ab")
+        );
+        assert_eq!(attempt_operation_of("attempt_x.json"), None);
     }
 }

@@ -249,6 +249,7 @@ impl Alert {
                 name: "alert".into(),
                 message: s.to_string(),
                 severity: "warning".into(),
+                ..Default::default()
             });
         }
         let o = v.as_object()?;
@@ -262,6 +263,7 @@ impl Alert {
             name,
             message,
             severity,
+            ..Default::default()
         })
     }
 }

@@ -221,6 +221,7 @@ mod tests {
                 name: format!("alert_{i}"),
                 message: "m".repeat(5000),
                 severity: "warning".into(),
+                ..Default::default()
             })
             .collect();
         let p = payload(&r);

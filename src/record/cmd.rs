@@ -1,0 +1,279 @@
+//! `retryx session list|show|finalize`, `retryx cleanup`, `retryx compress`: clap arguments
+//! and their handlers. Prints to stdout, errors to stderr; returns the exit code (125 for bad
+//! usage or unreadable records). The work itself is in `store` and `render`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::actions::{
+    DEFAULT_COMPRESS_THRESHOLD, DEFAULT_MAX_SESSIONS, DEFAULT_RETENTION_DAYS, thresholds,
+};
+use super::render;
+use super::store::{DEFAULT_DIR, RecordError, Store};
+use crate::config::Config;
+use crate::exit_codes::USAGE;
+
+#[derive(Args, Debug)]
+pub struct SessionArgs {
+    #[command(subcommand)]
+    pub cmd: SessionCmd,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DirArgs {
+    /// Where the records are
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
+    pub artifacts_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionCmd {
+    /// List the sessions in the artifacts directory
+    List {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// text or json
+        #[arg(long, default_value = "text")]
+        format: Format,
+    },
+    /// Show a session: json, text, or a timeline picture (svg, html)
+    Show {
+        id: String,
+        #[command(flatten)]
+        dir: DirArgs,
+        #[arg(long, default_value = "text")]
+        format: Format,
+        /// Write to FILE instead of stdout
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Close a session: final statistics, end, duration, status, alerts
+    Finalize {
+        id: String,
+        #[command(flatten)]
+        dir: DirArgs,
+        /// JSON config whose monitoring.alerts thresholds to apply (default: the session's own)
+        #[arg(short = 'c', long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Close it as failed (as the role's "cleanup retry session on error")
+        #[arg(long)]
+        failed: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Svg,
+    Html,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Remove finished sessions older than this many days
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETENTION_DAYS)]
+    pub retention_days: u32,
+    /// Keep at most this many finished sessions
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SESSIONS)]
+    pub max_sessions: u32,
+    /// Guard state directory (never touched by cleanup)
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Instead: close this session as failed ("cleanup retry session on error"; records kept)
+    #[arg(long, value_name = "ID")]
+    pub session_id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompressArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Only this session
+    #[arg(long, value_name = "ID")]
+    pub session_id: Option<String>,
+    /// Files above this many bytes are gzipped
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_COMPRESS_THRESHOLD)]
+    pub threshold: u64,
+}
+
+fn report(r: Result<i32, String>) -> i32 {
+    match r {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("retryx: {msg}");
+            USAGE
+        }
+    }
+}
+
+fn e(err: RecordError) -> String {
+    err.to_string()
+}
+
+fn emit(output: Option<&PathBuf>, text: &str) -> Result<(), String> {
+    match output {
+        Some(p) => std::fs::write(p, text).map_err(|err| format!("writing {}: {err}", p.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .map_err(|err| format!("writing stdout: {err}"))
+        }
+    }
+}
+
+pub fn session(a: SessionArgs) -> i32 {
+    report(match a.cmd {
+        SessionCmd::List { dir, format } => list(&dir.artifacts_dir, format),
+        SessionCmd::Show {
+            id,
+            dir,
+            format,
+            output,
+        } => show(&dir.artifacts_dir, &id, format, output.as_ref()),
+        SessionCmd::Finalize {
+            id,
+            dir,
+            config,
+            failed,
+        } => finalize(&dir.artifacts_dir, &id, config.as_ref(), failed),
+    })
+}
+
+fn list(dir: &PathBuf, format: Format) -> Result<i32, String> {
+    let store = Store::new(dir);
+    let mut rows = Vec::new();
+    for sid in store.session_ids().map_err(e)? {
+        match store.read_session(&sid) {
+            Ok(s) => rows.push(json!({
+                "session_id": s.session_id,
+                "session_status": s.session_status,
+                "session_start": s.session_start,
+                "session_end": s.session_end,
+                "total_operations": s.final_statistics.total_operations,
+                "failed_operations": s.final_statistics.failed_operations,
+                "alerts": s.alerts.len(),
+            })),
+            Err(err) => eprintln!("retryx: skipping {sid}: {err}"),
+        }
+    }
+    let text = match format {
+        Format::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&rows).map_err(|x| x.to_string())?
+        ),
+        _ => {
+            let mut t = String::new();
+            for r in &rows {
+                t.push_str(&format!(
+                    "{}  {:<9} {}  ops={} failed={} alerts={}\n",
+                    r["session_id"].as_str().unwrap_or(""),
+                    r["session_status"].as_str().unwrap_or(""),
+                    r["session_start"].as_str().unwrap_or(""),
+                    r["total_operations"],
+                    r["failed_operations"],
+                    r["alerts"]
+                ));
+            }
+            t
+        }
+    };
+    emit(None, &text)?;
+    Ok(0)
+}
+
+fn show(dir: &PathBuf, id: &str, format: Format, output: Option<&PathBuf>) -> Result<i32, String> {
+    let view = Store::new(dir).view(id).map_err(e)?;
+    let text = match format {
+        Format::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&view).map_err(|x| x.to_string())?
+        ),
+        Format::Text => render::text(&view),
+        Format::Svg => render::svg(&view),
+        Format::Html => render::html(&view),
+    };
+    emit(output, &text)?;
+    Ok(0)
+}
+
+fn finalize(
+    dir: &PathBuf,
+    id: &str,
+    config: Option<&PathBuf>,
+    failed: bool,
+) -> Result<i32, String> {
+    let t = match config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|err| format!("cannot read config {}: {err}", p.display()))?;
+            let c: Config = serde_json::from_str(&text)
+                .map_err(|err| format!("config {} is not valid: {err}", p.display()))?;
+            thresholds(&c)
+        }
+        None => None,
+    };
+    let (s, files) = Store::new(dir)
+        .finalize(id, t.as_ref(), failed, chrono::Utc::now())
+        .map_err(e)?;
+    let out = json!({
+        "session_id": s.session_id,
+        "session_status": s.session_status,
+        "session_duration": s.session_duration,
+        "final_statistics": s.final_statistics,
+        "alerts": s.alerts,
+        "files": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    });
+    emit(
+        None,
+        &format!(
+            "{}\n",
+            serde_json::to_string_pretty(&out).map_err(|x| x.to_string())?
+        ),
+    )?;
+    Ok(0)
+}
+
+pub fn cleanup(a: CleanupArgs) -> i32 {
+    if let Some(id) = &a.session_id {
+        return report(finalize(&a.dir.artifacts_dir, id, None, true));
+    }
+    report(
+        Store::new(&a.dir.artifacts_dir)
+            .cleanup(a.retention_days, a.max_sessions, chrono::Utc::now())
+            .map_err(e)
+            .and_then(|r| {
+                emit(
+                    None,
+                    &format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&r).map_err(|x| x.to_string())?
+                    ),
+                )?;
+                Ok(0)
+            }),
+    )
+}
+
+pub fn compress(a: CompressArgs) -> i32 {
+    report(
+        Store::new(&a.dir.artifacts_dir)
+            .compress(a.session_id.as_deref(), a.threshold)
+            .map_err(e)
+            .and_then(|r| {
+                emit(
+                    None,
+                    &format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&r).map_err(|x| x.to_string())?
+                    ),
+                )?;
+                Ok(0)
+            }),
+    )
+}

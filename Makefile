@@ -33,6 +33,7 @@ rust-test:
 ansible-test: build
 	bash tests/ansible/run.sh
 	bash tests/ansible_download/run.sh
+	bash tests/ansible_records/run.sh
 
 notify-test: build
 	bash tests/receivers/run.sh
@@ -41,3 +42,7 @@ test: setup build lint rust-test ansible-test notify-test
 
 bench: build
 	bash bench/overhead.sh
+	bash bench/guards.sh
+	bash bench/records.sh
+	bash bench/download.sh
+	bash bench/ansible.sh

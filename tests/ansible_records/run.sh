@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # ansible-playbook test of the record handlers of the retry_manager role (finalize, cleanup on
-# error, compress, cleanup old). Uses .venv at the repo root (scripts/setup-python.sh), else
-# /work/main/.venv; builds the binary and hands it to Ansible as the retry_manager module.
+# error, compress, cleanup old). Uses .venv at the repo root (scripts/setup-python.sh); builds
+# the binary and hands it to Ansible as the retry_manager module.
 # Ends with "ansible_records: passed" or "ansible_records: FAILED".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 venv=""
-for v in "$root/.venv" /work/main/.venv; do
+for v in "$root/.venv"; do
   [ -x "$v/bin/ansible-playbook" ] && venv="$v" && break
 done
 [ -n "$venv" ] || { echo "ansible_records: no venv with ansible-playbook (run scripts/setup-python.sh)"; exit 1; }

@@ -150,9 +150,9 @@ role_schema_sync() {
 import json, sys, yaml
 root = sys.argv[1]
 props = set(json.load(open(f"{root}/schemas/retry_manager.schema.json"))["properties"])
-role_sets = {"action", "operation", "context", "session_id", "artifacts_dir", "state_dir", "notify_kind"}
+role_sets = {"operation", "context", "session_id", "artifacts_dir", "state_dir", "notify_kind"}
 download_only = {"url", "dest", "checksum", "headers", "force"}
-want = props - role_sets - download_only
+want = props - role_sets
 spec = yaml.safe_load(open(f"{root}/roles/retry_manager/meta/argument_specs.yml"))
 documented = set(spec["argument_specs"]["main"]["options"]["retry_manager"]["options"])
 tasks = yaml.safe_load(open(f"{root}/roles/retry_manager/tasks/main.yml"))

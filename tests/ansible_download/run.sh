@@ -47,7 +47,7 @@ for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done
 port=$(head -1 "$tmp/port")
 token="tok-$RANDOM$RANDOM-secret"
 
-export ANSIBLE_LIBRARY="$tmp/library" ANSIBLE_LOCAL_TEMP="$tmp/ansible-local"
+export ANSIBLE_LIBRARY="$tmp/library" ANSIBLE_LOCAL_TEMP="$tmp/ansible-local" ANSIBLE_ROLES_PATH="$root/roles"
 export ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0 ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0
 export ANSIBLE_PYTHON_INTERPRETER="$venv/bin/python"
 "$venv/bin/ansible-playbook" -i localhost, -v "$root/tests/ansible_download/download.yml" \

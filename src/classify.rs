@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use regex::{Regex, RegexSet};
+use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -330,27 +330,41 @@ fn retryable_rows() -> Vec<(String, ErrorClass)> {
 }
 
 struct Table {
-    set: RegexSet,
+    regex: regex_automata::meta::Regex,
     classes: Vec<ErrorClass>,
 }
 
 impl Table {
     fn build(rows: Vec<(String, ErrorClass)>) -> Table {
+        use regex_automata::{meta, util::syntax};
+        // Case-insensitive by lowering both sides rather than `(?i)`, ASCII-only, and no
+        // prefilter: the texts are short tails, and building the literal prefilter (every case
+        // variant of every phrase, then an Aho-Corasick DFA) made compiling the two tables cost
+        // about 8 ms on every failed run. The phrases are ASCII (and use no upper-case escapes
+        // such as `\S`), so ASCII lowering is exact.
         let (patterns, classes): (Vec<_>, Vec<_>) = rows
             .into_iter()
-            .map(|(p, c)| (format!("(?i:{p})"), c))
+            .map(|(p, c)| (p.to_ascii_lowercase(), c))
             .unzip();
         // The tables are constants of this file; their tests compile them.
-        let set = RegexSet::new(patterns).unwrap_or_else(|e| panic!("built-in table: {e}"));
-        Table { set, classes }
+        let regex = meta::Builder::new()
+            .configure(
+                meta::Config::new()
+                    .auto_prefilter(false)
+                    .match_kind(regex_automata::MatchKind::All),
+            )
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .build_many(&patterns)
+            .unwrap_or_else(|e| panic!("built-in table: {e}"));
+        Table { regex, classes }
     }
 
-    fn first_match(&self, text: &str) -> Option<ErrorClass> {
-        self.set
-            .matches(text)
-            .iter()
-            .next()
-            .map(|i| self.classes[i])
+    /// The class of the first row (lowest index) that matches anywhere in the text.
+    fn first_match(&self, lowered: &str) -> Option<ErrorClass> {
+        let mut found = regex_automata::PatternSet::new(self.regex.pattern_len());
+        self.regex
+            .which_overlapping_matches(&regex_automata::Input::new(lowered), &mut found);
+        found.iter().next().map(|p| self.classes[p.as_usize()])
     }
 }
 
@@ -366,10 +380,14 @@ fn retryable_table() -> &'static Table {
 
 /// The built-in class of a text, non-retryable table first.
 pub fn builtin_class(text: &str) -> Option<(ErrorClass, bool)> {
-    if let Some(c) = non_retryable_table().first_match(text) {
+    if text.trim().is_empty() {
+        return None;
+    }
+    let lowered = text.to_ascii_lowercase();
+    if let Some(c) = non_retryable_table().first_match(&lowered) {
         return Some((c, false));
     }
-    retryable_table().first_match(text).map(|c| (c, true))
+    retryable_table().first_match(&lowered).map(|c| (c, true))
 }
 
 /// The last non-empty line of the output, as a message for records (stderr first).

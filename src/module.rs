@@ -84,6 +84,55 @@ pub fn split_ansible_keys(args: &mut Map<String, Value>) -> AnsibleFlags {
     flags
 }
 
+/// Folds the optional `config` arg (a dict of module args, e.g. the role's merged
+/// `retry_manager`) under the task's explicit args: an explicit arg wins, and an explicit
+/// `command` or `argv` displaces both of config's. One dict arg is how the
+/// role passes its settings, because templating fifty `... | default(omit)` args costs Ansible
+/// about a millisecond each.
+pub fn merge_config_arg(args: &mut Map<String, Value>) -> Result<(), String> {
+    let base = match args.remove("config") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(m)) => m,
+        // `k=v` task syntax and some templating hand over a dict as its JSON text.
+        Some(Value::String(text)) => match serde_json::from_str(&text) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                return Err(
+                    "key 'config': expected a dict of module args (or its JSON text), got a string"
+                        .into(),
+                );
+            }
+        },
+        Some(other) => {
+            let got = match other {
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                _ => "a list",
+            };
+            return Err(format!(
+                "key 'config': expected a dict of module args, got {got}"
+            ));
+        }
+    };
+    if base.contains_key("config") {
+        return Err("key 'config.config': config cannot be nested".into());
+    }
+    // The command is one thing: an explicit `command` or `argv` displaces both of config's.
+    let explicit_command = args.contains_key("command") || args.contains_key("argv");
+    for (key, value) in base {
+        if explicit_command && (key == "command" || key == "argv") {
+            continue;
+        }
+        if key.starts_with("_ansible_") {
+            return Err(format!(
+                "key 'config.{key}': Ansible's own keys cannot be set in config"
+            ));
+        }
+        args.entry(key).or_insert(value);
+    }
+    Ok(())
+}
+
 fn run_module(path: &Path) -> Value {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if size > MAX_ARGS_BYTES {
@@ -107,6 +156,9 @@ fn run_module(path: &Path) -> Value {
     };
     let flags = split_ansible_keys(&mut args);
     let no_log = flags.no_log;
+    if let Err(msg) = merge_config_arg(&mut args) {
+        return failure(msg);
+    }
     // A download without an operation name gets the seed's `download <file name>`.
     if args.get("action").and_then(Value::as_str) == Some("download")
         && !args.contains_key("operation")

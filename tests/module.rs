@@ -216,3 +216,48 @@ fn unknown_actions_fail_loudly() {
     assert_eq!(r["failed"], true);
     assert!(r["msg"].as_str().unwrap().contains("'action'"));
 }
+
+#[test]
+fn the_config_dict_is_folded_under_explicit_args() {
+    let dir = tempfile::tempdir().unwrap();
+    // The role passes its merged settings as one `config` dict; explicit args win over it.
+    let r = run_module(json!({
+        "command": "exit 3",
+        "operation": "from_task",
+        "artifacts_dir": dir.path(),
+        "config": {"max_attempts": "2", "base_delay": 0, "jitter_enabled": false,
+                   "argv": ["true"], "operation": "from_config"},
+    }));
+    assert_eq!(r["failed"], true, "{r}");
+    assert_eq!(
+        r["rc"], 3,
+        "the explicit command displaces config's argv: {r}"
+    );
+    assert_eq!(
+        r["retry"]["attempt_count"], 2,
+        "max_attempts came from config: {r}"
+    );
+    assert_eq!(r["retry"]["operation"], "from_task");
+
+    for (config, key) in [
+        (json!({"max_attempts": "lots"}), "max_attempts"),
+        (json!({"max_atempts": 2}), "max_atempts"),
+        (json!([1, 2]), "config"),
+        (json!("not json"), "config"),
+        (json!({"config": {}}), "config.config"),
+        (json!({"_ansible_no_log": false}), "config._ansible_no_log"),
+    ] {
+        let r = run_module(json!({"command": "true", "config": config}));
+        assert_eq!(r["failed"], true, "{config}: {r}");
+        let msg = r["msg"].as_str().unwrap();
+        assert!(
+            msg.contains(key),
+            "{config}: the message names {key}: {msg}"
+        );
+    }
+    // a dict handed over as its JSON text works like the dict
+    let r = run_module(json!({"argv": ["true"], "artifacts_dir": dir.path(),
+        "config": "{\"max_attempts\": 1}"}));
+    assert_eq!(r["failed"], false, "{r}");
+    assert_eq!(r["retry"]["max_attempts"], 1, "{r}");
+}

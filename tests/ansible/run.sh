@@ -157,12 +157,22 @@ spec = yaml.safe_load(open(f"{root}/roles/retry_manager/meta/argument_specs.yml"
 documented = set(spec["argument_specs"]["main"]["options"]["retry_manager"]["options"])
 tasks = yaml.safe_load(open(f"{root}/roles/retry_manager/tasks/main.yml"))
 call = next(t for b in tasks for t in b.get("block", []) if "retry_manager" in t)["retry_manager"]
-passed = set(call) - role_sets
 bad = False
-for name, got in (("argument_specs", documented), ("tasks/main.yml", passed)):
-    if got != want:
-        bad = True
-        print(f"{name}: missing {sorted(want - got)}, extra {sorted(got - want)}")
+# the task passes the role's own keys, the explicit command, and everything else as one
+# `config` dict (the merged retry_manager); so argument_specs must list every other key
+if documented != want:
+    bad = True
+    print(f"argument_specs: missing {sorted(want - documented)}, extra {sorted(documented - want)}")
+if set(call) != role_sets - {"notify_kind"} | {"command", "argv", "config"}:
+    bad = True
+    print(f"tasks/main.yml passes {sorted(call)}")
+if call.get("config") != "{{ retry_manager_effective }}":
+    bad = True
+    print("tasks/main.yml: config must be the merged retry_manager_effective")
+sidecar = yaml.safe_load(open(f"{root}/roles/retry_manager/library/retry_manager.yml"))
+if "config" not in sidecar["DOCUMENTATION"]["options"]:
+    bad = True
+    print("library/retry_manager.yml does not document config")
 unknown = (role_sets | download_only) - props
 if unknown:
     bad = True

@@ -1,7 +1,8 @@
 //! Stop requests (SIGINT/SIGTERM/SIGHUP reaching retryx) fanned out to whoever is waiting: an
 //! attempt in progress forwards the signal to its process group, a wait between attempts ends
-//! early. Channels, not flags, so a wake-up is never lost.
+//! early. Channels and pipes, not flags alone, so a wake-up is never lost.
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,6 @@ use std::sync::{Arc, Mutex};
 pub enum Wake {
     /// retryx was asked to stop by this signal.
     Signal(i32),
-    /// The attempt's process exited (its raw wait status, or the wait error text).
-    Exited(Result<std::process::ExitStatus, String>),
 }
 
 /// Shared stop state. Cheap to clone (an `Arc` inside).
@@ -25,6 +24,36 @@ pub struct Cancel {
 struct Inner {
     signal: AtomicI32,
     subscribers: Mutex<Vec<Sender<Wake>>>,
+    /// Write ends of the pipes handed out by `subscribe_fd`.
+    wake_pipes: Mutex<Vec<OwnedFd>>,
+}
+
+/// The read end of a pipe that becomes readable on a stop request, for a `poll` loop. Dropping
+/// it unsubscribes.
+pub struct WakeFd {
+    read: OwnedFd,
+    write_raw: RawFd,
+    owner: Cancel,
+}
+
+impl WakeFd {
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+
+    /// Empties the pipe so the next poll waits again.
+    pub fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!(nix::unistd::read(&self.read, &mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+impl Drop for WakeFd {
+    fn drop(&mut self) {
+        if let Ok(mut pipes) = self.owner.inner.wake_pipes.lock() {
+            pipes.retain(|w| w.as_raw_fd() != self.write_raw);
+        }
+    }
 }
 
 impl Cancel {
@@ -37,6 +66,12 @@ impl Cancel {
         self.inner.signal.store(signal, Ordering::SeqCst);
         if let Ok(mut subs) = self.inner.subscribers.lock() {
             subs.retain(|s| s.send(Wake::Signal(signal)).is_ok());
+        }
+        if let Ok(pipes) = self.inner.wake_pipes.lock() {
+            for w in pipes.iter() {
+                // Non-blocking: a full pipe already says "wake up".
+                let _ = nix::unistd::write(w, &[1]);
+            }
         }
     }
 
@@ -59,6 +94,26 @@ impl Cancel {
             let _ = tx.send(Wake::Signal(sig));
         }
         (tx, rx)
+    }
+
+    /// A pipe that becomes readable on every stop request (at once if one already came).
+    pub fn subscribe_fd(&self) -> std::io::Result<WakeFd> {
+        use nix::fcntl::OFlag;
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let write_raw = write.as_raw_fd();
+        if let Some(_sig) = self.signal() {
+            let _ = nix::unistd::write(&write, &[1]);
+        }
+        self.inner
+            .wake_pipes
+            .lock()
+            .map_err(|_| std::io::Error::other("stop state poisoned"))?
+            .push(write);
+        Ok(WakeFd {
+            read,
+            write_raw,
+            owner: self.clone(),
+        })
     }
 
     /// Routes SIGINT, SIGTERM and SIGHUP to `trigger` from a background thread. Returns an error
@@ -93,5 +148,24 @@ mod tests {
         let (_tx2, late) = c.subscribe();
         assert!(matches!(late.try_recv(), Ok(Wake::Signal(15))));
         assert_eq!(c.signal(), Some(15));
+    }
+
+    #[test]
+    fn a_wake_pipe_becomes_readable_on_a_trigger_and_unsubscribes_on_drop() {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let c = Cancel::new();
+        let w = c.subscribe_fd().unwrap();
+        let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 0);
+        c.trigger(2);
+        let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 1);
+        w.drain();
+        drop(w);
+        assert!(c.inner.wake_pipes.lock().unwrap().is_empty());
+        // A late subscriber hears of the earlier request at once.
+        let late = c.subscribe_fd().unwrap();
+        let mut fds = [PollFd::new(late.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 1);
     }
 }

@@ -53,15 +53,12 @@ impl Timer for RealTimer {
         }
         let (_tx, rx) = cancel.subscribe();
         let until = Instant::now() + d;
-        loop {
-            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-                Ok(Wake::Signal(sig)) => return Some(sig),
-                Ok(Wake::Exited(_)) => continue,
-                Err(RecvTimeoutError::Timeout) => return None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                    return cancel.signal();
-                }
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(Wake::Signal(sig)) => Some(sig),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                cancel.signal()
             }
         }
     }

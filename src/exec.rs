@@ -3,17 +3,18 @@
 //! through live (CLI) while a bounded tail is kept and user patterns are scanned as the output
 //! streams. Memory stays flat whatever the child writes. The only place that spawns.
 
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{RecvTimeoutError, Sender};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use regex::bytes::Regex as BytesRegex;
 
-use crate::cancel::{Cancel, Wake};
+use crate::cancel::Cancel;
 use crate::config::{CommandLine, StdinSpec};
 
 /// One malloc arena for the whole process: each output thread would otherwise get its own
@@ -225,50 +226,124 @@ fn write_through(to_stderr: bool, buf: &[u8]) -> bool {
     result.is_ok()
 }
 
-fn pump<R: Read + Send + 'static>(
-    mut src: R,
-    is_stderr: bool,
-    passthrough: bool,
-    tail_cap: usize,
-    mut scan: LineScan,
-    done: Sender<(bool, StreamResult)>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("retryx-pump".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut tail = Tail::new(tail_cap);
-            let mut total = 0u64;
-            let mut through = passthrough.then_some(is_stderr);
-            loop {
-                let n = match src.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                };
-                let chunk = &buf[..n];
-                total += n as u64;
-                if let Some(to_stderr) = through
-                    && !write_through(to_stderr, chunk)
-                {
-                    // Our reader went away: keep draining so the child is not blocked.
-                    through = None;
+/// One of the child's output pipes, read without blocking from the attempt's poll loop.
+struct Stream {
+    fd: Option<OwnedFd>,
+    /// Where to copy it (Some(true) stderr, Some(false) stdout), until our reader goes away.
+    through: Option<bool>,
+    tail: Tail,
+    total: u64,
+    scan: LineScan,
+}
+
+impl Stream {
+    fn new(fd: Option<OwnedFd>, is_stderr: bool, spec: &AttemptSpec) -> Self {
+        if let Some(fd) = &fd {
+            // A pipe left blocking would stall the loop that also watches the timeout.
+            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        }
+        Stream {
+            fd,
+            through: spec.passthrough.then_some(is_stderr),
+            tail: Tail::new(spec.tail_bytes),
+            total: 0,
+            scan: LineScan {
+                retry_if: bytes_regexes(spec.retry_if),
+                fail_if: bytes_regexes(spec.fail_if),
+                partial: Vec::new(),
+                retry_hit: false,
+                fail_hit: false,
+            },
+        }
+    }
+
+    fn open(&self) -> bool {
+        self.fd.is_some()
+    }
+
+    /// Reads what is there now; closes the stream at its end.
+    fn read_ready(&mut self, buf: &mut [u8]) {
+        let Some(fd) = &self.fd else { return };
+        loop {
+            match nix::unistd::read(fd, buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let chunk = &buf[..n];
+                    self.total += n as u64;
+                    if let Some(to_stderr) = self.through
+                        && !write_through(to_stderr, chunk)
+                    {
+                        // Our reader went away: keep draining so the child is not blocked.
+                        self.through = None;
+                    }
+                    self.tail.push(chunk);
+                    self.scan.push(chunk);
+                    if n < buf.len() {
+                        return;
+                    }
                 }
-                tail.push(chunk);
-                scan.push(chunk);
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(_) => break,
             }
-            scan.finish();
-            let _ = done.send((
-                is_stderr,
-                StreamResult {
-                    tail: tail.finish(),
-                    total,
-                    retry_hit: scan.retry_hit,
-                    fail_hit: scan.fail_hit,
-                },
-            ));
-        })
+        }
+        self.fd = None;
+        self.scan.finish();
+    }
+
+    fn finish(mut self) -> StreamResult {
+        self.scan.finish();
+        StreamResult {
+            tail: self.tail.finish(),
+            total: self.total,
+            retry_hit: self.scan.retry_hit,
+            fail_hit: self.scan.fail_hit,
+        }
+    }
+}
+
+/// A descriptor that becomes readable when the child exits (Linux 5.3+); None on older kernels,
+/// where the loop polls `try_wait` instead.
+fn pidfd_of(child: &Child) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; nothing else.
+    let fd = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_pidfd_open,
+            child.id() as nix::libc::pid_t,
+            0 as nix::libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Waits for any of `fds` (None entries skipped) for at most `timeout`; returns which are ready
+/// (readable, closed or in error).
+fn wait_ready(fds: &[Option<BorrowedFd>], timeout: Option<Duration>) -> Vec<bool> {
+    let mut polled: Vec<PollFd> = Vec::with_capacity(fds.len());
+    let mut index = Vec::with_capacity(fds.len());
+    for (i, fd) in fds.iter().enumerate() {
+        if let Some(fd) = fd {
+            polled.push(PollFd::new(*fd, PollFlags::POLLIN));
+            index.push(i);
+        }
+    }
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        // Round up so a deadline is not spun on in sub-millisecond polls.
+        Some(d) => PollTimeout::try_from(d.as_millis().saturating_add(1).min(60_000) as i32)
+            .unwrap_or(PollTimeout::MAX),
+    };
+    let mut ready = vec![false; fds.len()];
+    if poll(&mut polled, timeout).is_ok() {
+        for (p, &i) in polled.iter().zip(&index) {
+            ready[i] = p.revents().is_some_and(|r| !r.is_empty());
+        }
+    }
+    ready
 }
 
 fn build_command(spec: &AttemptSpec) -> Result<Command, ExitKind> {
@@ -365,7 +440,8 @@ fn become_subreaper() {
 }
 
 /// Runs one attempt to its end. A stop request is forwarded to the group; the attempt's result
-/// says so in `interrupted_by`.
+/// says so in `interrupted_by`. One thread does it all with `poll`: the child's exit (a pidfd),
+/// its two pipes, stop requests and the timeout; threads per attempt cost more than retrying.
 pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
     become_subreaper();
     let mut cmd = match build_command(spec) {
@@ -378,57 +454,8 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
     };
     let pgid = Pid::from_raw(child.id() as i32);
     let started = Instant::now();
-
-    let scan = || LineScan {
-        retry_if: bytes_regexes(spec.retry_if),
-        fail_if: bytes_regexes(spec.fail_if),
-        partial: Vec::new(),
-        retry_hit: false,
-        fail_hit: false,
-    };
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<(bool, StreamResult)>();
-    let pumps = (|| -> std::io::Result<_> {
-        let out = child
-            .stdout
-            .take()
-            .map(|s| {
-                pump(
-                    s,
-                    false,
-                    spec.passthrough,
-                    spec.tail_bytes,
-                    scan(),
-                    done_tx.clone(),
-                )
-            })
-            .transpose()?;
-        let err = child
-            .stderr
-            .take()
-            .map(|s| {
-                pump(
-                    s,
-                    true,
-                    spec.passthrough,
-                    spec.tail_bytes,
-                    scan(),
-                    done_tx.clone(),
-                )
-            })
-            .transpose()?;
-        Ok((out, err))
-    })();
-    let (out_pump, err_pump) = match pumps {
-        Ok(p) => p,
-        Err(e) => {
-            send_group(pgid, Signal::SIGKILL);
-            let _ = child.wait();
-            return AttemptOutput::synthetic(ExitKind::SpawnFailed {
-                not_found: false,
-                message: format!("cannot start output threads: {e}"),
-            });
-        }
-    };
+    let mut out = Stream::new(child.stdout.take().map(OwnedFd::from), false, spec);
+    let mut err = Stream::new(child.stderr.take().map(OwnedFd::from), true, spec);
     if let (StdinSpec::Text(text), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
         let text = text.clone().into_bytes();
         // A child that never reads its stdin must not block us: the writer is on its own.
@@ -438,17 +465,9 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
                 let _ = stdin.write_all(&text);
             });
     }
-
-    let (tx, rx) = cancel.subscribe();
-    let waiter = std::thread::Builder::new()
-        .name("retryx-wait".into())
-        .spawn(move || {
-            let status = child.wait().map_err(|e| e.to_string());
-            let _ = tx.send(Wake::Exited(status));
-        });
-    if waiter.is_err() {
-        send_group(pgid, Signal::SIGKILL);
-    }
+    let pidfd = pidfd_of(&child);
+    let wake = cancel.subscribe_fd().ok();
+    let mut buf = vec![0u8; 64 * 1024];
 
     let mut timed_out = false;
     let mut interrupted_by = None;
@@ -456,37 +475,64 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
     let mut kill_at: Option<Instant> = spec.timeout.map(|t| started + t);
     let mut term_sent = false;
     let status = loop {
-        let wait = kill_at.map(|at| at.saturating_duration_since(Instant::now()));
-        let woke = match wait {
-            Some(d) => rx.recv_timeout(d),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match woke {
-            Ok(Wake::Exited(status)) => break status,
-            Ok(Wake::Signal(sig)) => {
-                if interrupted_by.is_none() {
-                    interrupted_by = Some(sig);
-                    if let Ok(s) = Signal::try_from(sig) {
-                        send_group(pgid, s);
-                    }
-                    term_sent = true;
-                    kill_at = Some(Instant::now() + spec.kill_grace);
-                }
+        let now = Instant::now();
+        if let Some(at) = kill_at
+            && now >= at
+        {
+            if !term_sent {
+                timed_out = true;
+                term_sent = true;
+                send_group(pgid, Signal::SIGTERM);
+                kill_at = Some(now + spec.kill_grace);
+            } else {
+                send_group(pgid, Signal::SIGKILL);
+                kill_at = None;
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if !term_sent {
-                    timed_out = true;
-                    term_sent = true;
-                    send_group(pgid, Signal::SIGTERM);
-                    kill_at = Some(Instant::now() + spec.kill_grace);
-                } else {
-                    send_group(pgid, Signal::SIGKILL);
-                    kill_at = None;
-                }
+        }
+        let mut timeout = kill_at.map(|at| at.saturating_duration_since(now));
+        if pidfd.is_none() || (wake.is_none() && interrupted_by.is_none()) {
+            // Nothing to wake us for the exit or a stop request: look every 10 ms.
+            timeout = Some(timeout.map_or(POLL_FALLBACK, |t| t.min(POLL_FALLBACK)));
+        }
+        let ready = wait_ready(
+            &[
+                out.fd.as_ref().map(|f| f.as_fd()),
+                err.fd.as_ref().map(|f| f.as_fd()),
+                pidfd.as_ref().map(|f| f.as_fd()),
+                wake.as_ref().map(|w| w.as_fd()),
+            ],
+            timeout,
+        );
+        if ready[0] {
+            out.read_ready(&mut buf);
+        }
+        if ready[1] {
+            err.read_ready(&mut buf);
+        }
+        if ready[3]
+            && let Some(w) = &wake
+        {
+            w.drain();
+        }
+        if interrupted_by.is_none()
+            && let Some(sig) = cancel.signal()
+        {
+            interrupted_by = Some(sig);
+            if let Ok(s) = Signal::try_from(sig) {
+                send_group(pgid, s);
             }
-            Err(RecvTimeoutError::Disconnected) => break Err("lost track of the child".to_string()),
+            term_sent = true;
+            kill_at = Some(Instant::now() + spec.kill_grace);
+        }
+        if ready[2] || pidfd.is_none() {
+            match child.try_wait() {
+                Ok(Some(st)) => break Ok(st),
+                Ok(None) => {}
+                Err(e) => break Err(e.to_string()),
+            }
         }
     };
+    drop(wake);
     let succeeded =
         !timed_out && interrupted_by.is_none() && matches!(&status, Ok(st) if st.success());
     if !succeeded && !term_sent && group_alive(pgid) {
@@ -498,38 +544,54 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
     }
     if term_sent {
         // The leader is gone; stragglers in its group get the rest of the grace, then KILL.
+        // Their output is still read meanwhile, so a full pipe does not hold them up.
         let until = kill_at.unwrap_or_else(Instant::now);
         while group_alive(pgid) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
+            let left = until.saturating_duration_since(Instant::now());
+            let ready = wait_ready(
+                &[
+                    out.fd.as_ref().map(|f| f.as_fd()),
+                    err.fd.as_ref().map(|f| f.as_fd()),
+                ],
+                Some(left.min(POLL_FALLBACK)),
+            );
+            if ready[0] {
+                out.read_ready(&mut buf);
+            }
+            if ready[1] {
+                err.read_ready(&mut buf);
+            }
         }
         send_group(pgid, Signal::SIGKILL);
     }
 
-    // Background grandchildren may hold the pipes open; don't wait on them forever. Each pump
-    // reports on the channel as it finishes, so the usual case wakes at once, never polls.
+    // Background grandchildren may hold the pipes open; don't wait on them forever.
     let drain_limit = Instant::now()
         + spec
             .kill_grace
             .min(Duration::from_secs(1))
             .max(Duration::from_millis(200));
-    let mut out = None;
-    let mut err = None;
-    let expected = usize::from(out_pump.is_some()) + usize::from(err_pump.is_some());
-    for _ in 0..expected {
-        match done_rx.recv_timeout(drain_limit.saturating_duration_since(Instant::now())) {
-            Ok((false, r)) => out = Some(r),
-            Ok((true, r)) => err = Some(r),
-            Err(_) => break,
+    while out.open() || err.open() {
+        let now = Instant::now();
+        if now >= drain_limit {
+            break;
+        }
+        let ready = wait_ready(
+            &[
+                out.fd.as_ref().map(|f| f.as_fd()),
+                err.fd.as_ref().map(|f| f.as_fd()),
+            ],
+            Some(drain_limit - now),
+        );
+        if ready[0] {
+            out.read_ready(&mut buf);
+        }
+        if ready[1] {
+            err.read_ready(&mut buf);
         }
     }
-    let empty = || StreamResult {
-        tail: Vec::new(),
-        total: 0,
-        retry_hit: false,
-        fail_hit: false,
-    };
-    let out = out.unwrap_or_else(empty);
-    let err = err.unwrap_or_else(empty);
+    let out = out.finish();
+    let err = err.finish();
 
     use std::os::unix::process::ExitStatusExt;
     let exit = match status {
@@ -555,6 +617,9 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         interrupted_by,
     }
 }
+
+/// How often to look when no descriptor can wake us (no pidfd; stragglers dying).
+const POLL_FALLBACK: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {

@@ -261,8 +261,10 @@ impl Stream {
         self.fd.is_some()
     }
 
-    /// Reads what is there now; closes the stream at its end.
-    fn read_ready(&mut self, buf: &mut [u8]) {
+    /// Reads what is there now; closes the stream at its end. The buffer grows to
+    /// `MAX_READ` only for a child that fills it: most commands write little, and every page
+    /// touched costs a fault.
+    fn read_ready(&mut self, buf: &mut Vec<u8>) {
         let Some(fd) = &self.fd else { return };
         loop {
             match nix::unistd::read(fd, buf) {
@@ -280,6 +282,9 @@ impl Stream {
                     self.scan.push(chunk);
                     if n < buf.len() {
                         return;
+                    }
+                    if buf.len() < MAX_READ {
+                        buf.resize(MAX_READ, 0);
                     }
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -467,7 +472,7 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
     }
     let pidfd = pidfd_of(&child);
     let wake = cancel.subscribe_fd().ok();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; FIRST_READ];
 
     let mut timed_out = false;
     let mut interrupted_by = None;
@@ -617,6 +622,10 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         interrupted_by,
     }
 }
+
+/// The read buffer's first and largest sizes.
+const FIRST_READ: usize = 4 * 1024;
+const MAX_READ: usize = 64 * 1024;
 
 /// How often to look when no descriptor can wake us (no pidfd; stragglers dying).
 const POLL_FALLBACK: Duration = Duration::from_millis(10);

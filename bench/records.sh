@@ -14,7 +14,7 @@ fi
 [ -n "$bin" ] || { cargo build --release -q; bin="${CARGO_TARGET_DIR:-target}/release/retryx"; }
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 
 # One real operation with 3 attempts.
 "$bin" -qq --artifacts-dir "$work/seed" --session-id retry_seed -o vmware_vm_create -n 3 -d 0 \

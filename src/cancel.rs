@@ -3,8 +3,8 @@
 //! early. Channels and pipes, not flags alone, so a wake-up is never lost.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 /// What woke a waiter.
@@ -23,9 +23,31 @@ pub struct Cancel {
 #[derive(Default)]
 struct Inner {
     signal: AtomicI32,
-    subscribers: Mutex<Vec<Sender<Wake>>>,
+    subscribers: Mutex<Vec<(u64, Sender<Wake>)>>,
+    next_subscriber: AtomicU64,
     /// Write ends of the pipes handed out by `subscribe_fd`.
     wake_pipes: Mutex<Vec<OwnedFd>>,
+}
+
+/// A waiter's end of a stop-request channel; see `Cancel::subscribe`.
+pub struct Subscription {
+    rx: Receiver<Wake>,
+    id: u64,
+    owner: Cancel,
+}
+
+impl Subscription {
+    pub fn recv_timeout(&self, d: std::time::Duration) -> Result<Wake, RecvTimeoutError> {
+        self.rx.recv_timeout(d)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Ok(mut subs) = self.owner.inner.subscribers.lock() {
+            subs.retain(|(id, _)| *id != self.id);
+        }
+    }
 }
 
 /// The read end of a pipe that becomes readable on a stop request, for a `poll` loop. Dropping
@@ -65,7 +87,7 @@ impl Cancel {
     pub fn trigger(&self, signal: i32) {
         self.inner.signal.store(signal, Ordering::SeqCst);
         if let Ok(mut subs) = self.inner.subscribers.lock() {
-            subs.retain(|s| s.send(Wake::Signal(signal)).is_ok());
+            subs.retain(|(_, s)| s.send(Wake::Signal(signal)).is_ok());
         }
         if let Ok(pipes) = self.inner.wake_pipes.lock() {
             for w in pipes.iter() {
@@ -84,16 +106,22 @@ impl Cancel {
     }
 
     /// A channel that receives `Wake::Signal` on every stop request (at once if one already
-    /// came); the sender may be cloned to post other wake-ups into the same channel.
-    pub fn subscribe(&self) -> (Sender<Wake>, Receiver<Wake>) {
+    /// came). Dropping it unsubscribes, so a run of many waits holds no stale channels.
+    pub fn subscribe(&self) -> Subscription {
         let (tx, rx) = channel();
+        let id = self.inner.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        // Listed first, then the flag checked: a request racing with us is heard either way.
         if let Ok(mut subs) = self.inner.subscribers.lock() {
-            subs.push(tx.clone());
+            subs.push((id, tx.clone()));
         }
         if let Some(sig) = self.signal() {
             let _ = tx.send(Wake::Signal(sig));
         }
-        (tx, rx)
+        Subscription {
+            rx,
+            id,
+            owner: self.clone(),
+        }
     }
 
     /// A pipe that becomes readable on every stop request (at once if one already came).
@@ -101,14 +129,17 @@ impl Cancel {
         use nix::fcntl::OFlag;
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let write_raw = write.as_raw_fd();
-        if let Some(_sig) = self.signal() {
-            let _ = nix::unistd::write(&write, &[1]);
-        }
-        self.inner
+        // Listed first, then the flag checked: a request racing with us is heard either way.
+        let mut pipes = self
+            .inner
             .wake_pipes
             .lock()
-            .map_err(|_| std::io::Error::other("stop state poisoned"))?
-            .push(write);
+            .map_err(|_| std::io::Error::other("stop state poisoned"))?;
+        if self.signal().is_some() {
+            let _ = nix::unistd::write(&write, &[1]);
+        }
+        pipes.push(write);
+        drop(pipes);
         Ok(WakeFd {
             read,
             write_raw,
@@ -142,12 +173,16 @@ mod tests {
     #[test]
     fn a_trigger_reaches_earlier_and_later_subscribers() {
         let c = Cancel::new();
-        let (_tx, early) = c.subscribe();
+        let early = c.subscribe();
         c.trigger(15);
-        assert!(matches!(early.try_recv(), Ok(Wake::Signal(15))));
-        let (_tx2, late) = c.subscribe();
-        assert!(matches!(late.try_recv(), Ok(Wake::Signal(15))));
+        assert!(matches!(early.rx.try_recv(), Ok(Wake::Signal(15))));
+        let late = c.subscribe();
+        assert!(matches!(late.rx.try_recv(), Ok(Wake::Signal(15))));
         assert_eq!(c.signal(), Some(15));
+        assert_eq!(c.inner.subscribers.lock().unwrap().len(), 2);
+        drop(early);
+        drop(late);
+        assert!(c.inner.subscribers.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -51,9 +51,9 @@ impl Timer for RealTimer {
         if d.is_zero() {
             return None;
         }
-        let (_tx, rx) = cancel.subscribe();
+        let stop = cancel.subscribe();
         let until = Instant::now() + d;
-        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        match stop.recv_timeout(until.saturating_duration_since(Instant::now())) {
             Ok(Wake::Signal(sig)) => Some(sig),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {

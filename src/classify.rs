@@ -534,6 +534,22 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_rows_survive_ascii_lowering() {
+        // The tables are matched after lowering pattern and text alike: an upper-case escape
+        // (`\S`, `\D`, `\W`, `\B`) or a non-ASCII phrase would change meaning when lowered.
+        for (p, _) in non_retryable_rows().into_iter().chain(retryable_rows()) {
+            assert!(p.is_ascii(), "non-ASCII row {p:?}");
+            let b = p.as_bytes();
+            for w in b.windows(2) {
+                assert!(
+                    !(w[0] == b'\\' && w[1].is_ascii_uppercase()),
+                    "row {p:?} has an upper-case escape"
+                );
+            }
+        }
+    }
     use ErrorClass::*;
 
     fn classify_text(text: &str) -> Verdict {

@@ -17,8 +17,9 @@ use regex::bytes::Regex as BytesRegex;
 use crate::cancel::Cancel;
 use crate::config::{CommandLine, StdinSpec};
 
-/// One malloc arena for the whole process: each output thread would otherwise get its own
-/// (glibc), which costs more resident memory than everything else retryx does.
+/// One malloc arena for the whole process: every thread that allocates (the signal thread, a
+/// stdin writer) would otherwise get its own (glibc), each costing more resident memory than
+/// retryx's whole heap.
 pub fn limit_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator tunable; it is called before any thread starts.
     unsafe {

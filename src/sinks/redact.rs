@@ -129,7 +129,9 @@ mod tests {
     #[test]
     fn slack_hook_paths_are_masked() {
         assert_eq!(
-            redact_url("https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX"),
+            redact_url(
+                "https://hooks.slack.com/services/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"
+            ),
             "https://hooks.slack.com/services/***"
         );
         assert_eq!(

@@ -767,17 +767,21 @@ impl Store {
                     )
                 })
                 .collect();
-            for p in &op_paths {
-                // Already packed by a compress that was stopped before removing it.
-                if p.file_name()
-                    .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
-                {
-                    continue;
-                }
-                let bytes = Self::checked_json(p)?;
+            // Files already packed by a compress that was stopped before removing them are
+            // skipped; the rest are read and checked on several threads (the cost is system
+            // calls) and streamed in the order they come.
+            let todo: Vec<&Path> = op_paths
+                .iter()
+                .filter(|p| {
+                    !p.file_name()
+                        .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
+                })
+                .map(PathBuf::as_path)
+                .collect();
+            fsx::for_each_loaded(&todo, Self::checked_json, |bytes| {
                 before += bytes.len() as u64;
-                put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)?;
-            }
+                put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)
+            })?;
             enc.write_all(b"],\"attempts\":[").map_err(io)?;
             first = true;
             if let Some(old) = &old {
@@ -801,23 +805,24 @@ impl Store {
                     )
                 })
                 .collect();
-            for p in &attempt_paths {
-                if p.file_name()
-                    .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
-                {
-                    continue;
-                }
-                let bytes = Self::checked_json(p)?;
+            let todo: Vec<&Path> = attempt_paths
+                .iter()
+                .filter(|p| {
+                    !p.file_name()
+                        .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
+                })
+                .map(PathBuf::as_path)
+                .collect();
+            fsx::for_each_loaded(&todo, Self::checked_json, |bytes| {
                 before += bytes.len() as u64;
-                put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)?;
-            }
+                put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)
+            })?;
             enc.write_all(b"]}").map_err(io)?;
             let gz = enc.finish().map_err(io)?;
             fsx::write_atomic(&self.dir, &pack_name, &gz)?;
             // Only once the pack is safely on disk do the originals go.
-            for p in op_paths.iter().chain(&attempt_paths) {
-                let _ = std::fs::remove_file(p);
-            }
+            let originals: Vec<PathBuf> = op_paths.iter().chain(&attempt_paths).cloned().collect();
+            fsx::remove_files(&originals);
             let _ = std::fs::remove_dir(&sdir);
             report.files.push(Compressed {
                 file: pack_name,
@@ -931,6 +936,7 @@ impl Store {
             .collect();
         let sdir = self.session_dir(sid);
         if let Ok(entries) = std::fs::read_dir(&sdir) {
+            let mut doomed = Vec::new();
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
                 if let Some(oid) = name.strip_prefix("operation_").and_then(|r| {
@@ -940,14 +946,13 @@ impl Store {
                     oids.push(oid.to_string());
                 }
                 if name.starts_with("operation_") || name.starts_with(".retryx-tmp-") {
-                    n += u64::from(std::fs::remove_file(e.path()).is_ok());
+                    doomed.push(e.path());
                 }
             }
+            n += fsx::remove_files(&doomed);
             let _ = std::fs::remove_dir(&sdir);
         }
-        for p in self.attempt_files(&oids) {
-            n += u64::from(std::fs::remove_file(p).is_ok());
-        }
+        n += fsx::remove_files(&self.attempt_files(&oids));
         for name in [
             format!("retry_performance_{sid}.json"),
             format!("retry_performance_{sid}.json.gz"),

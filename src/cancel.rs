@@ -1,18 +1,17 @@
-//! Stop requests (SIGINT/SIGTERM/SIGHUP reaching retryx) fanned out to whoever is waiting: an
-//! attempt in progress forwards the signal to its process group, a wait between attempts ends
-//! early. Channels and pipes, not flags alone, so a wake-up is never lost.
+//! Stop requests (SIGINT/SIGTERM/SIGHUP reaching retryx, or `trigger` in-process) made visible
+//! to whoever waits: an attempt in progress forwards the signal to its process group, a wait
+//! between attempts ends early. A latch, not a queue: once a stop is requested the signal stays
+//! set and the wake pipe stays readable, so no wake-up is lost and nobody drains anything.
+//! No thread: the signal handler only stores the number and writes one byte to the pipe (both
+//! async-signal-safe); a waiter polls the pipe.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-/// What woke a waiter.
-#[derive(Debug)]
-pub enum Wake {
-    /// retryx was asked to stop by this signal.
-    Signal(i32),
-}
+/// How often a waiter looks at the flag when no wake pipe could be made (out of descriptors).
+const FLAG_POLL: Duration = Duration::from_millis(10);
 
 /// Shared stop state. Cheap to clone (an `Arc` inside).
 #[derive(Clone, Default)]
@@ -20,60 +19,22 @@ pub struct Cancel {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
-    signal: AtomicI32,
-    subscribers: Mutex<Vec<(u64, Sender<Wake>)>>,
-    next_subscriber: AtomicU64,
-    /// Write ends of the pipes handed out by `subscribe_fd`.
-    wake_pipes: Mutex<Vec<OwnedFd>>,
+    /// Set by `trigger`.
+    triggered: AtomicI32,
+    /// Set by the signal handler (signal-hook's flag action stores a `usize`).
+    caught: Arc<AtomicUsize>,
+    /// (read, write), both non-blocking; `None` when the pipe could not be made.
+    wake: Option<(OwnedFd, OwnedFd)>,
 }
 
-/// A waiter's end of a stop-request channel; see `Cancel::subscribe`.
-pub struct Subscription {
-    rx: Receiver<Wake>,
-    id: u64,
-    owner: Cancel,
-}
-
-impl Subscription {
-    pub fn recv_timeout(&self, d: std::time::Duration) -> Result<Wake, RecvTimeoutError> {
-        self.rx.recv_timeout(d)
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        if let Ok(mut subs) = self.owner.inner.subscribers.lock() {
-            subs.retain(|(id, _)| *id != self.id);
-        }
-    }
-}
-
-/// The read end of a pipe that becomes readable on a stop request, for a `poll` loop. Dropping
-/// it unsubscribes.
-pub struct WakeFd {
-    read: OwnedFd,
-    write_raw: RawFd,
-    owner: Cancel,
-}
-
-impl WakeFd {
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.read.as_fd()
-    }
-
-    /// Empties the pipe so the next poll waits again.
-    pub fn drain(&self) {
-        let mut buf = [0u8; 64];
-        while matches!(nix::unistd::read(&self.read, &mut buf), Ok(n) if n > 0) {}
-    }
-}
-
-impl Drop for WakeFd {
-    fn drop(&mut self) {
-        if let Ok(mut pipes) = self.owner.inner.wake_pipes.lock() {
-            pipes.retain(|w| w.as_raw_fd() != self.write_raw);
+impl Default for Inner {
+    fn default() -> Self {
+        use nix::fcntl::OFlag;
+        Inner {
+            triggered: AtomicI32::new(0),
+            caught: Arc::new(AtomicUsize::new(0)),
+            wake: nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).ok(),
         }
     }
 }
@@ -85,122 +46,120 @@ impl Cancel {
 
     /// Records a stop request and wakes every waiter.
     pub fn trigger(&self, signal: i32) {
-        self.inner.signal.store(signal, Ordering::SeqCst);
-        if let Ok(mut subs) = self.inner.subscribers.lock() {
-            subs.retain(|(_, s)| s.send(Wake::Signal(signal)).is_ok());
-        }
-        if let Ok(pipes) = self.inner.wake_pipes.lock() {
-            for w in pipes.iter() {
-                // Non-blocking: a full pipe already says "wake up".
-                let _ = nix::unistd::write(w, &[1]);
-            }
+        self.inner.triggered.store(signal, Ordering::SeqCst);
+        if let Some((_, write)) = &self.inner.wake {
+            // Non-blocking: a full pipe already says "wake up".
+            let _ = nix::unistd::write(write, &[1]);
         }
     }
 
-    /// The signal that asked us to stop, if any.
+    /// The signal that asked us to stop, if any (the latest, when several came).
     pub fn signal(&self) -> Option<i32> {
-        match self.inner.signal.load(Ordering::SeqCst) {
+        let caught = self.inner.caught.load(Ordering::SeqCst);
+        if caught != 0 {
+            return i32::try_from(caught).ok();
+        }
+        match self.inner.triggered.load(Ordering::SeqCst) {
             0 => None,
             s => Some(s),
         }
     }
 
-    /// A channel that receives `Wake::Signal` on every stop request (at once if one already
-    /// came). Dropping it unsubscribes, so a run of many waits holds no stale channels.
-    pub fn subscribe(&self) -> Subscription {
-        let (tx, rx) = channel();
-        let id = self.inner.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        // Listed first, then the flag checked: a request racing with us is heard either way.
-        if let Ok(mut subs) = self.inner.subscribers.lock() {
-            subs.push((id, tx.clone()));
-        }
-        if let Some(sig) = self.signal() {
-            let _ = tx.send(Wake::Signal(sig));
-        }
-        Subscription {
-            rx,
-            id,
-            owner: self.clone(),
+    /// A descriptor for a `poll` loop that becomes readable on a stop request and stays so
+    /// (readable at once if one already came). A loop that has acted on the request stops
+    /// polling it. `None` when the pipe could not be made: look at `signal()` now and then.
+    pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.wake.as_ref().map(|(read, _)| read.as_fd())
+    }
+
+    /// Waits up to `d` for a stop request: its signal, or `None` when the time ran out.
+    pub fn wait_timeout(&self, d: Duration) -> Option<i32> {
+        use nix::poll::{PollFd, PollFlags, ppoll};
+        let until = Instant::now() + d;
+        loop {
+            if let Some(sig) = self.signal() {
+                return Some(sig);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match self.wake_fd() {
+                Some(fd) => {
+                    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+                    // EINTR (a signal) or readiness: the loop looks at the flag again.
+                    let _ = ppoll(&mut fds, Some(left.into()), None);
+                }
+                None => std::thread::sleep(left.min(FLAG_POLL)),
+            }
         }
     }
 
-    /// A pipe that becomes readable on every stop request (at once if one already came).
-    pub fn subscribe_fd(&self) -> std::io::Result<WakeFd> {
-        use nix::fcntl::OFlag;
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-        let write_raw = write.as_raw_fd();
-        // Listed first, then the flag checked: a request racing with us is heard either way.
-        let mut pipes = self
-            .inner
-            .wake_pipes
-            .lock()
-            .map_err(|_| std::io::Error::other("stop state poisoned"))?;
-        if self.signal().is_some() {
-            let _ = nix::unistd::write(&write, &[1]);
-        }
-        pipes.push(write);
-        drop(pipes);
-        Ok(WakeFd {
-            read,
-            write_raw,
-            owner: self.clone(),
-        })
-    }
-
-    /// Routes SIGINT, SIGTERM and SIGHUP to `trigger` from a background thread. Returns an error
-    /// text when the handlers cannot be installed.
+    /// Catches SIGINT, SIGTERM and SIGHUP for this `Cancel`: the handler stores the signal and
+    /// writes to the wake pipe. Returns an error text when the handlers cannot be installed.
     pub fn install_signal_handlers(&self) -> Result<(), String> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-            .map_err(|e| format!("installing signal handlers: {e}"))?;
-        let me = self.clone();
-        std::thread::Builder::new()
-            .name("retryx-signals".into())
-            .spawn(move || {
-                for sig in signals.forever() {
-                    me.trigger(sig);
-                }
-            })
-            .map(|_| ())
-            .map_err(|e| format!("starting the signal thread: {e}"))
+        let err = |e: std::io::Error| format!("installing signal handlers: {e}");
+        // The handlers' own copy of the write end, kept open for the life of the process (the
+        // handlers are never removed), so it can never name a descriptor reused for a file.
+        let handler_fd = match &self.inner.wake {
+            Some((_, write)) => Some(write.try_clone().map_err(err)?.into_raw_fd()),
+            None => None,
+        };
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            let value = usize::try_from(sig).unwrap_or_default();
+            // The flag first: a waiter woken by the byte finds the signal already stored.
+            signal_hook::flag::register_usize(sig, Arc::clone(&self.inner.caught), value)
+                .map_err(err)?;
+            if let Some(fd) = handler_fd {
+                signal_hook::low_level::pipe::register_raw(sig, fd).map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancel")
+            .field("signal", &self.signal())
+            .field("wake_fd", &self.wake_fd().map(|fd| fd.as_raw_fd()))
+            .finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-    #[test]
-    fn a_trigger_reaches_earlier_and_later_subscribers() {
-        let c = Cancel::new();
-        let early = c.subscribe();
-        c.trigger(15);
-        assert!(matches!(early.rx.try_recv(), Ok(Wake::Signal(15))));
-        let late = c.subscribe();
-        assert!(matches!(late.rx.try_recv(), Ok(Wake::Signal(15))));
-        assert_eq!(c.signal(), Some(15));
-        assert_eq!(c.inner.subscribers.lock().unwrap().len(), 2);
-        drop(early);
-        drop(late);
-        assert!(c.inner.subscribers.lock().unwrap().is_empty());
+    fn readable(c: &Cancel) -> bool {
+        let mut fds = [PollFd::new(c.wake_fd().unwrap(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap() == 1
     }
 
     #[test]
-    fn a_wake_pipe_becomes_readable_on_a_trigger_and_unsubscribes_on_drop() {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    fn a_trigger_is_a_latch_every_waiter_sees() {
         let c = Cancel::new();
-        let w = c.subscribe_fd().unwrap();
-        let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
-        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 0);
+        assert!(!readable(&c));
+        assert_eq!(c.signal(), None);
+        assert_eq!(c.wait_timeout(Duration::ZERO), None);
+        c.trigger(15);
+        // Readable for every poller, now and later, without anyone draining it.
+        assert!(readable(&c) && readable(&c.clone()));
+        assert_eq!(c.signal(), Some(15));
+        assert_eq!(c.wait_timeout(Duration::from_secs(3600)), Some(15));
         c.trigger(2);
-        let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
-        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 1);
-        w.drain();
-        drop(w);
-        assert!(c.inner.wake_pipes.lock().unwrap().is_empty());
-        // A late subscriber hears of the earlier request at once.
-        let late = c.subscribe_fd().unwrap();
-        let mut fds = [PollFd::new(late.as_fd(), PollFlags::POLLIN)];
-        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 1);
+        assert_eq!(c.clone().signal(), Some(2));
+    }
+
+    #[test]
+    fn a_trigger_from_another_thread_ends_a_wait() {
+        let c = Cancel::new();
+        let other = c.clone();
+        // Whether the trigger lands before the wait or during its poll, the wait ends with it.
+        let t = std::thread::spawn(move || other.trigger(1));
+        assert_eq!(c.wait_timeout(Duration::from_secs(3600)), Some(1));
+        t.join().unwrap();
     }
 }

@@ -610,10 +610,42 @@ fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
     Ok(0)
 }
 
+/// Flags whose answer is about the whole CLI (subcommands included), never a run.
+fn asks_about_cli(arg: &std::ffi::OsStr) -> bool {
+    let a = arg.as_encoded_bytes();
+    a == b"-h" || a == b"--help" || a == b"-V" || a == b"--version"
+}
+
+/// Parses the command line. A plain run (`retryx [FLAGS] -- CMD`, the hot path) is parsed by a
+/// command holding only the run flags: building the whole tree of subcommands and their flags
+/// costs more than the rest of a run's own work. Help, version, subcommands and any parse error
+/// go through the full command, so their output and messages are the full CLI's.
+fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    // Subcommand names never start with `-`; every run does (its command comes after `--`).
+    let plain_run = args.get(1).is_some_and(|first| {
+        first.as_encoded_bytes().starts_with(b"-")
+            && !args[1..]
+                .iter()
+                .take_while(|a| *a != "--")
+                .any(|a| asks_about_cli(a))
+    });
+    if plain_run {
+        let run_only = RunArgs::augment_args(clap::Command::new("retryx"));
+        if let Ok(run) = run_only
+            .try_get_matches_from(&args)
+            .and_then(|m| RunArgs::from_arg_matches(&m))
+        {
+            return Ok(Cli { sub: None, run });
+        }
+    }
+    Cli::try_parse_from(args)
+}
+
 /// Runs the CLI; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
     crate::exec::limit_malloc_arenas();
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match parse(args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { USAGE } else { 0 };
@@ -662,6 +694,79 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Err(Usage(msg)) => {
             eprintln!("retryx: {msg}");
             USAGE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &[&str]) -> Vec<OsString> {
+        std::iter::once("retryx")
+            .chain(s.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    /// The run-only fast path must parse exactly as the full command does, errors included.
+    #[test]
+    fn run_only_parse_agrees_with_the_full_command() {
+        let cases: &[&[&str]] = &[
+            &["--", "/bin/true"],
+            &["-qq", "--", "/bin/true"],
+            &[
+                "-n",
+                "5",
+                "-d",
+                "250ms",
+                "-M",
+                "2s",
+                "-j",
+                "full",
+                "--jitter-seed",
+                "7",
+                "--",
+                "sh",
+                "-c",
+                "exit 1",
+            ],
+            &[
+                "--retry-on-exit",
+                "1,75",
+                "--fail-if",
+                "denied",
+                "-t",
+                "1s",
+                "--deadline",
+                "1m",
+                "--",
+                "x",
+                "--help",
+            ],
+            &["-o", "api", "--", "session", "list"],
+            &["-n", "0", "--", "x"],
+            &["--no-such-flag", "--", "x"],
+            &["-n", "3", "session", "list"],
+            &["-n", "3"],
+            &["--policy", "sideways", "--", "x"],
+            &["-qh"],
+            &["-n", "2", "--help"],
+            &["--version"],
+            &["session", "list"],
+            &["sesion", "list"],
+        ];
+        for case in cases {
+            let fast = parse(argv(case));
+            let full = Cli::try_parse_from(argv(case));
+            match (fast, full) {
+                (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "{case:?}"),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.kind(), b.kind(), "{case:?}");
+                    assert_eq!(a.render().to_string(), b.render().to_string(), "{case:?}");
+                }
+                (a, b) => panic!("{case:?}: fast {a:?}, full {b:?}"),
+            }
         }
     }
 }

@@ -3,12 +3,11 @@
 //! on, so tests drive time without waiting.
 
 use std::sync::Mutex;
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::cancel::{Cancel, Wake};
+use crate::cancel::Cancel;
 
 pub trait Timer {
     /// Monotonic time since the timer was made.
@@ -51,16 +50,7 @@ impl Timer for RealTimer {
         if d.is_zero() {
             return None;
         }
-        let stop = cancel.subscribe();
-        let until = Instant::now() + d;
-        match stop.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(Wake::Signal(sig)) => Some(sig),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                cancel.signal()
-            }
-        }
+        cancel.wait_timeout(d)
     }
 }
 

@@ -125,9 +125,7 @@ pub fn run(
     log: &Logger,
     who: Identity,
 ) -> Outcome {
-    let seed = plan
-        .jitter_seed
-        .unwrap_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let seed = plan.jitter_seed.unwrap_or_else(crate::entropy::random_u64);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let start = timer.now();
     let wall_start = timer.wall();

@@ -17,9 +17,9 @@ use regex::bytes::Regex as BytesRegex;
 use crate::cancel::Cancel;
 use crate::config::{CommandLine, StdinSpec};
 
-/// One malloc arena for the whole process: every thread that allocates (the signal thread, a
-/// stdin writer) would otherwise get its own (glibc), each costing more resident memory than
-/// retryx's whole heap.
+/// One malloc arena for the whole process: every thread that allocates (a stdin writer, the
+/// record readers of compress) would otherwise get its own (glibc), each costing more resident
+/// memory than retryx's whole heap.
 pub fn limit_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator tunable; it is called before any thread starts.
     unsafe {
@@ -472,7 +472,7 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
             });
     }
     let pidfd = pidfd_of(&child);
-    let wake = cancel.subscribe_fd().ok();
+    let wake = cancel.wake_fd();
     let mut buf = vec![0u8; FIRST_READ];
 
     let mut timed_out = false;
@@ -496,6 +496,8 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
             }
         }
         let mut timeout = kill_at.map(|at| at.saturating_duration_since(now));
+        // The wake pipe stays readable once a stop came: polled only until acted on.
+        let wake = wake.filter(|_| interrupted_by.is_none());
         if pidfd.is_none() || (wake.is_none() && interrupted_by.is_none()) {
             // Nothing to wake us for the exit or a stop request: look every 10 ms.
             timeout = Some(timeout.map_or(POLL_FALLBACK, |t| t.min(POLL_FALLBACK)));
@@ -505,7 +507,7 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
                 out.fd.as_ref().map(|f| f.as_fd()),
                 err.fd.as_ref().map(|f| f.as_fd()),
                 pidfd.as_ref().map(|f| f.as_fd()),
-                wake.as_ref().map(|w| w.as_fd()),
+                wake,
             ],
             timeout,
         );
@@ -514,11 +516,6 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         }
         if ready[1] {
             err.read_ready(&mut buf);
-        }
-        if ready[3]
-            && let Some(w) = &wake
-        {
-            w.drain();
         }
         if interrupted_by.is_none()
             && let Some(sig) = cancel.signal()
@@ -538,7 +535,6 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
             }
         }
     };
-    drop(wake);
     let succeeded =
         !timed_out && interrupted_by.is_none() && matches!(&status, Ok(st) if st.success());
     if !succeeded && !term_sent && group_alive(pgid) {

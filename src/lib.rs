@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod download;
 pub mod engine;
+pub mod entropy;
 pub mod exec;
 pub mod exit_codes;
 pub mod fsx;

@@ -383,6 +383,16 @@ fn a_successful_attempt_keeps_its_background_children() {
 
 #[test]
 fn sigterm_during_an_attempt_is_forwarded_to_the_group() {
+    signal_during_an_attempt_is_forwarded_to_the_group(nix::sys::signal::Signal::SIGTERM, 143);
+}
+
+#[test]
+fn sigint_and_sighup_during_an_attempt_end_with_128_plus_n() {
+    signal_during_an_attempt_is_forwarded_to_the_group(nix::sys::signal::Signal::SIGINT, 130);
+    signal_during_an_attempt_is_forwarded_to_the_group(nix::sys::signal::Signal::SIGHUP, 129);
+}
+
+fn signal_during_an_attempt_is_forwarded_to_the_group(sig: nix::sys::signal::Signal, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
     let cmd = format!(
@@ -404,13 +414,9 @@ fn sigterm_during_an_attempt_is_forwarded_to_the_group() {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143));
+    assert_eq!(status.code(), Some(code));
     std::thread::sleep(Duration::from_millis(100));
     for pid in std::fs::read_to_string(&pids)
         .unwrap()

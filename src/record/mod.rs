@@ -172,7 +172,7 @@ pub fn sanitize_file_part(id: &str) -> String {
 }
 
 fn random_part() -> String {
-    let u = uuid::Uuid::new_v4().simple().to_string();
+    let u = crate::entropy::uuid_v4().simple().to_string();
     u[..16].to_string()
 }
 

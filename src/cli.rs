@@ -483,6 +483,7 @@ fn run_command(a: RunArgs) -> Result<i32, Usage> {
         &resolved,
         &RunOptions {
             passthrough: true,
+            want_result: a.result_json.is_some(),
             ..Default::default()
         },
         &log,
@@ -574,6 +575,7 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         &resolved,
         &RunOptions {
             passthrough: true,
+            want_result: a.result_json.is_some(),
             ..Default::default()
         },
         &log,
@@ -631,6 +633,21 @@ fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
                 .any(|a| asks_about_cli(a))
     });
     if plain_run {
+        // `retryx -- CMD ARGS`: no flag to parse, every option at its default. (Non-UTF-8 words
+        // go to clap, which rejects them for a `String` as it always has.)
+        if args[1] == "--" && args.len() > 2 {
+            let words: Option<Vec<String>> = args[2..]
+                .iter()
+                .map(|a| a.to_str().map(String::from))
+                .collect();
+            if let Some(command) = words {
+                let run = RunArgs {
+                    command,
+                    ..RunArgs::default()
+                };
+                return Ok(Cli { sub: None, run });
+            }
+        }
         let run_only = RunArgs::augment_args(clap::Command::new("retryx"));
         if let Ok(run) = run_only
             .try_get_matches_from(&args)
@@ -714,6 +731,8 @@ mod tests {
     fn run_only_parse_agrees_with_the_full_command() {
         let cases: &[&[&str]] = &[
             &["--", "/bin/true"],
+            &["--", "sh", "-c", "exit 1", "--", "-n"],
+            &["--"],
             &["-qq", "--", "/bin/true"],
             &[
                 "-n",
@@ -768,5 +787,13 @@ mod tests {
                 (a, b) => panic!("{case:?}: fast {a:?}, full {b:?}"),
             }
         }
+        // A command word that is not UTF-8 is refused either way.
+        use std::os::unix::ffi::OsStringExt;
+        let odd = vec![
+            "retryx".into(),
+            "--".into(),
+            OsString::from_vec(vec![b'x', 0xff]),
+        ];
+        assert!(parse(odd.clone()).is_err() && Cli::try_parse_from(odd).is_err());
     }
 }

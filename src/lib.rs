@@ -23,3 +23,4 @@ pub mod record;
 pub mod result;
 pub mod run;
 pub mod sinks;
+pub mod startup;

@@ -189,6 +189,7 @@ fn run_module(path: &Path) -> Value {
                 no_log,
                 check_mode: flags.check_mode,
                 records_by_default: true,
+                want_result: true,
             };
             let mut report = run_operation(&resolved, &opts, &log, &cancel, &timer);
             if !no_log && let Some(retry) = report.result.get_mut("retry") {

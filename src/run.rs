@@ -25,6 +25,10 @@ pub struct RunOptions {
     /// Write records to /tmp/ansible_retry when no artifacts_dir is given (the module does;
     /// the CLI writes records only when asked).
     pub records_by_default: bool,
+    /// Someone reads the result document (the module; the CLI's --result-json). Otherwise it is
+    /// built only when records or notifications are configured (they put their outcomes in it,
+    /// and notifications read the alerts from it): a plain run skips a good share of its work.
+    pub want_result: bool,
 }
 
 /// What came of it.
@@ -182,8 +186,15 @@ pub fn run_operation(
     if opts.no_log {
         result::redact_record(&mut outcome.record);
     }
-    let mut result = result::build(&outcome, cmd, opts.no_log);
-    if let (Some(ready), Some(f)) = (&fetch, &fetcher) {
+    let needed = opts.want_result
+        || crate::record::actions::artifacts_dir(config, opts.records_by_default).is_some()
+        || crate::sinks::notifications_configured(config);
+    let mut result = if needed {
+        result::build(&outcome, cmd, opts.no_log)
+    } else {
+        Value::Null
+    };
+    if needed && let (Some(ready), Some(f)) = (&fetch, &fetcher) {
         download::decorate_result(&mut result, ready, f, opts.no_log);
     }
     // Records (src/record, issue 4): written from the already-redacted record, before the

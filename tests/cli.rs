@@ -730,3 +730,47 @@ fn big_output_passes_through_and_the_tail_stays_bounded() {
     assert!(stdout.len() <= 64 * 1024 && stdout.ends_with("END"));
     assert_eq!(doc["retry"]["attempts"][0]["stdout_bytes"], 5_000_004);
 }
+
+/// main.rs skips std's start-up; retryx::startup must still do what it did.
+#[test]
+fn a_reader_that_goes_away_does_not_kill_retryx() {
+    let mut child = retryx()
+        .args(["-n", "2", "-d", "0", "--", "sh", "-c", "echo out; exit 1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // EPIPE on the first pass-through write, not SIGPIPE
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    assert!(
+        stderr(&out).contains("operation failed after max attempts"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn closed_standard_descriptors_are_reopened_on_dev_null() {
+    // With fd 1 and 2 closed, the next pipe retryx opened would take their numbers, and what it
+    // writes as stdout or log would land in its own pipe. The child looks at its parent's fds.
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result.json");
+    let script = r#"exec "$0" --result-json "$1" -- sh -c 'readlink /proc/$PPID/fd/1 /proc/$PPID/fd/2' >&- 2>&-"#;
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            script,
+            env!("CARGO_BIN_EXE_retryx"),
+            result.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    assert_eq!(doc["rc"], 0);
+    assert_eq!(doc["stdout"], "/dev/null\n/dev/null", "{doc}");
+}

@@ -148,9 +148,14 @@ impl Resolved {
             .map(String::from)
             .or_else(|| top.operation.clone())
             .unwrap_or_else(|| DEFAULT_OPERATION.to_string());
-        let mut merged = match serde_json::to_value(&top) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
+        // The default config has every key unset (a test holds it to that): nothing to merge.
+        let mut merged = if nothing_written {
+            Map::new()
+        } else {
+            match serde_json::to_value(&top) {
+                Ok(Value::Object(m)) => m,
+                _ => Map::new(),
+            }
         };
         merged.retain(|_, v| !v.is_null());
         if let Some(over) = top
@@ -299,6 +304,21 @@ fn plan_for(c: &Config, operation: String) -> Result<Plan, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_default_config_sets_no_key() {
+        // from_value skips merging it when nothing was written: that must change nothing.
+        let v = serde_json::to_value(Config::default()).unwrap();
+        let set: Vec<_> = v
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert!(set.is_empty(), "{set:?}");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -256,6 +256,11 @@ impl<'a> NotifySettings<'a> {
     }
 }
 
+/// Whether any external system would be told about a run.
+pub fn notifications_configured(config: &Config) -> bool {
+    !NotifySettings::from_config(config).systems.is_empty()
+}
+
 /// The hook the run calls after an operation: notifies the configured systems about
 /// `record` (alerts read from `result.retry.alerts`), puts the outcomes in
 /// `result.retry.notifications`, logs failed deliveries (redacted), and, only when a system

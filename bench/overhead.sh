@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whole-process benchmarks of retryx against the retry CLIs it replaces: Debian's `retry` and the
 # `attempt-cli` crate (installed here when absent). Prints ms and ratios; targets are in the
-# README. Timings come from hyperfine (no shell, warm-up runs); memory from /usr/bin/time.
+# README. Timings of single commands come from interleaved rounds (bench/interleave.py), the
+# pass-through pipeline's from hyperfine; memory from /usr/bin/time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-apt.sh hyperfine retry time
@@ -19,29 +20,37 @@ mean_ms() { # hyperfine JSON -> mean ms of the Nth command
   python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results']; print('%.3f' % (r[int(sys.argv[2])]['mean']*1000))" "$1" "$2"
 }
 
-echo "== per-invocation overhead over a bare exec of /bin/true (success on the first attempt)"
-hyperfine -N --warmup 30 --runs 400 --export-json "$work/once.json" \
-  "/bin/true" "$bin -- /bin/true" "retry -t 3 -- /bin/true" "$attempt /bin/true" >/dev/null 2>&1
-base=$(mean_ms "$work/once.json" 0)
-rx=$(mean_ms "$work/once.json" 1); rt=$(mean_ms "$work/once.json" 2); at=$(mean_ms "$work/once.json" 3)
-python3 - "$base" "$rx" "$rt" "$at" <<'PY'
-import sys
-base, rx, rt, at = map(float, sys.argv[1:])
-o = lambda x: x - base
-print(f"  bare /bin/true      {base:7.3f} ms")
-print(f"  retryx    overhead  {o(rx):7.3f} ms")
-print(f"  retry     overhead  {o(rt):7.3f} ms   retryx/retry   = {o(rx)/o(rt):.2f}")
-print(f"  attempt   overhead  {o(at):7.3f} ms   retryx/attempt = {o(rx)/o(at):.2f}")
+# Interleaved rounds (bench/interleave.py), not hyperfine's one-command-after-another batches:
+# on a shared VM the drift between batches moved the ratios by 15%.
+j() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "$@"; }
+echo "== per-invocation overhead over a bare exec of /bin/true (success on the first attempt; median of 1000 interleaved rounds)"
+python3 bench/interleave.py 1000 30 \
+  "true=$(j /bin/true)" \
+  "retryx=$(j "$bin" -- /bin/true)" \
+  "retryx_flags=$(j "$bin" -n 3 -d 1s -t 30s -- /bin/true)" \
+  "retry=$(j retry -t 3 -- /bin/true)" \
+  "attempt=$(j "$attempt" /bin/true)" >"$work/once.json"
+python3 - "$work/once.json" <<'PY'
+import json, sys
+r = {k: v["median"] for k, v in json.load(open(sys.argv[1])).items()}
+base = r["true"]
+o = lambda k: r[k] - base
+print(f"  bare /bin/true                    {base:7.3f} ms")
+print(f"  retryx -- /bin/true       overhead {o('retryx'):7.3f} ms   /retry = {o('retryx')/o('retry'):.2f}   /attempt = {o('retryx')/o('attempt'):.2f}")
+print(f"  retryx -n 3 -d 1s -t 30s  overhead {o('retryx_flags'):7.3f} ms   /retry = {o('retryx_flags')/o('retry'):.2f}   /attempt = {o('retryx_flags')/o('attempt'):.2f}")
+print(f"  retry -t 3                overhead {o('retry'):7.3f} ms")
+print(f"  attempt                   overhead {o('attempt'):7.3f} ms")
 PY
 
-echo "== per-retry cost, 100 attempts of /bin/false with zero delay"
-hyperfine -N --warmup 3 --runs 20 -i --export-json "$work/retry.json" \
-  "$bin -qq -n 100 -d 0 -j none -- /bin/false" \
-  "retry -t 100 -d 0 -- /bin/false" \
-  "$attempt -q -a 100 fixed -w 0 -F -- /bin/false" >/dev/null 2>&1
-python3 - "$(mean_ms "$work/retry.json" 0)" "$(mean_ms "$work/retry.json" 1)" "$(mean_ms "$work/retry.json" 2)" <<'PY'
-import sys
-rx, rt, at = (float(x) / 100 for x in sys.argv[1:])
+echo "== per-retry cost, 100 attempts of /bin/false with zero delay (median of 15 interleaved rounds)"
+python3 bench/interleave.py 15 1 \
+  "retryx=$(j "$bin" -qq -n 100 -d 0 -j none -- /bin/false)" \
+  "retry=$(j retry -t 100 -d 0 -- /bin/false)" \
+  "attempt=$(j "$attempt" -q -a 100 fixed -w 0 -F -- /bin/false)" >"$work/retry.json"
+python3 - "$work/retry.json" <<'PY'
+import json, sys
+r = {k: v["median"] / 100 for k, v in json.load(open(sys.argv[1])).items()}
+rx, rt, at = r["retryx"], r["retry"], r["attempt"]
 print(f"  retryx  {rx:.3f} ms/attempt   retry {rt:.3f} ms/attempt ({rx/rt:.2f}x)   attempt {at:.3f} ms/attempt ({rx/at:.2f}x)")
 PY
 

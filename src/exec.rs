@@ -216,15 +216,14 @@ fn bytes_regexes(list: &[regex::Regex]) -> Vec<BytesRegex> {
         .collect()
 }
 
-/// Writes all of `buf` to fd 1 or 2; false once the reader has gone away (EPIPE).
-fn write_through(to_stderr: bool, buf: &[u8]) -> bool {
-    let result = if to_stderr {
+/// Writes all of `buf` to fd 1 or 2.
+fn write_through(to_stderr: bool, buf: &[u8]) -> std::io::Result<()> {
+    if to_stderr {
         std::io::stderr().lock().write_all(buf)
     } else {
         let mut out = std::io::stdout().lock();
         out.write_all(buf).and_then(|_| out.flush())
-    };
-    result.is_ok()
+    }
 }
 
 /// One of the child's output pipes, read without blocking from the attempt's poll loop.
@@ -235,6 +234,8 @@ struct Stream {
     tail: Tail,
     total: u64,
     scan: LineScan,
+    /// The reader of our stdout or stderr went away (EPIPE) while we copied to it.
+    reader_gone: bool,
 }
 
 impl Stream {
@@ -255,6 +256,7 @@ impl Stream {
                 retry_hit: false,
                 fail_hit: false,
             },
+            reader_gone: false,
         }
     }
 
@@ -274,10 +276,11 @@ impl Stream {
                     let chunk = &buf[..n];
                     self.total += n as u64;
                     if let Some(to_stderr) = self.through
-                        && !write_through(to_stderr, chunk)
+                        && let Err(e) = write_through(to_stderr, chunk)
                     {
-                        // Our reader went away: keep draining so the child is not blocked.
+                        // Copying stops; the output is still drained, kept and scanned.
                         self.through = None;
+                        self.reader_gone = e.kind() == std::io::ErrorKind::BrokenPipe;
                     }
                     self.tail.push(chunk);
                     self.scan.push(chunk);
@@ -516,6 +519,12 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         }
         if ready[1] {
             err.read_ready(&mut buf);
+        }
+        if (out.reader_gone || err.reader_gone) && cancel.signal().is_none() {
+            // Whoever read our output is gone (`retryx -- producer | head -1`): stop as SIGPIPE
+            // stops a plain pipeline. The child's group gets SIGPIPE, no retry follows, and
+            // retryx exits 141 with its records written.
+            cancel.trigger(nix::libc::SIGPIPE);
         }
         if interrupted_by.is_none()
             && let Some(sig) = cancel.signal()

@@ -731,24 +731,52 @@ fn big_output_passes_through_and_the_tail_stays_bounded() {
     assert_eq!(doc["retry"]["attempts"][0]["stdout_bytes"], 5_000_004);
 }
 
-/// main.rs skips std's start-up; retryx::startup must still do what it did.
+/// main.rs skips std's start-up, so retryx::startup ignores SIGPIPE itself: a reader that goes
+/// away is seen as EPIPE, and the run stops as a plain pipeline would (SIGPIPE to the child's
+/// group, no retry, 128+13), records and log written rather than retryx killed mid-way.
 #[test]
-fn a_reader_that_goes_away_does_not_kill_retryx() {
+fn a_reader_that_goes_away_stops_the_run_like_sigpipe() {
+    let dir = tempfile::tempdir().unwrap();
     let mut child = retryx()
-        .args(["-n", "2", "-d", "0", "--", "sh", "-c", "echo out; exit 1"])
+        .args(["-n", "3", "-d", "0", "--artifacts-dir"])
+        .arg(dir.path())
+        .args(["--", "sh", "-c", "while echo out; do :; done"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take()); // EPIPE on the first pass-through write, not SIGPIPE
+    drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    assert_eq!(out.status.code(), Some(141), "{:?}", out.status);
     assert!(
-        stderr(&out).contains("operation failed after max attempts"),
+        stderr(&out).contains("operation aborted by signal") && stderr(&out).contains("signal=13"),
         "{}",
         stderr(&out)
     );
+    assert!(!stderr(&out).contains("retrying"), "{}", stderr(&out));
+    let ops: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("operation_")
+        })
+        .collect();
+    assert_eq!(ops.len(), 1, "the operation is recorded");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }
 
 #[test]

@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Whole-process benchmarks of retryx against the retry CLIs it replaces: Debian's `retry` and the
 # `attempt-cli` crate (installed here when absent). Prints ms and ratios; targets are in the
-# README. Timings of single commands come from interleaved rounds (bench/interleave.py), the
-# pass-through pipeline's from hyperfine; memory from /usr/bin/time.
+# README. Timings come from interleaved rounds (bench/interleave.py); memory from /usr/bin/time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-apt.sh hyperfine retry time
+bash scripts/setup-apt.sh retry time
 peers="$PWD/.tmp/peers"
 if ! [ -x "$peers/bin/attempt" ]; then
   cargo install --quiet --locked attempt-cli --root "$peers"
@@ -15,10 +14,6 @@ bin="${RETRYX_BIN:-target/x86_64-unknown-linux-gnu/release/retryx}"
 [ -x "$bin" ] || make build >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-
-mean_ms() { # hyperfine JSON -> mean ms of the Nth command
-  python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results']; print('%.3f' % (r[int(sys.argv[2])]['mean']*1000))" "$1" "$2"
-}
 
 # Interleaved rounds (bench/interleave.py), not hyperfine's one-command-after-another batches:
 # on a shared VM the drift between batches moved the ratios by 15%.
@@ -61,16 +56,16 @@ echo "  retryx -n 100 -d 0 -- /bin/false:     $(rss "$bin" -qq -n 100 -d 0 -- /b
 echo "  retry -t 3 -- /bin/true:              $(rss retry -t 3 -- /bin/true)"
 echo "  attempt /bin/true:                    $(rss "$attempt" /bin/true)"
 
-echo "== pass-through of 1 GiB of stdout, against cat"
+echo "== pass-through of 1 GiB of stdout, against cat (median of 9 interleaved rounds)"
 gib=1073741824
-hyperfine --warmup 1 --runs 5 --export-json "$work/tp.json" \
-  "head -c $gib /dev/zero | cat > /dev/null" \
-  "$bin -qq -- head -c $gib /dev/zero > /dev/null" >/dev/null 2>&1
-python3 - "$(mean_ms "$work/tp.json" 0)" "$(mean_ms "$work/tp.json" 1)" <<'PY'
-import sys
-cat, rx = (float(x) for x in sys.argv[1:])
-gib = 1024.0
-print(f"  cat     {gib / (cat/1000):8.0f} MiB/s")
-print(f"  retryx  {gib / (rx/1000):8.0f} MiB/s   ({cat/rx*100:.0f}% of cat)")
+python3 bench/interleave.py 9 1 \
+  "cat=$(j sh -c "head -c $gib /dev/zero | cat")" \
+  "retryx=$(j "$bin" -qq -- head -c $gib /dev/zero)" >"$work/tp.json"
+python3 - "$work/tp.json" <<'PY'
+import json, sys
+r = {k: v["median"] for k, v in json.load(open(sys.argv[1])).items()}
+cat, rx = r["cat"], r["retryx"]
+print(f"  cat     {1024 / (cat/1000):8.0f} MiB/s")
+print(f"  retryx  {1024 / (rx/1000):8.0f} MiB/s   ({cat/rx*100:.0f}% of cat)")
 PY
 echo "  retryx peak RSS while passing 1 GiB through: $(/usr/bin/time -f %M "$bin" -qq -- head -c $gib /dev/zero 2>&1 >/dev/null | tail -1) KiB"

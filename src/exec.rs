@@ -216,14 +216,31 @@ fn bytes_regexes(list: &[regex::Regex]) -> Vec<BytesRegex> {
         .collect()
 }
 
-/// Writes all of `buf` to fd 1 or 2.
-fn write_through(to_stderr: bool, buf: &[u8]) -> std::io::Result<()> {
-    if to_stderr {
-        std::io::stderr().lock().write_all(buf)
+/// Writes all of `buf` to fd 1 or 2, straight to the descriptor: std's stdout is a line
+/// writer that searches every chunk for its last newline, and each chunk is flushed anyway
+/// (nothing else writes to our stdout during a run). A non-blocking descriptor inherited from
+/// the caller is waited on rather than given up.
+fn write_through(to_stderr: bool, mut buf: &[u8]) -> std::io::Result<()> {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let fd = if to_stderr {
+        stderr.as_fd()
     } else {
-        let mut out = std::io::stdout().lock();
-        out.write_all(buf).and_then(|_| out.flush())
+        stdout.as_fd()
+    };
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+                let _ = poll(&mut fds, PollTimeout::NONE);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(())
 }
 
 /// One of the child's output pipes, read without blocking from the attempt's poll loop.

@@ -115,10 +115,12 @@ impl Backoff {
 
     fn cap_secs(&self, secs: f64) -> Duration {
         let max = self.max.as_secs_f64();
-        if !secs.is_finite() || secs >= max {
-            self.max
-        } else if secs <= 0.0 {
+        // NaN comes only from a zero base times a growth that overflowed (0 × 2^1024 = 0 × inf,
+        // attempt 1025 with `-d 0`): a zero base means no wait, however many attempts.
+        if secs.is_nan() || secs <= 0.0 {
             Duration::ZERO
+        } else if secs >= max {
+            self.max
         } else {
             Duration::from_secs_f64(secs)
         }
@@ -160,6 +162,38 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_zero_base_waits_zero_past_the_growth_overflow() {
+        // 2.0^1024 is infinite: attempt 1025 and later once waited max_delay instead of 0.
+        for jitter in [
+            JitterKind::None,
+            JitterKind::Proportional,
+            JitterKind::Full,
+            JitterKind::Equal,
+            JitterKind::Decorrelated,
+        ] {
+            let b = Backoff {
+                kind: PolicyKind::Exponential,
+                base: Duration::ZERO,
+                max: Duration::from_secs(30),
+                multiplier: 2.0,
+                jitter,
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            for attempt in [1, 1024, 1025, 3000, u32::MAX] {
+                assert_eq!(b.nominal(attempt), Duration::ZERO, "{jitter:?} {attempt}");
+                assert_eq!(b.delay(attempt, Duration::ZERO, &mut rng), Duration::ZERO);
+            }
+            // A non-zero base still reaches the cap when the growth overflows.
+            let b = Backoff {
+                base: Duration::from_millis(1),
+                ..b
+            };
+            assert_eq!(b.nominal(5000), Duration::from_secs(30));
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
     use rand::SeedableRng;

@@ -53,7 +53,8 @@ impl Cancel {
         }
     }
 
-    /// The signal that asked us to stop, if any (the latest, when several came).
+    /// The signal that asked us to stop, if any: a caught one before a `trigger`ed one, the
+    /// latest of its kind when several came.
     pub fn signal(&self) -> Option<i32> {
         let caught = self.inner.caught.load(Ordering::SeqCst);
         if caught != 0 {
@@ -96,7 +97,8 @@ impl Cancel {
     }
 
     /// Catches SIGINT, SIGTERM and SIGHUP for this `Cancel`: the handler stores the signal and
-    /// writes to the wake pipe. Returns an error text when the handlers cannot be installed.
+    /// writes to the wake pipe. Once per process (the front door's `Cancel`): handlers stay
+    /// registered for good. Returns an error text when they cannot be installed.
     pub fn install_signal_handlers(&self) -> Result<(), String> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let err = |e: std::io::Error| format!("installing signal handlers: {e}");

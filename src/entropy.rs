@@ -75,7 +75,7 @@ mod tests {
         assert_eq!(ids.len(), 1000);
         assert!(ids.iter().all(|u| u.get_version_num() == 4));
         assert_ne!(random_u64(), random_u64());
-        assert_ne!(fallback_bytes(), [0; 16]);
+        assert_ne!(fallback_bytes(), fallback_bytes());
         assert_ne!(from_urandom(), from_urandom());
     }
 }

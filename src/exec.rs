@@ -216,11 +216,19 @@ fn bytes_regexes(list: &[regex::Regex]) -> Vec<BytesRegex> {
         .collect()
 }
 
+/// How long a copy to our stdout/stderr may wait when that descriptor is non-blocking and full:
+/// until a stop request (`wake` readable) or `until` (the attempt's next kill deadline).
+#[derive(Clone, Copy)]
+struct Patience<'a> {
+    wake: Option<BorrowedFd<'a>>,
+    until: Option<Instant>,
+}
+
 /// Writes all of `buf` to fd 1 or 2, straight to the descriptor: std's stdout is a line
 /// writer that searches every chunk for its last newline, and each chunk is flushed anyway
 /// (nothing else writes to our stdout during a run). A non-blocking descriptor inherited from
-/// the caller is waited on rather than given up.
-fn write_through(to_stderr: bool, mut buf: &[u8]) -> std::io::Result<()> {
+/// the caller is waited on, within `patience`; past it the copy gives up (`TimedOut`).
+fn write_through(to_stderr: bool, mut buf: &[u8], patience: Patience) -> std::io::Result<()> {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let fd = if to_stderr {
@@ -234,8 +242,31 @@ fn write_through(to_stderr: bool, mut buf: &[u8]) -> std::io::Result<()> {
             Ok(n) => buf = &buf[n..],
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
-                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, PollTimeout::NONE);
+                let left = patience
+                    .until
+                    .map(|u| u.saturating_duration_since(Instant::now()));
+                if left.is_some_and(|d| d.is_zero()) {
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+                let mut fds = vec![PollFd::new(fd, PollFlags::POLLOUT)];
+                if let Some(w) = patience.wake {
+                    fds.push(PollFd::new(w, PollFlags::POLLIN));
+                }
+                let timeout = match left {
+                    None => PollTimeout::NONE,
+                    Some(d) => {
+                        PollTimeout::try_from(d.as_millis().saturating_add(1).min(60_000) as i32)
+                            .unwrap_or(PollTimeout::MAX)
+                    }
+                };
+                let _ = poll(&mut fds, timeout);
+                if fds
+                    .get(1)
+                    .and_then(PollFd::revents)
+                    .is_some_and(|r| !r.is_empty())
+                {
+                    return Err(std::io::ErrorKind::Interrupted.into());
+                }
             }
             Err(e) => return Err(e.into()),
         }
@@ -284,7 +315,7 @@ impl Stream {
     /// Reads what is there now; closes the stream at its end. The buffer grows to
     /// `MAX_READ` only for a child that fills it: most commands write little, and every page
     /// touched costs a fault.
-    fn read_ready(&mut self, buf: &mut Vec<u8>) {
+    fn read_ready(&mut self, buf: &mut Vec<u8>, patience: Patience) {
         let Some(fd) = &self.fd else { return };
         loop {
             match nix::unistd::read(fd, buf) {
@@ -293,7 +324,7 @@ impl Stream {
                     let chunk = &buf[..n];
                     self.total += n as u64;
                     if let Some(to_stderr) = self.through
-                        && let Err(e) = write_through(to_stderr, chunk)
+                        && let Err(e) = write_through(to_stderr, chunk, patience)
                     {
                         // Copying stops; the output is still drained, kept and scanned.
                         self.through = None;
@@ -531,16 +562,21 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
             ],
             timeout,
         );
+        let patience = Patience {
+            wake,
+            until: kill_at,
+        };
         if ready[0] {
-            out.read_ready(&mut buf);
+            out.read_ready(&mut buf, patience);
         }
         if ready[1] {
-            err.read_ready(&mut buf);
+            err.read_ready(&mut buf, patience);
         }
-        if (out.reader_gone || err.reader_gone) && cancel.signal().is_none() {
+        if (out.reader_gone || err.reader_gone) && cancel.signal().is_none() && !ready[2] {
             // Whoever read our output is gone (`retryx -- producer | head -1`): stop as SIGPIPE
             // stops a plain pipeline. The child's group gets SIGPIPE, no retry follows, and
-            // retryx exits 141 with its records written.
+            // retryx exits 141 with its records written. (A child that has already exited
+            // keeps its own status; a retry that writes again meets the EPIPE again.)
             cancel.trigger(nix::libc::SIGPIPE);
         }
         if interrupted_by.is_none()
@@ -583,11 +619,15 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
                 ],
                 Some(left.min(POLL_FALLBACK)),
             );
+            let patience = Patience {
+                wake: None,
+                until: Some(until),
+            };
             if ready[0] {
-                out.read_ready(&mut buf);
+                out.read_ready(&mut buf, patience);
             }
             if ready[1] {
-                err.read_ready(&mut buf);
+                err.read_ready(&mut buf, patience);
             }
         }
         send_group(pgid, Signal::SIGKILL);
@@ -611,11 +651,15 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
             ],
             Some(drain_limit - now),
         );
+        let patience = Patience {
+            wake: None,
+            until: Some(drain_limit),
+        };
         if ready[0] {
-            out.read_ready(&mut buf);
+            out.read_ready(&mut buf, patience);
         }
         if ready[1] {
-            err.read_ready(&mut buf);
+            err.read_ready(&mut buf, patience);
         }
     }
     let out = out.finish();

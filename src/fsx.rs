@@ -1,6 +1,8 @@
 //! Safe files for records and guard state: private directories (0700, ours, not reached through
 //! a symlink), files 0600 written atomically (temp + fsync + rename), lock files opened without
-//! following links. Every write to the artifacts or state directory goes through here.
+//! following links. Every write to the artifacts or state directory goes through here. Batches
+//! of many files (compress, cleanup) are read and removed on a few scoped threads, which never
+//! outlive the call; when the system refuses a thread, the calling thread does the work.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -226,19 +228,26 @@ pub fn remove_files(paths: &[PathBuf]) -> u64 {
             .map(|p| u64::from(std::fs::remove_file(p).is_ok()))
             .sum();
     }
+    let remove = |part: &[PathBuf]| -> u64 {
+        part.iter()
+            .map(|p| u64::from(std::fs::remove_file(p).is_ok()))
+            .sum()
+    };
     let chunk = paths.len().div_ceil(workers);
     std::thread::scope(|s| {
-        let handles: Vec<_> = paths
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|p| u64::from(std::fs::remove_file(p).is_ok()))
-                        .sum::<u64>()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        let mut here = 0;
+        let mut handles = Vec::new();
+        for part in paths.chunks(chunk) {
+            match std::thread::Builder::new().spawn_scoped(s, move || remove(part)) {
+                Ok(h) => handles.push(h),
+                // No thread to be had (a pids limit): this part is removed here.
+                Err(_) => here += remove(part),
+            }
+        }
+        here + handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(0))
+            .sum::<u64>()
     })
 }
 
@@ -261,12 +270,13 @@ pub fn for_each_loaded<T: Send, E: Send>(
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
-        // Bounded: memory stays at a few dozen files however many there are.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, E>>(4 * workers);
+        // Bounded: at most two files per worker are in memory, however many there are.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, E>>(workers);
+        let mut started = 0;
         for _ in 0..workers {
             let tx = tx.clone();
             let (next, stop, load) = (&next, &stop, &load);
-            s.spawn(move || {
+            let worker = move || {
                 while !stop.load(Ordering::Relaxed) {
                     let Some(p) = paths.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
@@ -275,9 +285,19 @@ pub fn for_each_loaded<T: Send, E: Send>(
                         break;
                     }
                 }
-            });
+            };
+            // A refused thread (a pids limit) leaves the work to those that started.
+            started += usize::from(std::thread::Builder::new().spawn_scoped(s, worker).is_ok());
         }
         drop(tx);
+        if started == 0 {
+            // Not one thread: the paths are loaded here, one after the other.
+            drop(rx);
+            for p in paths {
+                take(load(p)?)?;
+            }
+            return Ok(());
+        }
         let outcome = rx.iter().try_for_each(|r| r.and_then(&mut take));
         // After an error, workers still running see the flag, and one blocked on a full
         // channel sees it closed: the scope's join cannot hang.
@@ -384,35 +404,43 @@ mod tests {
 
     #[test]
     fn for_each_loaded_stops_at_the_first_error_without_hanging() {
-        let tmp = tempfile::tempdir().unwrap();
-        let paths: Vec<PathBuf> = (0..3000)
-            .map(|i| tmp.path().join(format!("f{i}")))
-            .collect();
-        for p in &paths[..1500] {
-            std::fs::write(p, b"x").unwrap();
-        }
-        let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-        // Loads fail past the first half, and the consumer also fails on its 10th file: either
-        // way the error comes back and the workers (blocked on a full channel) are released.
-        let mut taken = 0;
-        let r = for_each_loaded(
-            &refs,
-            |p| read_private(p, 16),
-            |_| {
-                taken += 1;
-                if taken == 10 {
-                    Err(FsError::NotADirectory {
-                        path: "consumer".into(),
-                    })
-                } else {
-                    Ok(())
-                }
-            },
-        );
-        assert!(r.is_err());
-        assert!(taken <= 10);
-        let only_missing: Vec<&Path> = refs[1500..].to_vec();
-        let r = for_each_loaded(&only_missing, |p| read_private(p, 16), |_| Ok(()));
-        assert!(matches!(r, Err(FsError::Io { .. })));
+        // Run on a thread and waited for with a bound: a deadlock fails the test, not CI's clock.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let tmp = tempfile::tempdir().unwrap();
+            let paths: Vec<PathBuf> = (0..3000)
+                .map(|i| tmp.path().join(format!("f{i}")))
+                .collect();
+            for p in &paths[..1500] {
+                std::fs::write(p, b"x").unwrap();
+            }
+            let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+            // Loads fail past the first half, and the consumer also fails on its 10th file:
+            // either way the error comes back and the workers (blocked on a full channel) are
+            // released.
+            let mut taken = 0;
+            let r = for_each_loaded(
+                &refs,
+                |p| read_private(p, 16),
+                |_| {
+                    taken += 1;
+                    if taken == 10 {
+                        Err(FsError::NotADirectory {
+                            path: "consumer".into(),
+                        })
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+            let consumer_error = r.is_err() && taken <= 10;
+            let only_missing: Vec<&Path> = refs[1500..].to_vec();
+            let r = for_each_loaded(&only_missing, |p| read_private(p, 16), |_| Ok(()));
+            let _ = done.send((consumer_error, matches!(r, Err(FsError::Io { .. }))));
+        });
+        let (consumer_error, load_error) = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("for_each_loaded hung after an error");
+        assert!(consumer_error && load_error);
     }
 }

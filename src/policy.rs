@@ -162,6 +162,10 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn a_zero_base_waits_zero_past_the_growth_overflow() {
@@ -193,11 +197,6 @@ mod tests {
             assert_eq!(b.nominal(5000), Duration::from_secs(30));
         }
     }
-
-    use super::*;
-    use proptest::prelude::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
 
     fn backoff(kind: PolicyKind, base: u64, max: u64, mult: f64) -> Backoff {
         Backoff {

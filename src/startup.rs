@@ -31,13 +31,16 @@ fn sanitize_standard_fds() {
     }
     for pfd in fds {
         if pfd.revents & libc::POLLNVAL != 0 {
-            // The lowest free number is this one: the open fills the hole. Leaked on purpose.
-            if let Ok(f) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                std::mem::forget(f);
+            // The lowest free number is this one: the open fills the hole. Not close-on-exec
+            // (std's File would be): children inherit it as their stdin/stdout/stderr. Kept
+            // open for the life of the process. Without it nothing is safe: abort, as std does.
+            use nix::fcntl::{OFlag, open};
+            use std::os::fd::IntoRawFd;
+            match open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
+                Ok(fd) => {
+                    let _ = fd.into_raw_fd();
+                }
+                Err(_) => std::process::abort(),
             }
         }
     }

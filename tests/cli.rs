@@ -781,11 +781,12 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn closed_standard_descriptors_are_reopened_on_dev_null() {
-    // With fd 1 and 2 closed, the next pipe retryx opened would take their numbers, and what it
-    // writes as stdout or log would land in its own pipe. The child looks at its parent's fds.
+    // With fd 0, 1 and 2 closed, the next pipe retryx opened would take their numbers, and what
+    // it writes as stdout or log would land in its own pipe. The child looks at its parent's fds.
     let dir = tempfile::tempdir().unwrap();
     let result = dir.path().join("result.json");
-    let script = r#"exec "$0" --result-json "$1" -- sh -c 'readlink /proc/$PPID/fd/1 /proc/$PPID/fd/2' >&- 2>&-"#;
+    // The child also reads its own fd 0: inherited from retryx, so it must survive the exec.
+    let script = r#"exec "$0" --result-json "$1" -- sh -c 'readlink /proc/$PPID/fd/1 /proc/$PPID/fd/2 /proc/$$/fd/0' <&- >&- 2>&-"#;
     let status = Command::new("sh")
         .args([
             "-c",
@@ -800,5 +801,37 @@ fn closed_standard_descriptors_are_reopened_on_dev_null() {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
     assert_eq!(doc["rc"], 0);
-    assert_eq!(doc["stdout"], "/dev/null\n/dev/null", "{doc}");
+    assert_eq!(doc["stdout"], "/dev/null\n/dev/null\n/dev/null", "{doc}");
+}
+
+#[test]
+fn a_stalled_non_blocking_stdout_does_not_hold_the_timeout() {
+    // A caller's non-blocking pipe that nobody reads: the copy waits for room only until the
+    // attempt's kill deadline, so `-t` still ends the attempt (124) instead of hanging.
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    fcntl(&write_end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    let started = Instant::now();
+    let mut child = retryx()
+        .args(["-n", "1", "-t", "1s", "--kill-grace", "200ms", "--", "yes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(read_end);
+    let status = status.expect("retryx hung on a full non-blocking stdout");
+    assert_eq!(status.code(), Some(124));
+    assert!(started.elapsed() < Duration::from_secs(20));
 }

@@ -304,6 +304,8 @@ fn plan_for(c: &Config, operation: String) -> Result<Plan, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_default_config_sets_no_key() {
@@ -318,9 +320,6 @@ mod tests {
             .collect();
         assert!(set.is_empty(), "{set:?}");
     }
-
-    use super::*;
-    use serde_json::json;
 
     #[test]
     fn defaults_are_the_seeds_balanced_ones() {

@@ -905,3 +905,90 @@ fn the_timeline_renders_in_headless_chromium() {
         }
     }
 }
+
+#[test]
+fn a_compress_stopped_before_removing_the_originals_is_finished_by_the_next() {
+    // The pack is written first, the originals removed after: a compress killed in between
+    // leaves both. The next compress must pack each operation once and remove the originals.
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("r");
+    let ds = d.to_str().unwrap();
+    for i in 0..3 {
+        let op = format!("op{i}");
+        let o = retryx(&[
+            "-q",
+            "--artifacts-dir",
+            ds,
+            "--session-id",
+            "retry_resume",
+            "-o",
+            &op,
+            "-n",
+            "1",
+            "--",
+            "true",
+        ]);
+        assert_eq!(o.status.code(), Some(0));
+    }
+    ok(&["session", "finalize", "retry_resume", "--artifacts-dir", ds]);
+    let sdir = d.join("retry_session_retry_resume");
+    let originals: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&sdir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    assert_eq!(originals.len(), 3);
+    ok(&[
+        "compress",
+        "--artifacts-dir",
+        ds,
+        "--session-id",
+        "retry_resume",
+    ]);
+    assert!(!sdir.exists());
+    // As if the first compress had died before its unlinks.
+    std::fs::create_dir(&sdir).unwrap();
+    std::fs::set_permissions(&sdir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for (p, bytes) in &originals {
+        std::fs::write(p, bytes).unwrap();
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let rep: Value = serde_json::from_str(&ok(&[
+        "compress",
+        "--artifacts-dir",
+        ds,
+        "--session-id",
+        "retry_resume",
+    ]))
+    .unwrap();
+    assert!(!sdir.exists(), "the originals are removed: {rep}");
+    let shown: Value = serde_json::from_str(&ok(&[
+        "session",
+        "show",
+        "retry_resume",
+        "--artifacts-dir",
+        ds,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        shown["operation_details"].as_array().map(Vec::len),
+        Some(3),
+        "each operation once: {shown}"
+    );
+    // In the pack itself too (show would hide a duplicate).
+    let gz = std::fs::read(d.join("retry_session_retry_resume.records.json.gz")).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    let pack: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        pack["operations"].as_array().map(Vec::len),
+        Some(3),
+        "{pack}"
+    );
+    validate_all(&d);
+}

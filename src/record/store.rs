@@ -771,14 +771,7 @@ impl Store {
             // Files already packed by a compress that was stopped before removing them are
             // skipped; the rest are read and checked on several threads (the cost is system
             // calls) and streamed in the order they come.
-            let todo: Vec<&Path> = op_paths
-                .iter()
-                .filter(|p| {
-                    !p.file_name()
-                        .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
-                })
-                .map(PathBuf::as_path)
-                .collect();
+            let todo = not_packed(&op_paths, &packed);
             fsx::for_each_loaded(&todo, Self::checked_json, |bytes| {
                 before += bytes.len() as u64;
                 put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)
@@ -806,14 +799,7 @@ impl Store {
                     )
                 })
                 .collect();
-            let todo: Vec<&Path> = attempt_paths
-                .iter()
-                .filter(|p| {
-                    !p.file_name()
-                        .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
-                })
-                .map(PathBuf::as_path)
-                .collect();
+            let todo = not_packed(&attempt_paths, &packed);
             fsx::for_each_loaded(&todo, Self::checked_json, |bytes| {
                 before += bytes.len() as u64;
                 put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)
@@ -999,6 +985,21 @@ impl Store {
         }
         Ok(n)
     }
+}
+
+/// The paths whose file name is not among `packed` (the names already in the pack).
+fn not_packed<'a>(
+    paths: &'a [PathBuf],
+    packed: &std::collections::HashSet<String>,
+) -> Vec<&'a Path> {
+    paths
+        .iter()
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| packed.contains(n.to_string_lossy().as_ref()))
+        })
+        .map(PathBuf::as_path)
+        .collect()
 }
 
 /// One element of a JSON array being streamed: a comma before all but the first.

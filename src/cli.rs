@@ -98,6 +98,9 @@ pub struct RunArgs {
     /// Where guard state lives [default: <artifacts-dir>/state]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
+    /// Guard state backend: file, or redis://[user:password@]host:port/db, rediss://... [env: RETRYX_STATE_BACKEND]
+    #[arg(long, value_name = "URL")]
+    pub state_backend: Option<String>,
     /// Add this operation to an existing session
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
@@ -151,16 +154,19 @@ pub enum Sub {
         #[command(subcommand)]
         action: NotifySub,
     },
-    /// Show, reset or open a circuit breaker (shared by every process using the state dir)
+    /// Show, reset or open a circuit breaker (shared by every process using the state backend)
     Breaker {
         #[command(subcommand)]
         action: BreakerCmd,
-        /// Where guard state lives [default: <artifacts-dir>/state, else /tmp/ansible_retry/state]
-        #[arg(long, value_name = "DIR", global = true)]
-        state_dir: Option<String>,
-        /// Records directory (its state/ subdirectory holds guard state when --state-dir is not given)
-        #[arg(long, value_name = "DIR", global = true)]
-        artifacts_dir: Option<String>,
+        #[command(flatten)]
+        place: crate::guards::admin::StatePlace,
+    },
+    /// Show or reset a retry budget (shared by every process using the state backend)
+    Budget {
+        #[command(subcommand)]
+        action: BudgetCmd,
+        #[command(flatten)]
+        place: crate::guards::admin::StatePlace,
     },
 }
 
@@ -311,35 +317,29 @@ pub enum BreakerCmd {
     },
 }
 
-fn breaker_command(
-    action: BreakerCmd,
-    state_dir: Option<String>,
-    artifacts_dir: Option<String>,
+#[derive(Subcommand, Debug)]
+pub enum BudgetCmd {
+    /// Print the bucket as JSON (changes nothing)
+    Status { key: String },
+    /// Refill the bucket and zero its counters
+    Reset { key: String },
+}
+
+/// Prints what `retryx breaker|budget` answered: JSON on stdout, exit 0; an error, exit 1.
+fn admin_command(
+    what: &str,
+    key: &str,
+    answer: Result<Value, crate::guards::admin::AdminError>,
 ) -> Result<i32, Usage> {
-    use crate::guards::breaker::{AdminAction, admin};
-    let config = crate::config::Config {
-        state_dir,
-        artifacts_dir,
-        ..Default::default()
-    };
-    let dir = crate::guards::state_dir_for(&config);
-    let (key, what) = match action {
-        BreakerCmd::Status { key } => (key, AdminAction::Status),
-        BreakerCmd::Reset { key } => (key, AdminAction::Reset),
-        BreakerCmd::Open { key, for_ } => (key, AdminAction::Open(for_.map(|d| d.get()))),
-    };
-    if key.is_empty() {
-        return Err(Usage("breaker: expected a non-empty KEY".into()));
-    }
-    let now = chrono::Utc::now().timestamp_millis();
-    match admin(&dir, &key, what, now) {
+    match answer {
         Ok(v) => {
             let text = serde_json::to_string_pretty(&v).map_err(|e| Usage(e.to_string()))?;
             let _ = writeln!(std::io::stdout().lock(), "{text}");
             Ok(0)
         }
+        Err(crate::guards::admin::AdminError::Usage(m)) => Err(Usage(format!("{what}: {m}"))),
         Err(e) => {
-            eprintln!("retryx: breaker {key}: {e}");
+            eprintln!("retryx: {what} {key}: {e}");
             Ok(1)
         }
     }
@@ -417,6 +417,9 @@ fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
     }
     if let Some(v) = &a.state_dir {
         put("state_dir", json!(v));
+    }
+    if let Some(v) = crate::guards::admin::backend_from(a.state_backend.clone()) {
+        put("state_backend", json!(v));
     }
     if let Some(v) = &a.session_id {
         put("session_id", json!(v));
@@ -606,7 +609,11 @@ fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
     if let Some(op) = operation {
         flags.insert("operation".into(), json!(op));
     }
-    Resolved::from_value(raw, flags, true)
+    let r = Resolved::from_value(raw, flags, true)
+        .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+    // The guard keys too (thresholds, state_backend): building them touches nothing.
+    let state_dir = crate::guards::state_dir_for(&r.config);
+    crate::guards::build(&r.config, &r.plan, &state_dir)
         .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
     println!("{}: valid", file.display());
     Ok(0)
@@ -699,11 +706,31 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some(Sub::Notify {
             action: NotifySub::Test { config, json },
         }) => notify_test(&config, json),
-        Some(Sub::Breaker {
-            action,
-            state_dir,
-            artifacts_dir,
-        }) => breaker_command(action, state_dir, artifacts_dir),
+        Some(Sub::Breaker { action, place }) => {
+            use crate::guards::breaker::AdminAction;
+            let (key, what) = match action {
+                BreakerCmd::Status { key } => (key, AdminAction::Status),
+                BreakerCmd::Reset { key } => (key, AdminAction::Reset),
+                BreakerCmd::Open { key, for_ } => (key, AdminAction::Open(for_.map(|d| d.get()))),
+            };
+            admin_command(
+                "breaker",
+                &key,
+                crate::guards::admin::breaker(&place, &key, what),
+            )
+        }
+        Some(Sub::Budget { action, place }) => {
+            use crate::guards::budget::AdminAction;
+            let (key, what) = match action {
+                BudgetCmd::Status { key } => (key, AdminAction::Status),
+                BudgetCmd::Reset { key } => (key, AdminAction::Reset),
+            };
+            admin_command(
+                "budget",
+                &key,
+                crate::guards::admin::budget(&place, &key, what),
+            )
+        }
         None => run_command(cli.run),
     };
     match outcome {

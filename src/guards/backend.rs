@@ -21,8 +21,8 @@ use super::redis_backend::RedisBackend;
 use super::resp::{RedisUrl, Target};
 use super::state::{Found, StateError, parse_doc};
 use crate::config::guards::BackendFailure;
-use crate::fsx::LockGuard;
 use crate::log::Logger;
+use crate::sys::safe_fs::LockGuard;
 
 /// Key prefix on Redis: keys are `<prefix>:<kind>:<key>`.
 pub const DEFAULT_PREFIX: &str = "retryx";
@@ -357,7 +357,7 @@ pub fn lease_owner() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "host".into());
-    let salt = crate::entropy::random_u64() as u32;
+    let salt = crate::sys::entropy::random_u64() as u32;
     format!("{host}:{}:{salt:08x}", std::process::id())
 }
 

@@ -193,11 +193,11 @@ impl Guard for Bulkhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cancel::Cancel;
-    use crate::clock::{FakeTimer, Timer};
     use crate::config::guards::BackendFailure;
     use crate::guards::backend::BackendSpec;
     use crate::log::Logger;
+    use crate::sys::clock::{FakeTimer, Timer};
+    use crate::sys::stop::Cancel;
 
     fn store(dir: &std::path::Path) -> Rc<Store> {
         Rc::new(Store::new(

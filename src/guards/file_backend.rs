@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::backend::{BackendError, Rewrite, Slot, StateBackend};
 use super::state::StateFile;
-use crate::fsx::LockGuard;
+use crate::sys::safe_fs::LockGuard;
 
 pub struct FileBackend {
     dir: PathBuf,

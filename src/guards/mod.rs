@@ -5,7 +5,6 @@
 //! spawn the command and never write records.
 
 pub mod adaptive;
-pub mod admin;
 pub mod backend;
 pub mod breaker;
 pub mod budget;
@@ -24,11 +23,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::cancel::Cancel;
 use crate::classify::ErrorClass;
-use crate::clock::Timer;
 use crate::config::Plan;
 use crate::log::Logger;
+use crate::sys::clock::Timer;
+use crate::sys::stop::Cancel;
 
 /// What the engine tells a guard.
 pub struct GuardCtx<'a> {

@@ -225,7 +225,7 @@ impl StateBackend for RedisBackend {
             }
             if round > 2 {
                 // Many writers on one key: step aside a little so one of them gets through.
-                let pause = crate::entropy::random_u64() % 2000;
+                let pause = crate::sys::entropy::random_u64() % 2000;
                 std::thread::sleep(Duration::from_micros(pause));
             }
         }

@@ -1,6 +1,6 @@
 //! Guard state files under `state_dir` (the file backend): one JSON document per guard and key
 //! (`<kind>_<key>.json`, 0600 in a private 0700 dir, never reached through a symlink: opened
-//! through `fsx`). A change is a read-modify-write under an exclusive flock on a lock file
+//! through `safe_fs`). A change is a read-modify-write under an exclusive flock on a lock file
 //! beside the document (`<kind>_<key>.lock`); the new document replaces the old one atomically
 //! (temp file + rename), so a write cut by a full disk or a SIGKILL leaves the old document
 //! whole, and a reader (no lock needed) sees the old or the new one, never half of either. The
@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::fsx::{self, FsError, LockGuard};
 use crate::record::sanitize_name;
+use crate::sys::safe_fs::{self, FsError, LockGuard};
 
 /// Documents larger than this are refused (a count window of 100000 calls fits easily).
 const MAX_STATE_BYTES: u64 = 8 * 1024 * 1024;
@@ -89,7 +89,7 @@ impl StateFile {
     /// Makes sure the state directory is a private one of ours (once per file object).
     pub fn ensure_dir(&self) -> Result<(), StateError> {
         if !self.dir_ready.get() {
-            fsx::ensure_private_dir(&self.dir)?;
+            safe_fs::ensure_private_dir(&self.dir)?;
             self.dir_ready.set(true);
         }
         Ok(())
@@ -110,7 +110,7 @@ impl StateFile {
                 _ => self.ensure_dir()?,
             }
         }
-        match fsx::read_private(&self.path(), MAX_STATE_BYTES) {
+        match safe_fs::read_private(&self.path(), MAX_STATE_BYTES) {
             Ok(b) => Ok(Some(b)),
             Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 Ok(None)
@@ -133,7 +133,7 @@ impl StateFile {
     ) -> Result<(), StateError> {
         self.ensure_dir()?;
         let _lock = LockGuard::exclusive(&self.dir.join(format!("{}.lock", self.stem)))?;
-        let old = match fsx::read_private(&self.path(), MAX_STATE_BYTES) {
+        let old = match safe_fs::read_private(&self.path(), MAX_STATE_BYTES) {
             Ok(b) => Some(b),
             Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 None
@@ -141,7 +141,7 @@ impl StateFile {
             Err(e) => return Err(e.into()),
         };
         let new = f(old.as_deref());
-        fsx::write_renamed(&self.dir, &format!("{}.json", self.stem), &new, durable)?;
+        safe_fs::write_renamed(&self.dir, &format!("{}.json", self.stem), &new, durable)?;
         Ok(())
     }
 

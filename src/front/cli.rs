@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
-use crate::cancel::Cancel;
+use crate::app::exit::USAGE;
+use crate::app::run_command::{RunOptions, run_operation};
 use crate::classify::ErrorClass;
-use crate::clock::RealTimer;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
-use crate::exit_codes::USAGE;
 use crate::log::Logger;
 use crate::policy::{JitterKind, PolicyKind};
-use crate::run::{RunOptions, run_operation};
+use crate::sys::clock::RealTimer;
+use crate::sys::stop::Cancel;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -141,12 +141,12 @@ pub enum Sub {
         document: Option<String>,
     },
     /// Sessions of records: list, show (json, text, svg, html), finalize
-    Session(crate::record::cmd::SessionArgs),
+    Session(crate::front::session_cmd::SessionArgs),
     /// Remove old records (retention_days, max_sessions; never an open session or a file not
     /// ours); with --session-id, close that session as failed
-    Cleanup(crate::record::cmd::CleanupArgs),
+    Cleanup(crate::front::session_cmd::CleanupArgs),
     /// Gzip finished sessions and record files above a size threshold
-    Compress(crate::record::cmd::CompressArgs),
+    Compress(crate::front::session_cmd::CompressArgs),
     /// Download URL to FILE, resuming with HTTP Range requests after transient failures
     Download(Box<DownloadArgs>),
     /// Notifications to external systems
@@ -159,14 +159,14 @@ pub enum Sub {
         #[command(subcommand)]
         action: BreakerCmd,
         #[command(flatten)]
-        place: crate::guards::admin::StatePlace,
+        place: super::guard_cmd::StateArgs,
     },
     /// Show or reset a retry budget (shared by every process using the state backend)
     Budget {
         #[command(subcommand)]
-        action: BudgetCmd,
+        action: super::guard_cmd::BudgetCmd,
         #[command(flatten)]
-        place: crate::guards::admin::StatePlace,
+        place: super::guard_cmd::StateArgs,
     },
 }
 
@@ -317,34 +317,6 @@ pub enum BreakerCmd {
     },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum BudgetCmd {
-    /// Print the bucket as JSON (changes nothing)
-    Status { key: String },
-    /// Refill the bucket and zero its counters
-    Reset { key: String },
-}
-
-/// Prints what `retryx breaker|budget` answered: JSON on stdout, exit 0; an error, exit 1.
-fn admin_command(
-    what: &str,
-    key: &str,
-    answer: Result<Value, crate::guards::admin::AdminError>,
-) -> Result<i32, Usage> {
-    match answer {
-        Ok(v) => {
-            let text = serde_json::to_string_pretty(&v).map_err(|e| Usage(e.to_string()))?;
-            let _ = writeln!(std::io::stdout().lock(), "{text}");
-            Ok(0)
-        }
-        Err(crate::guards::admin::AdminError::Usage(m)) => Err(Usage(format!("{what}: {m}"))),
-        Err(e) => {
-            eprintln!("retryx: {what} {key}: {e}");
-            Ok(1)
-        }
-    }
-}
-
 /// Bad usage: message and exit 125.
 struct Usage(String);
 
@@ -418,7 +390,7 @@ fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
     if let Some(v) = &a.state_dir {
         put("state_dir", json!(v));
     }
-    if let Some(v) = crate::guards::admin::backend_from(a.state_backend.clone()) {
+    if let Some(v) = super::guard_cmd::backend_from(a.state_backend.clone()) {
         put("state_backend", json!(v));
     }
     if let Some(v) = &a.session_id {
@@ -681,7 +653,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some(Sub::Schema { document }) => {
             let schema = match document.as_deref() {
                 None => Some(schema_json()),
-                Some(name) => crate::record::actions::schemas()
+                Some(name) => crate::app::session::schemas()
                     .into_iter()
                     .find(|(n, _)| *n == format!("retry_{name}.schema.json"))
                     .map(|(_, v)| v),
@@ -699,9 +671,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
             }
         }
         Some(Sub::Validate { file, operation }) => validate(&file, operation),
-        Some(Sub::Session(a)) => Ok(crate::record::cmd::session(a)),
-        Some(Sub::Cleanup(a)) => Ok(crate::record::cmd::cleanup(a)),
-        Some(Sub::Compress(a)) => Ok(crate::record::cmd::compress(a)),
+        Some(Sub::Session(a)) => Ok(crate::front::session_cmd::session(a)),
+        Some(Sub::Cleanup(a)) => Ok(crate::front::session_cmd::cleanup(a)),
+        Some(Sub::Compress(a)) => Ok(crate::front::session_cmd::compress(a)),
         Some(Sub::Download(a)) => download(*a),
         Some(Sub::Notify {
             action: NotifySub::Test { config, json },
@@ -713,23 +685,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 BreakerCmd::Reset { key } => (key, AdminAction::Reset),
                 BreakerCmd::Open { key, for_ } => (key, AdminAction::Open(for_.map(|d| d.get()))),
             };
-            admin_command(
-                "breaker",
-                &key,
-                crate::guards::admin::breaker(&place, &key, what),
-            )
+            let answer = crate::app::guard_admin::breaker(&place.place(), &key, what);
+            super::guard_cmd::print_answer("breaker", &key, answer).map_err(Usage)
         }
         Some(Sub::Budget { action, place }) => {
-            use crate::guards::budget::AdminAction;
-            let (key, what) = match action {
-                BudgetCmd::Status { key } => (key, AdminAction::Status),
-                BudgetCmd::Reset { key } => (key, AdminAction::Reset),
-            };
-            admin_command(
-                "budget",
-                &key,
-                crate::guards::admin::budget(&place, &key, what),
-            )
+            super::guard_cmd::budget(action, place).map_err(Usage)
         }
         None => run_command(cli.run),
     };

@@ -1,8 +1,11 @@
 //! The file backend (the default): documents under `state_dir` through `state::StateFile`
 //! (flock'd read-modify-write, atomic replacement), bulkhead slots as flock'd lock files
-//! (`bulkhead_<key>.slot<i>.lock`, close-on-exec so the command never inherits one). Times are
-//! the local clock. Expiry is not needed here: nothing outlives the directory's owner. This
-//! file must not decide guard behaviour.
+//! (`bulkhead_<key>.slot<i>.lock`). A held slot's descriptor is inherited by the attempt's
+//! command (close-on-exec cleared while held), so the slot follows the command: released with
+//! an explicit unlock when the attempt ends, it stays locked while the command's processes
+//! live when retryx itself is killed (a plain flock would be dropped with retryx, and a second
+//! command let in beside the first). Times are the local clock. This file must not decide
+//! guard behaviour.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,6 +81,12 @@ impl StateBackend for FileBackend {
             if let Some(lock) = LockGuard::try_exclusive(&file.lock_path(&format!("slot{i}")))
                 .map_err(super::state::StateError::from)?
             {
+                // Inherited by the command spawned next; LockGuard's drop unlocks it (flock's
+                // unlock acts on the shared open file, so the command's copy is freed too).
+                let _ = nix::fcntl::fcntl(
+                    lock.file(),
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                );
                 return Ok(Some(Slot::Lock(lock)));
             }
         }

@@ -403,3 +403,76 @@ impl Drop for LeaseKeeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Redis URL on a loopback port nobody listens on.
+    fn dead_redis(dir: &std::path::Path) -> BackendSpec {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        BackendSpec::parse(
+            &format!("redis://:pw-secret@127.0.0.1:{port}/0"),
+            dir.to_path_buf(),
+            DEFAULT_PREFIX,
+            DEFAULT_TIMEOUT,
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn open_falls_back_to_the_file_backend_once_and_says_so_without_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Logger::memory(0);
+        let store = Store::new(
+            dead_redis(dir.path()),
+            dir.path().to_path_buf(),
+            BackendFailure::Open,
+        );
+        assert!(store.check(&log).is_ok());
+        let ((), _, _) = store
+            .update(&log, "budget", "k", None, 5, |v: &mut Vec<u32>, _, _| {
+                v.push(1)
+            })
+            .unwrap();
+        let (doc, _, _) = store.read::<Vec<u32>>(&log, "budget", "k", 6).unwrap();
+        assert_eq!(doc, Some(vec![1]), "written to the file backend");
+        assert!(dir.path().join("budget_k.json").exists());
+        let lines = log.lines();
+        assert_eq!(lines.len(), 1, "one warning: {lines:?}");
+        assert!(lines[0].contains("redis://:***@127.0.0.1:"), "{lines:?}");
+        assert!(!lines.join("\n").contains("pw-secret"));
+        assert!(store.refusal().is_none());
+        assert!(store.describe().contains("unavailable; used file"));
+    }
+
+    #[test]
+    fn closed_refuses_from_the_first_failure_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Logger::memory(0);
+        let store = Store::new(
+            dead_redis(dir.path()),
+            dir.path().to_path_buf(),
+            BackendFailure::Closed,
+        );
+        assert!(matches!(
+            store.check(&log),
+            Err(BackendError::Unavailable { .. })
+        ));
+        let why = store.refusal().unwrap();
+        assert!(
+            why.contains("state_backend_failure is closed") && !why.contains("pw-secret"),
+            "{why}"
+        );
+        assert!(store.read::<Vec<u32>>(&log, "budget", "k", 0).is_err());
+        assert!(
+            !dir.path().join("budget_k.json").exists(),
+            "nothing falls back under closed"
+        );
+    }
+}

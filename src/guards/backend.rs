@@ -94,8 +94,8 @@ impl BackendSpec {
 
 /// A bulkhead slot while held; dropping it gives the slot back.
 pub enum Slot {
-    /// A lock file held with flock (the kernel frees it when the holder dies).
-    Lock(#[allow(dead_code)] LockGuard),
+    /// Lock file number `.1`, held with flock (see the file backend for when it is freed).
+    Lock(#[allow(dead_code)] LockGuard, u32),
     /// A lease renewed by a thread; dropping stops the renewals and releases it.
     Lease(LeaseKeeper),
 }
@@ -348,6 +348,16 @@ impl Store {
         lease: Duration,
     ) -> Result<Option<Slot>, BackendError> {
         self.with(log, |b| b.take_slot(key, max, owner, lease))
+    }
+}
+
+impl Slot {
+    /// The slot's number on the file backend (leases have none).
+    pub fn index(&self) -> Option<u32> {
+        match self {
+            Slot::Lock(_, i) => Some(*i),
+            Slot::Lease(_) => None,
+        }
     }
 }
 

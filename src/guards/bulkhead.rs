@@ -32,6 +32,7 @@ pub struct Bulkhead {
     lease: Duration,
     owner: String,
     held: Option<Slot>,
+    last_slot: Option<u32>,
     slots_taken: u32,
     waited: Duration,
     refused: Option<String>,
@@ -54,6 +55,7 @@ impl Bulkhead {
             lease: lease.unwrap_or(DEFAULT_LEASE),
             owner: lease_owner(),
             held: None,
+            last_slot: None,
             slots_taken: 0,
             waited: Duration::ZERO,
             refused: None,
@@ -99,6 +101,7 @@ impl Guard for Bulkhead {
             ) {
                 Ok(Some(slot)) => {
                     self.waited += ctx.timer.now().saturating_sub(start);
+                    self.last_slot = slot.index();
                     self.held = Some(slot);
                     self.slots_taken += 1;
                     return Admission::Proceed;
@@ -178,6 +181,7 @@ impl Guard for Bulkhead {
             "key": self.key,
             "max_concurrent": self.max_concurrent,
             "max_wait": self.max_wait.as_secs_f64(),
+            "slot": self.last_slot,
             "slots_taken": self.slots_taken,
             "waited": self.waited.as_secs_f64(),
             "refused": self.refused,

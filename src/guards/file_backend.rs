@@ -87,7 +87,7 @@ impl StateBackend for FileBackend {
                     lock.file(),
                     nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
                 );
-                return Ok(Some(Slot::Lock(lock)));
+                return Ok(Some(Slot::Lock(lock, i)));
             }
         }
         Ok(None)

@@ -79,10 +79,13 @@ class Handler(BaseHTTPRequestHandler):
         attempt = int(self.headers.get("X-Attempt", "1") or 1)
         code = SERVICE.handle(attempt)
         body = b"ok\n" if code == 200 else b"Service Unavailable\n"
-        self.send_response(code, "OK" if code == 200 else "Service Unavailable")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(code, "OK" if code == 200 else "Service Unavailable")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a client that gave up (curl -m, a stopped host)
 
     def log_message(self, *a):
         pass

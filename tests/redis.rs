@@ -163,6 +163,12 @@ fn two_hosts_with_their_own_state_dirs_share_one_breaker() {
     );
     assert_eq!(b.code, 0, "{}", b.stderr);
     assert!(marker.exists());
+    // Forced open by hand: refused, and the key does not expire (refusals keep it so).
+    admin(&["breaker", "open", "vcenter"], &url, &[]);
+    let b = host(d.path(), "b", &cfg, &["--", "true"], &[]);
+    assert_eq!(b.code, 75, "{}", b.stderr);
+    let ttl = redis.cli(&["-n", "3", "TTL", "retryx:breaker:vcenter"]);
+    assert_eq!(ttl.trim(), "-1", "a forced-open breaker expired");
     // Nothing went to the local state dirs.
     assert!(!d.path().join("a/state/breaker_vcenter.json").exists());
 }

@@ -656,12 +656,16 @@ impl Breaker {
     ) -> Result<Option<R>, String> {
         let (key, settings) = (self.key.clone(), self.settings.clone());
         let local = now_ms(ctx);
-        // The TTL depends on the new state; it is computed inside, from the document.
+        // The TTL follows the state last seen: a breaker forced open by hand never expires.
+        let ttl = ttl_for(
+            &settings,
+            self.last.as_ref().unwrap_or(&BreakerState::default()),
+        );
         let r = self.store.update(
             ctx.log,
             "breaker",
             &self.key,
-            ttl_for(&settings, &BreakerState::default()),
+            ttl,
             local,
             |st: &mut BreakerState, now, found| {
                 st.key = key.clone();
@@ -779,6 +783,7 @@ impl Guard for Breaker {
             self.last = seen.0;
             return Admission::Proceed;
         }
+        self.last = seen.0;
         let (settings, owner) = (self.settings.clone(), self.owner.clone());
         match self.update(ctx, |st, now| st.admit(&settings, now, &owner)) {
             Ok(Some(Admit::Yes { trial })) => {

@@ -266,6 +266,8 @@ pub fn run(
                 spawn_error: spawn_msg.as_deref(),
                 stderr_tail: &stderr,
                 stdout_tail: &stdout,
+                stderr_scan: Some(&out.stderr_scan),
+                stdout_scan: Some(&out.stdout_scan),
                 fail_if_hit: out.fail_if_hit,
                 retry_if_hit: out.retry_if_hit,
             })
@@ -497,6 +499,10 @@ pub fn run(
     );
 
     let end = timer.now();
+    let succeeded = matches!(
+        status,
+        OperationStatus::Completed | OperationStatus::Skipped
+    );
     let record = OperationRecord {
         operation_id: who.operation_id,
         operation_name: op.clone(),
@@ -509,8 +515,9 @@ pub fn run(
         execution_time: end.saturating_sub(start).as_secs_f64(),
         attempts,
         exit_code,
-        final_error_type: final_class,
-        final_error_message: final_message,
+        // Only an operation that did not succeed has a final error; its attempts keep theirs.
+        final_error_type: final_class.filter(|_| !succeeded),
+        final_error_message: final_message.filter(|_| !succeeded),
         stop_reason,
         command: who.command,
         context: who.context,

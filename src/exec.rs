@@ -73,6 +73,9 @@ pub struct AttemptOutput {
     pub stderr_bytes: u64,
     pub retry_if_hit: bool,
     pub fail_if_hit: bool,
+    /// The built-in error table's scan of the whole of each stream.
+    pub stdout_scan: crate::classify::BuiltinScan,
+    pub stderr_scan: crate::classify::BuiltinScan,
     /// The stop signal forwarded to the attempt, when retryx was asked to stop during it.
     pub interrupted_by: Option<i32>,
 }
@@ -88,6 +91,8 @@ impl AttemptOutput {
             stderr_bytes: 0,
             retry_if_hit: false,
             fail_if_hit: false,
+            stdout_scan: Default::default(),
+            stderr_scan: Default::default(),
             interrupted_by: None,
         }
     }
@@ -147,10 +152,12 @@ impl Tail {
     }
 }
 
-/// Scans complete lines for the user's patterns as the stream goes by.
+/// Scans complete lines for the user's patterns and the built-in error table as the stream
+/// goes by.
 struct LineScan {
     retry_if: Vec<BytesRegex>,
     fail_if: Vec<BytesRegex>,
+    builtin: crate::classify::BuiltinScan,
     partial: Vec<u8>,
     retry_hit: bool,
     fail_hit: bool,
@@ -163,8 +170,10 @@ impl LineScan {
     fn active(&self) -> bool {
         (!self.retry_if.is_empty() && !self.retry_hit)
             || (!self.fail_if.is_empty() && !self.fail_hit)
+            || !self.builtin.settled()
     }
     fn check(&mut self, line: &[u8]) {
+        self.builtin.feed_line(line);
         if !self.retry_hit && self.retry_if.iter().any(|r| r.is_match(line)) {
             self.retry_hit = true;
         }
@@ -207,6 +216,7 @@ struct StreamResult {
     total: u64,
     retry_hit: bool,
     fail_hit: bool,
+    builtin: crate::classify::BuiltinScan,
 }
 
 fn bytes_regexes(list: &[regex::Regex]) -> Vec<BytesRegex> {
@@ -300,6 +310,7 @@ impl Stream {
             scan: LineScan {
                 retry_if: bytes_regexes(spec.retry_if),
                 fail_if: bytes_regexes(spec.fail_if),
+                builtin: Default::default(),
                 partial: Vec::new(),
                 retry_hit: false,
                 fail_hit: false,
@@ -355,6 +366,7 @@ impl Stream {
             total: self.total,
             retry_hit: self.scan.retry_hit,
             fail_hit: self.scan.fail_hit,
+            builtin: self.scan.builtin,
         }
     }
 }
@@ -686,6 +698,8 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         stderr_bytes: err.total,
         retry_if_hit: out.retry_hit || err.retry_hit,
         fail_if_hit: out.fail_hit || err.fail_hit,
+        stdout_scan: out.builtin,
+        stderr_scan: err.builtin,
         interrupted_by,
     }
 }
@@ -720,6 +734,7 @@ mod tests {
         let mut s = LineScan {
             retry_if: vec![BytesRegex::new("try again").unwrap()],
             fail_if: vec![BytesRegex::new("fatal").unwrap()],
+            builtin: Default::default(),
             partial: Vec::new(),
             retry_hit: false,
             fail_hit: false,
@@ -732,5 +747,22 @@ mod tests {
         assert!(!s.fail_hit);
         s.finish();
         assert!(s.fail_hit);
+        // The built-in table saw the whole stream, not a tail: the first line decides.
+        let mut b = LineScan {
+            retry_if: Vec::new(),
+            fail_if: Vec::new(),
+            builtin: Default::default(),
+            partial: Vec::new(),
+            retry_hit: false,
+            fail_hit: false,
+        };
+        b.push(b"open /x: Permission denied\n");
+        for _ in 0..2000 {
+            b.push(b"connection refused, retrying with some more text to fill the output\n");
+        }
+        b.finish();
+        let hit = b.builtin.hit().expect("a hit");
+        assert_eq!(hit.class, crate::classify::ErrorClass::PermissionError);
+        assert_eq!(hit.line, "open /x: Permission denied");
     }
 }

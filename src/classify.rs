@@ -10,7 +10,9 @@ use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use builtin::{BuiltinHit, BuiltinScan, builtin_class};
+pub(crate) use builtin::BuiltinScan;
+#[cfg(test)]
+pub(crate) use builtin::builtin_class;
 
 /// The error classes: seed 003's seven retryable and seven non-retryable names, `unknown_error`,
 /// and retryx's own (`spawn_error`, and the guards' refusals).
@@ -194,13 +196,13 @@ pub struct AttemptFacts<'a> {
     pub timed_out: bool,
     /// Spawn failure text ("No such file or directory", ...), when the command never started.
     pub spawn_error: Option<&'a str>,
-    /// The tail of stderr, then of stdout; user `error_patterns` look here, and the built-in
-    /// table too when the whole streams were not scanned.
+    /// The tail of stderr, then of stdout; user `error_patterns` and the built-in table look
+    /// here.
     pub stderr_tail: &'a str,
     pub stdout_tail: &'a str,
-    /// The built-in table's scan of the whole of stderr and of stdout, as they streamed.
-    pub stderr_scan: Option<&'a BuiltinScan>,
-    pub stdout_scan: Option<&'a BuiltinScan>,
+    /// The built-in table's scan of what stderr and stdout wrote before their tails.
+    pub(crate) stderr_scan: Option<&'a BuiltinScan>,
+    pub(crate) stdout_scan: Option<&'a BuiltinScan>,
     /// Whether a `--fail-if` / `--retry-if` pattern matched anywhere in the streamed output.
     pub fail_if_hit: bool,
     pub retry_if_hit: bool,
@@ -369,21 +371,15 @@ impl Classifier {
                 }
             }
         }
+        // The exec layer scanned what left each stream's tail; the tail is read here, so a run
+        // that succeeds never pays for the table.
         let scans = [
             (facts.stderr_scan, facts.stderr_tail),
             (facts.stdout_scan, facts.stdout_tail),
         ];
-        for (scan, tail) in scans {
-            let own;
-            let scan = match scan {
-                Some(s) if s.fed() => s,
-                _ => {
-                    let mut s = BuiltinScan::default();
-                    s.feed_text(tail);
-                    own = s;
-                    &own
-                }
-            };
+        for (before_tail, tail) in scans {
+            let mut scan = before_tail.cloned().unwrap_or_default();
+            scan.feed_text(tail);
             if let Some(h) = scan.hit() {
                 return Some((h.class, h.retryable, h.line.clone()));
             }

@@ -73,9 +73,10 @@ pub struct AttemptOutput {
     pub stderr_bytes: u64,
     pub retry_if_hit: bool,
     pub fail_if_hit: bool,
-    /// The built-in error table's scan of the whole of each stream.
-    pub stdout_scan: crate::classify::BuiltinScan,
-    pub stderr_scan: crate::classify::BuiltinScan,
+    /// The built-in error table's scan of what each stream wrote before its tail (the
+    /// classifier reads the tail itself, so a run that succeeds never pays for it).
+    pub(crate) stdout_scan: crate::classify::BuiltinScan,
+    pub(crate) stderr_scan: crate::classify::BuiltinScan,
     /// The stop signal forwarded to the attempt, when retryx was asked to stop during it.
     pub interrupted_by: Option<i32>,
 }
@@ -115,49 +116,64 @@ pub struct AttemptSpec<'a> {
     pub fail_if: &'a [regex::Regex],
 }
 
-/// Keeps the last `cap` bytes of a stream in at most `2 * cap` bytes of memory.
+/// Keeps the last `cap` bytes of a stream in at most `2 * cap` bytes of memory (plus one read),
+/// and passes what it drops, line by line, to the built-in error table: the classifier reads
+/// the tail itself, so together they see the whole stream, and output that fits in the tail
+/// (most runs) costs no scanning at all.
 struct Tail {
     buf: Vec<u8>,
     cap: usize,
+    evicted: crate::classify::BuiltinScan,
 }
+
+/// How far past the cut a drop may reach to end on a line boundary (so the tail starts at a
+/// line and no line is scanned in two halves).
+const LINE_SLACK: usize = 4096;
 
 impl Tail {
     fn new(cap: usize) -> Self {
         Tail {
             buf: Vec::new(),
             cap,
+            evicted: Default::default(),
         }
     }
     fn push(&mut self, chunk: &[u8]) {
-        if self.cap == 0 {
-            return;
-        }
-        if chunk.len() >= self.cap {
-            self.buf.clear();
-            self.buf.extend_from_slice(&chunk[chunk.len() - self.cap..]);
-            return;
-        }
         self.buf.extend_from_slice(chunk);
         if self.buf.len() > 2 * self.cap {
-            let cut = self.buf.len() - self.cap;
-            self.buf.drain(..cut);
+            self.evict();
         }
     }
-    fn finish(mut self) -> Vec<u8> {
-        if self.buf.len() > self.cap {
-            let cut = self.buf.len() - self.cap;
-            self.buf.drain(..cut);
+    /// Drops all but the last `cap` bytes (to the next line start, when one is near).
+    fn evict(&mut self) {
+        let mut cut = self.buf.len().saturating_sub(self.cap);
+        if cut == 0 {
+            return;
         }
-        self.buf
+        let reach = (cut + LINE_SLACK).min(self.buf.len());
+        if let Some(nl) = self.buf[cut.saturating_sub(1)..reach]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            cut = cut.saturating_sub(1) + nl + 1;
+        }
+        if !self.evicted.settled() {
+            for line in self.buf[..cut].split(|&b| b == b'\n') {
+                self.evicted.feed_line(line);
+            }
+        }
+        self.buf.drain(..cut);
+    }
+    fn finish(mut self) -> (Vec<u8>, crate::classify::BuiltinScan) {
+        self.evict();
+        (self.buf, self.evicted)
     }
 }
 
-/// Scans complete lines for the user's patterns and the built-in error table as the stream
-/// goes by.
+/// Scans complete lines for the user's patterns as the stream goes by.
 struct LineScan {
     retry_if: Vec<BytesRegex>,
     fail_if: Vec<BytesRegex>,
-    builtin: crate::classify::BuiltinScan,
     partial: Vec<u8>,
     retry_hit: bool,
     fail_hit: bool,
@@ -170,10 +186,8 @@ impl LineScan {
     fn active(&self) -> bool {
         (!self.retry_if.is_empty() && !self.retry_hit)
             || (!self.fail_if.is_empty() && !self.fail_hit)
-            || !self.builtin.settled()
     }
     fn check(&mut self, line: &[u8]) {
-        self.builtin.feed_line(line);
         if !self.retry_hit && self.retry_if.iter().any(|r| r.is_match(line)) {
             self.retry_hit = true;
         }
@@ -310,7 +324,6 @@ impl Stream {
             scan: LineScan {
                 retry_if: bytes_regexes(spec.retry_if),
                 fail_if: bytes_regexes(spec.fail_if),
-                builtin: Default::default(),
                 partial: Vec::new(),
                 retry_hit: false,
                 fail_hit: false,
@@ -361,12 +374,13 @@ impl Stream {
 
     fn finish(mut self) -> StreamResult {
         self.scan.finish();
+        let (tail, builtin) = self.tail.finish();
         StreamResult {
-            tail: self.tail.finish(),
+            tail,
             total: self.total,
             retry_hit: self.scan.retry_hit,
             fail_hit: self.scan.fail_hit,
-            builtin: self.scan.builtin,
+            builtin,
         }
     }
 }
@@ -723,10 +737,10 @@ mod tests {
             assert!(t.buf.len() <= 20);
         }
         // "...0997" "0998" "0999": the last ten bytes
-        assert_eq!(t.finish(), b"9709980999");
+        assert_eq!(t.finish().0, b"9709980999");
         let mut big = Tail::new(4);
         big.push(b"abcdefgh");
-        assert_eq!(big.finish(), b"efgh");
+        assert_eq!(big.finish().0, b"efgh");
     }
 
     #[test]
@@ -734,7 +748,6 @@ mod tests {
         let mut s = LineScan {
             retry_if: vec![BytesRegex::new("try again").unwrap()],
             fail_if: vec![BytesRegex::new("fatal").unwrap()],
-            builtin: Default::default(),
             partial: Vec::new(),
             retry_hit: false,
             fail_hit: false,
@@ -747,22 +760,27 @@ mod tests {
         assert!(!s.fail_hit);
         s.finish();
         assert!(s.fail_hit);
-        // The built-in table saw the whole stream, not a tail: the first line decides.
-        let mut b = LineScan {
-            retry_if: Vec::new(),
-            fail_if: Vec::new(),
-            builtin: Default::default(),
-            partial: Vec::new(),
-            retry_hit: false,
-            fail_hit: false,
-        };
-        b.push(b"open /x: Permission denied\n");
-        for _ in 0..2000 {
-            b.push(b"connection refused, retrying with some more text to fill the output\n");
+    }
+
+    #[test]
+    fn what_leaves_the_tail_is_scanned_by_whole_lines() {
+        let mut t = Tail::new(1000);
+        t.push(b"open /x: Permission denied\n");
+        for _ in 0..200 {
+            t.push(b"connection refused, retrying with some more text to fill the output\n");
         }
-        b.finish();
-        let hit = b.builtin.hit().expect("a hit");
+        let (tail, scan) = t.finish();
+        assert!(
+            tail.len() <= 1000 && tail.starts_with(b"connection"),
+            "the tail starts at a line"
+        );
+        let hit = scan.hit().expect("the dropped part was scanned");
         assert_eq!(hit.class, crate::classify::ErrorClass::PermissionError);
         assert_eq!(hit.line, "open /x: Permission denied");
+        // A tail that never overflowed scanned nothing.
+        let mut small = Tail::new(1000);
+        small.push(b"permission denied\n");
+        let (_, scan) = small.finish();
+        assert!(scan.hit().is_none());
     }
 }

@@ -1,5 +1,6 @@
-//! The built-in error table: which output line decides an attempt's class, line by line as the
-//! output streams. Pure (no I/O, no clock); knows nothing of retry_conditions or user rules.
+//! The built-in error table: which output line decides an attempt's class, over the whole
+//! output (exec feeds what leaves the tail, the classifier the tail). Pure (no I/O, no clock);
+//! knows nothing of retry_conditions or user rules.
 //!
 //! One ordered list of rows. The row that comes first in the list wins, wherever in the output
 //! its line is: specific phrases first (they name the real cause where a generic word also
@@ -210,12 +211,12 @@ fn neutral() -> &'static regex::bytes::Regex {
 
 /// The row that decided, and the line it matched (for messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuiltinHit {
+pub(crate) struct BuiltinHit {
     row: usize,
-    pub class: ErrorClass,
-    pub retryable: bool,
+    pub(crate) class: ErrorClass,
+    pub(crate) retryable: bool,
     /// The output line that matched, trimmed, at most `QUOTE_MAX` characters.
-    pub line: String,
+    pub(crate) line: String,
 }
 
 /// Longest quote of a deciding line kept for messages.
@@ -223,16 +224,13 @@ const QUOTE_MAX: usize = 300;
 
 /// The built-in table's verdict over one stream, fed line by line as the output goes by.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BuiltinScan {
+pub(crate) struct BuiltinScan {
     best: Option<BuiltinHit>,
-    /// Whether any line was fed (a scan that saw nothing defers to the output's tail).
-    fed: bool,
 }
 
 impl BuiltinScan {
     /// Looks at one line (no newline). Cheap for lines that match nothing.
-    pub fn feed_line(&mut self, line: &[u8]) {
-        self.fed = true;
+    pub(crate) fn feed_line(&mut self, line: &[u8]) {
         if self.settled() || line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
@@ -262,28 +260,25 @@ impl BuiltinScan {
     }
 
     /// Feeds every line of a text.
-    pub fn feed_text(&mut self, text: &str) {
+    pub(crate) fn feed_text(&mut self, text: &str) {
         for line in text.lines() {
             self.feed_line(line.as_bytes());
         }
     }
 
     /// Row 0 matched: nothing later can win, so the rest of the stream need not be looked at.
-    pub fn settled(&self) -> bool {
+    pub(crate) fn settled(&self) -> bool {
         self.best.as_ref().is_some_and(|b| b.row == 0)
     }
 
-    pub fn fed(&self) -> bool {
-        self.fed
-    }
-
-    pub fn hit(&self) -> Option<&BuiltinHit> {
+    pub(crate) fn hit(&self) -> Option<&BuiltinHit> {
         self.best.as_ref()
     }
 }
 
 /// The built-in class of a whole text and whether it is retryable by nature.
-pub fn builtin_class(text: &str) -> Option<(ErrorClass, bool)> {
+#[cfg(test)]
+pub(crate) fn builtin_class(text: &str) -> Option<(ErrorClass, bool)> {
     let mut scan = BuiltinScan::default();
     scan.feed_text(text);
     scan.hit().map(|h| (h.class, h.retryable))

@@ -144,3 +144,94 @@ fn a_completed_operation_has_no_final_error() {
         doc["retry"]["final_error_type"]
     );
 }
+
+/// Runs `retryx -c CONFIG --result-json R -- sh -c SCRIPT`.
+fn run_config(dir: &Path, config: &Value, script: &str) -> (Option<i32>, Value, String) {
+    let cfg = dir.join("cfg.json");
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let path = dir.join("result.json");
+    let _ = std::fs::remove_file(&path);
+    let out = Command::new(env!("CARGO_BIN_EXE_retryx"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("--result-json")
+        .arg(&path)
+        .args(["--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("retryx runs");
+    let doc = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    (
+        out.status.code(),
+        doc,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn class_overrides_set_the_policy_after_a_failure_of_their_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    // The operation's own policy would wait 30 s; throttling gets its own, shorter here.
+    let config = serde_json::json!({
+        "max_attempts": 5, "base_delay": 30, "max_delay": 60, "jitter": "none",
+        "class_overrides": {"rate_limit_exceeded": {"base_delay": 0.2, "max_delay": 0.2, "max_attempts": 3}}
+    });
+    let (code, doc, err) = run_config(
+        dir.path(),
+        &config,
+        "echo 'HTTP/1.1 429 Too Many Requests' >&2; exit 1",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let a = doc["retry"]["attempts"].as_array().unwrap();
+    assert_eq!(a.len(), 3, "the class's max_attempts: {doc}");
+    assert_eq!(a[0]["policy_class"], "rate_limit_exceeded");
+    assert_eq!(a[0]["delay_before_retry"], 0.2);
+    assert_eq!(a[1]["delay_before_retry"], 0.2);
+    assert!(started.elapsed().as_secs() < 20);
+    // Another class keeps the operation's policy (and no policy_class).
+    let config = serde_json::json!({
+        "max_attempts": 2, "base_delay": 0.1, "jitter": "none",
+        "class_overrides": {"rate_limit_exceeded": {"base_delay": 30, "max_delay": 60}}
+    });
+    let (_, doc, _) = run_config(dir.path(), &config, "echo 'connection refused' >&2; exit 1");
+    let a0 = &doc["retry"]["attempts"][0];
+    assert_eq!(a0["delay_before_retry"], 0.1, "{doc}");
+    assert!(a0.get("policy_class").is_none(), "{a0}");
+}
+
+#[test]
+fn class_overrides_work_inside_operation_configs_and_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "operation": "api", "max_attempts": 4, "base_delay": 30, "jitter": "none",
+        "operation_configs": {"api": {"class_overrides": {"service_unavailable": {"base_delay": 0.1, "max_delay": 0.1, "max_attempts": 2}}}}
+    });
+    let (_, doc, err) = run_config(dir.path(), &config, "echo 'HTTP 503' >&2; exit 1");
+    assert_eq!(doc["retry"]["attempt_count"], 2, "{err}");
+    assert_eq!(
+        doc["retry"]["attempts"][0]["policy_class"],
+        "service_unavailable"
+    );
+    // Bad input is refused before anything runs, naming the key.
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let bad = serde_json::json!({"class_overrides": {"rate_limit_exceeded": {"base_delay": 60, "max_delay": 1}}});
+    let (code, _, err) = run_config(dir.path(), &bad, &touch);
+    assert_eq!(code, Some(125), "{err}");
+    assert!(
+        err.contains("class_overrides.rate_limit_exceeded.max_delay"),
+        "{err}"
+    );
+    let bad = serde_json::json!({"class_overrides": {"throttled": {"base_delay": 1}}});
+    let (code, _, err) = run_config(dir.path(), &bad, &touch);
+    assert_eq!(code, Some(125), "{err}");
+    assert!(err.contains("class_overrides"), "{err}");
+    let bad = serde_json::json!({"class_overrides": {"timeout": {"jitter": "none"}}});
+    let (code, _, err) = run_config(dir.path(), &bad, &touch);
+    assert_eq!(code, Some(125), "{err}");
+    assert!(!marker.exists());
+}

@@ -1104,6 +1104,7 @@ mod tests {
             stdout_bytes: 0,
             stderr_bytes: 0,
             download: None,
+            policy_class: None,
         };
         OperationRecord {
             operation_id: crate::record::new_operation_id(name, 1),

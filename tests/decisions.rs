@@ -235,3 +235,41 @@ fn class_overrides_work_inside_operation_configs_and_are_validated() {
     assert_eq!(code, Some(125), "{err}");
     assert!(!marker.exists());
 }
+
+#[test]
+fn an_open_session_lists_its_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let arts = dir.path().join("arts");
+    for (op, script) in [("first", "true"), ("second", "echo 'HTTP 404' >&2; exit 1")] {
+        let status = Command::new(env!("CARGO_BIN_EXE_retryx"))
+            .args([
+                "-q",
+                "-n",
+                "1",
+                "--session-id",
+                "retry_1_open",
+                "--operation",
+                op,
+            ])
+            .arg("--artifacts-dir")
+            .arg(&arts)
+            .args(["--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.code().is_some());
+    }
+    let doc: Value = serde_json::from_slice(
+        &std::fs::read(arts.join("retry_session_retry_1_open.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc["session_status"], "open");
+    let ops = doc["operations"].as_array().unwrap();
+    let names: Vec<&str> = ops
+        .iter()
+        .map(|o| o["operation_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "second"], "{doc}");
+    assert_eq!(doc["final_statistics"]["total_operations"], 2, "{doc}");
+}

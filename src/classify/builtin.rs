@@ -223,9 +223,11 @@ pub(crate) struct BuiltinHit {
 const QUOTE_MAX: usize = 300;
 
 /// The built-in table's verdict over one stream, fed line by line as the output goes by.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct BuiltinScan {
     best: Option<BuiltinHit>,
+    /// The lowered line, reused: a long output must not cost an allocation per line.
+    lowered: Vec<u8>,
 }
 
 impl BuiltinScan {
@@ -234,12 +236,19 @@ impl BuiltinScan {
         if self.settled() || line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let lowered = line.to_ascii_lowercase();
+        let mut lowered = std::mem::take(&mut self.lowered);
+        lowered.clear();
+        lowered.extend(line.iter().map(u8::to_ascii_lowercase));
+        self.judge(line, &lowered);
+        self.lowered = lowered;
+    }
+
+    fn judge(&mut self, line: &[u8], lowered: &[u8]) {
         let t = table();
-        let Some(mut row) = t.first_row(&lowered) else {
+        let Some(mut row) = t.first_row(lowered) else {
             return;
         };
-        let masked = neutral().replace_all(&lowered, &b" "[..]);
+        let masked = neutral().replace_all(lowered, &b" "[..]);
         if masked.len() != lowered.len() || masked[..] != lowered[..] {
             match t.first_row(&masked) {
                 Some(r) => row = r,

@@ -89,6 +89,10 @@ impl<'a> Run<'a> {
     /// mode too; building writes nothing.
     pub(crate) fn execute(mut self, shown: Shown, kind: &mut dyn Kind) -> Answer {
         let config = &self.resolved.config;
+        // The same checks as `retryx validate` (app/validate.rs), before anything runs.
+        if let Err(msg) = super::validate::check_records(config) {
+            return Answer::usage(msg);
+        }
         let state_dir = crate::guards::state_dir_for(config);
         let mut guards = match crate::guards::build(config, &self.plan, &state_dir) {
             Ok(g) => g,

@@ -595,7 +595,9 @@ fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
     if let Some(op) = operation {
         flags.insert("operation".into(), json!(op));
     }
-    Resolved::from_value(raw, flags, true)
+    let resolved = Resolved::from_value(raw, flags, true)
+        .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+    crate::app::validate::check(&resolved)
         .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
     println!("{}: valid", file.display());
     Ok(0)

@@ -239,7 +239,7 @@ with_operation_keys! {
         /// Send to external_systems (default true when any is configured).
         pub external_integration: Option<bool>,
         pub external_systems: Option<Vec<ExternalSystem>>,
-        /// Bound on all notification delivery of one run (default 30s).
+        /// Bound on all notification delivery of one run, every try of every receiver (default 10s).
         pub notification_timeout: Option<DurationSpec>,
         /// For action notify: metrics, alerts or test.
         pub notify_kind: Option<String>,

@@ -273,3 +273,52 @@ fn an_open_session_lists_its_operations() {
     assert_eq!(names, ["first", "second"], "{doc}");
     assert_eq!(doc["final_statistics"]["total_operations"], 2, "{doc}");
 }
+
+#[test]
+fn validate_refuses_bad_receiver_urls_and_headers_without_echoing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.json");
+    let cases = [
+        (json_sys("htp:/x", None), "external_systems[0].url"),
+        (json_sys("https://", None), "external_systems[0].url"),
+        (
+            json_sys("https://h.example/x", Some("Bearer")),
+            "external_systems[0].auth_header",
+        ),
+        (
+            json_sys("https://h.example/x", Some("Bearer s3cr3t\nX-Evil: 1")),
+            "external_systems[0].auth_header",
+        ),
+    ];
+    for (config, key) in cases {
+        std::fs::write(&cfg, config.to_string()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_retryx"))
+            .arg("validate")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{config}: {err}");
+        assert!(err.contains(key), "{err}");
+        assert!(!err.contains("s3cr3t") && !err.contains("htp:/x"), "{err}");
+    }
+    std::fs::write(
+        &cfg,
+        json_sys("https://h.example/x", Some("Bearer abc")).to_string(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_retryx"))
+        .arg("validate")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
+
+fn json_sys(url: &str, auth: Option<&str>) -> Value {
+    let mut sys = serde_json::json!({"name": "hooks", "url": url});
+    if let Some(a) = auth {
+        sys["auth_header"] = a.into();
+    }
+    serde_json::json!({"external_systems": [sys]})
+}

@@ -49,6 +49,10 @@ pub struct AttemptRecord {
     /// Download operations only: what this attempt moved over the network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download: Option<DownloadAttempt>,
+    /// The class whose `class_overrides` entry set the wait after this attempt (and the limits
+    /// from then on); absent when the operation's own policy did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_class: Option<ErrorClass>,
 }
 
 /// Per-attempt facts of a download (`action: download`).

@@ -306,6 +306,7 @@ pub fn run(
             stdout_bytes: out.stdout_bytes,
             stderr_bytes: out.stderr_bytes,
             download: None,
+            failed_task: None,
         };
         exit_code = out.exit.shell_code();
         let exit_for_log = out.exit.clone();

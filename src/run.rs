@@ -46,7 +46,7 @@ fn cmd_value(c: &Option<CommandLine>) -> Value {
     }
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

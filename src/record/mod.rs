@@ -48,6 +48,9 @@ pub struct AttemptRecord {
     /// Download operations only: what this attempt moved over the network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download: Option<DownloadAttempt>,
+    /// Operations of Ansible tasks (`retry_tasks`) only: the name of the task that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_task: Option<String>,
 }
 
 /// Per-attempt facts of a download (`action: download`).

@@ -1106,6 +1106,7 @@ mod tests {
             stdout_bytes: 0,
             stderr_bytes: 0,
             download: None,
+            failed_task: None,
         };
         OperationRecord {
             operation_id: crate::record::new_operation_id(name, 1),

@@ -5,13 +5,13 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::cancel::Cancel;
-use crate::clock::RealTimer;
+use crate::app::task_operation::{Env, Finished, Step, TaskFacts, TaskState, last_error};
 use crate::config::{Resolved, format_duration};
+use crate::front::document::{self as result, REDACTED};
+use crate::front::module::AnsibleFlags;
 use crate::log::Logger;
-use crate::module::AnsibleFlags;
-use crate::result::{self, REDACTED};
-use crate::task_op::{Env, Finished, Step, TaskFacts, TaskState, last_error};
+use crate::sys::clock::RealTimer;
+use crate::sys::stop::Cancel;
 
 /// The two actions of a task operation (kept out of `config::Action`: they only exist
 /// between the role and the module, never on the CLI).
@@ -122,7 +122,7 @@ pub(crate) fn run(action: TaskAction, mut args: Map<String, Value>, flags: &Ansi
                 format!("tasks: {l}")
             }
         }),
-        host: crate::run::host_name(),
+        host: crate::app::run_command::host_name(),
     };
     let step = match (action, state) {
         (TaskAction::Start, state) => env.start(state),
@@ -172,21 +172,46 @@ pub(crate) fn run(action: TaskAction, mut args: Map<String, Value>, flags: &Ansi
     out
 }
 
+fn text_of(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| text_of(Some(x)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The failed task's result (`ansible_failed_result`) read into the facts the operation
+/// classifies: msg, stdout, stderr, exception, rc, and an HTTP status.
 fn task_facts(taken: &mut Map<String, Value>) -> Result<TaskFacts, String> {
     let result = match taken.remove("task_result") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(v @ Value::Object(_)) => v,
-        Some(Value::String(s)) if s.is_empty() => Value::Object(Map::new()),
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(Value::String(s)) if s.is_empty() => Map::new(),
         Some(other) => {
             return Err(format!(
                 "key 'task_result': expected the failed task's result (a dict), got {other}"
             ));
         }
     };
+    let number = |k: &str| match result.get(k) {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
     let until_false = opt_string(taken, "task_until_false")?;
     Ok(TaskFacts {
         failed: truthy(taken.get("task_failed")) || until_false.is_some(),
-        result,
+        msg: text_of(result.get("msg")),
+        stdout: text_of(result.get("stdout")),
+        stderr: text_of(result.get("stderr")),
+        exception: text_of(result.get("exception")),
+        rc: number("rc").and_then(|c| i32::try_from(c).ok()),
+        status: number("status"),
         task: opt_string(taken, "task_name")?,
         until_false,
     })
@@ -263,7 +288,7 @@ fn finished(
         // Check mode runs the tasks once and writes no record (as `run` writes none).
         out["changed"] = json!(false);
     } else {
-        crate::record::actions::after_run(&resolved.config, true, &outcome.record, &mut out, log);
+        crate::app::session::after_run(&resolved.config, true, &outcome.record, &mut out, log);
         let mut exit_code = outcome.exit_code();
         crate::sinks::notify_after_operation(
             &resolved.config,

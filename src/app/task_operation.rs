@@ -9,11 +9,8 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::cancel::Cancel;
 use crate::classify::{AttemptFacts, ErrorClass, Verdict};
-use crate::clock::Timer;
 use crate::config::{Plan, Resolved, format_duration};
 use crate::guards::{Admission, AttemptView, GuardCtx, GuardSet, RetryVerdict};
 use crate::log::Logger;
@@ -21,6 +18,8 @@ use crate::record::{
     AttemptRecord, AttemptStatus, OperationRecord, OperationStatus, new_operation_id,
     new_session_id, timestamp,
 };
+use crate::sys::clock::Timer;
+use crate::sys::stop::Cancel;
 
 /// What the role carries from one call to the next (`retry.task_state` in, `task_state` out).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,12 +40,18 @@ pub(crate) struct TaskState {
     pub adjustments: Vec<String>,
 }
 
-/// What Ansible reported about one attempt (the role's rescue fills it).
+/// What the caller reported about one attempt (the role's rescue fills it from the failed
+/// task's result; the front door reads that result into these fields).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TaskFacts {
     pub failed: bool,
-    /// `ansible_failed_result` of the failed task.
-    pub result: Value,
+    pub msg: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub exception: String,
+    pub rc: Option<i32>,
+    /// An HTTP status the failed step reported (`uri`, `get_url`, ...).
+    pub status: Option<i64>,
     pub task: Option<String>,
     /// `retry_until` was given and was false after the tasks succeeded: its text.
     pub until_false: Option<String>,
@@ -104,19 +109,6 @@ pub(crate) fn http_class(status: i64) -> Option<ErrorClass> {
     })
 }
 
-fn text_of(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| text_of(Some(x)))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Some(other) => other.to_string(),
-    }
-}
-
 /// Classifies a failed task's result: user rules first (fail/retry exit codes on `rc`,
 /// `fail_if`/`retry_if`, `error_patterns`), then the HTTP status, then the built-in patterns
 /// over `msg`, `stderr`, `stdout`, `exception`.
@@ -132,15 +124,10 @@ pub(crate) fn classify_task(plan: &Plan, facts: &TaskFacts) -> Verdict {
             message: format!("retry_until is false: {expr}"),
         };
     }
-    let r = &facts.result;
-    let msg = text_of(r.get("msg"));
-    let stdout = format!("{msg}\n{}", text_of(r.get("stdout")));
-    let stderr = format!(
-        "{}\n{}",
-        text_of(r.get("stderr")),
-        text_of(r.get("exception"))
-    );
-    let rc = r.get("rc").and_then(Value::as_i64).map(|c| c as i32);
+    let msg = &facts.msg;
+    let stdout = format!("{msg}\n{}", facts.stdout);
+    let stderr = format!("{}\n{}", facts.stderr, facts.exception);
+    let rc = facts.rc;
     let any = |res: &[regex::Regex]| {
         res.iter()
             .any(|re| re.is_match(&stdout) || re.is_match(&stderr))
@@ -174,7 +161,7 @@ pub(crate) fn classify_task(plan: &Plan, facts: &TaskFacts) -> Verdict {
             .user_patterns
             .iter()
             .any(|p| p.regex.is_match(&stdout) || p.regex.is_match(&stderr));
-    let status = r.get("status").and_then(Value::as_i64);
+    let status = facts.status;
     if !user_rule && let Some(class) = status.and_then(http_class) {
         verdict = Verdict {
             class,
@@ -185,7 +172,7 @@ pub(crate) fn classify_task(plan: &Plan, facts: &TaskFacts) -> Verdict {
     }
     // A command's output says more than its "non-zero return code"; other tasks' msg says
     // more than anything else.
-    let output = crate::classify::last_line(&text_of(r.get("stderr")), &text_of(r.get("stdout")));
+    let output = crate::classify::last_line(&facts.stderr, &facts.stdout);
     let first_msg = msg.lines().map(str::trim).find(|l| !l.is_empty());
     if let Some(m) = first_msg.filter(|_| rc.is_none() || output.is_none()) {
         verdict.message = m.chars().take(500).collect();
@@ -255,7 +242,7 @@ impl Env<'_> {
         }
         let exit_code = match status {
             OperationStatus::Completed | OperationStatus::Skipped => 0,
-            OperationStatus::Refused => crate::exit_codes::REFUSED,
+            OperationStatus::Refused => crate::app::exit::REFUSED,
             OperationStatus::Aborted => 128 + aborted_by.unwrap_or(15),
             OperationStatus::Failed => state.attempts.last().and_then(|a| a.exit_code).unwrap_or(1),
         };
@@ -313,7 +300,9 @@ impl Env<'_> {
                     session_id,
                     started: epoch(self.timer),
                     start_time: timestamp(now),
-                    seed: plan.jitter_seed.unwrap_or_else(crate::entropy::random_u64),
+                    seed: plan
+                        .jitter_seed
+                        .unwrap_or_else(crate::sys::entropy::random_u64),
                     attempt: 1,
                     pending_delay: 0.0,
                     attempt_started: 0.0,
@@ -450,11 +439,7 @@ impl Env<'_> {
             should_retry: false,
             delay_before_retry: 0.0,
             execution_time: duration,
-            exit_code: facts
-                .result
-                .get("rc")
-                .and_then(Value::as_i64)
-                .map(|c| c as i32),
+            exit_code: facts.rc,
             signal: None,
             timed_out: false,
             retry_reason: verdict.as_ref().map(|v| v.reason.clone()),
@@ -559,8 +544,8 @@ impl Env<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FakeTimer;
-    use serde_json::{Map, json};
+    use crate::sys::clock::FakeTimer;
+    use serde_json::{Map, Value, json};
 
     fn resolved(v: Value) -> Resolved {
         match Resolved::from_value(v, Map::new(), true) {
@@ -570,9 +555,21 @@ mod tests {
     }
 
     fn failed(result: Value) -> TaskFacts {
+        let text = |k: &str| {
+            result
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         TaskFacts {
             failed: true,
-            result,
+            msg: text("msg"),
+            stdout: text("stdout"),
+            stderr: text("stderr"),
+            exception: String::new(),
+            rc: result.get("rc").and_then(Value::as_i64).map(|c| c as i32),
+            status: result.get("status").and_then(Value::as_i64),
             task: Some("call the API".into()),
             until_false: None,
         }

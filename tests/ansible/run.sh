@@ -78,14 +78,14 @@ example() {
     (cd "$root/ansible" && ansible-playbook "$@")
 }
 
-# no_log: the play's own assertions, then the console output (at -v) and every
+# no_log: the play's own assertions, then the console output (at -vvv) and every
 # file of the artifacts dir (gzip included) are searched for the secret.
 no_log_test() {
     local dir="$tmp/pb.no_log" out="$tmp/no_log.console"
     mkdir -p "$dir"
     RETRYX_TEST_SECRET="nolog-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')"
     export RETRYX_TEST_SECRET
-    ansible-playbook -v "$root/tests/ansible/playbooks/no_log.yml" -e "test_tmp=$dir" >"$out" 2>&1
+    ansible-playbook -vvv "$root/tests/ansible/playbooks/no_log.yml" -e "test_tmp=$dir" >"$out" 2>&1
     local rc=$?
     python3 - "$out" "$dir" <<'PY'
 import gzip, os, sys

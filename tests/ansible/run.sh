@@ -232,6 +232,7 @@ runner_test() {
 }
 
 check retry_tasks          with_service retry_tasks
+check tasks_keywords       with_service tasks_keywords
 check success_after_retries playbook success_after_retries
 check non_retryable        playbook non_retryable
 check timeout              playbook timeout

@@ -242,7 +242,7 @@ impl Env<'_> {
         }
         let exit_code = match status {
             OperationStatus::Completed | OperationStatus::Skipped => 0,
-            OperationStatus::Refused => crate::app::exit::REFUSED,
+            OperationStatus::Refused => crate::exit::REFUSED,
             OperationStatus::Aborted => 128 + aborted_by.unwrap_or(15),
             OperationStatus::Failed => state.attempts.last().and_then(|a| a.exit_code).unwrap_or(1),
         };

@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
-use crate::app::exit::USAGE;
-use crate::app::run_command::{RunOptions, run_operation};
+use crate::app::Answer;
+use crate::app::operation::RunOptions;
 use crate::classify::ErrorClass;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
+use crate::exit::USAGE;
 use crate::log::Logger;
 use crate::policy::{JitterKind, PolicyKind};
 use crate::sys::clock::RealTimer;
@@ -194,7 +195,7 @@ fn notify_test(config: &PathBuf, as_json: bool) -> Result<i32, Usage> {
         println!("external_integration is false: nothing sent");
         return Ok(0);
     }
-    let res = crate::sinks::notify_test(cfg);
+    let res = crate::app::notify::test(cfg);
     if as_json {
         let text = serde_json::to_string_pretty(&res.outcomes).map_err(|e| Usage(e.to_string()))?;
         println!("{text}");
@@ -479,23 +480,26 @@ fn run_command(a: RunArgs) -> Result<i32, Usage> {
         log.warn("signals will not be forwarded", &[("error", e)]);
     }
     let timer = RealTimer::new();
-    let report = run_operation(
-        &resolved,
-        &RunOptions {
-            passthrough: true,
-            want_result: a.result_json.is_some(),
-            ..Default::default()
-        },
-        &log,
-        &cancel,
-        &timer,
-    );
-    if let Some(path) = &a.result_json
-        && let Err(e) = write_result(path, &report.result)
+    let opts = RunOptions {
+        passthrough: true,
+        want_result: a.result_json.is_some(),
+        ..Default::default()
+    };
+    let answer = crate::app::run_command::run(&resolved, &opts, &log, &cancel, &timer);
+    if !answer.ran && answer.failed() {
+        log.error("operation not started", &[("error", answer.msg.clone())]);
+    }
+    Ok(present(&answer, a.result_json.as_deref(), &log))
+}
+
+/// Writes the result document when asked; the answer's exit code is the process's.
+fn present(answer: &Answer, result_json: Option<&str>, log: &Logger) -> i32 {
+    if let Some(path) = result_json
+        && let Err(e) = write_result(path, &super::document::of(answer))
     {
         log.error("cannot write the result document", &[("error", e)]);
     }
-    Ok(report.exit_code)
+    answer.exit_code
 }
 
 /// `Name: value` into a header pair; the value is never echoed in an error.
@@ -571,33 +575,18 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         log.warn("signals will not be handled", &[("error", e)]);
     }
     let timer = RealTimer::new();
-    let report = run_operation(
-        &resolved,
-        &RunOptions {
-            passthrough: true,
-            want_result: a.result_json.is_some(),
-            ..Default::default()
-        },
-        &log,
-        &cancel,
-        &timer,
-    );
-    if report.outcome.is_none()
-        && report.result.get("failed") == Some(&Value::Bool(true))
-        && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
-    {
-        log.error("download not started", &[("error", msg.to_string())]);
-    } else if report.outcome.is_none()
-        && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
-    {
-        log.info(msg, &[]);
+    let opts = RunOptions {
+        passthrough: true,
+        want_result: a.result_json.is_some(),
+        ..Default::default()
+    };
+    let answer = crate::app::run_command::run(&resolved, &opts, &log, &cancel, &timer);
+    if !answer.ran && answer.failed() {
+        log.error("download not started", &[("error", answer.msg.clone())]);
+    } else if !answer.ran {
+        log.info(&answer.msg, &[]);
     }
-    if let Some(path) = &a.result_json
-        && let Err(e) = write_result(path, &report.result)
-    {
-        log.error("cannot write the result document", &[("error", e)]);
-    }
-    Ok(report.exit_code)
+    Ok(present(&answer, a.result_json.as_deref(), &log))
 }
 
 fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
@@ -606,7 +595,9 @@ fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
     if let Some(op) = operation {
         flags.insert("operation".into(), json!(op));
     }
-    Resolved::from_value(raw, flags, true)
+    let resolved = Resolved::from_value(raw, flags, true)
+        .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+    crate::app::validate::check(&resolved)
         .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
     println!("{}: valid", file.display());
     Ok(0)

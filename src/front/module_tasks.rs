@@ -6,10 +6,12 @@
 use serde_json::{Map, Value, json};
 
 use crate::app::task_operation::{Env, Finished, Step, TaskFacts, TaskState, last_error};
+use crate::app::{Answer, Status, report};
 use crate::config::{Resolved, format_duration};
-use crate::front::document::{self as result, REDACTED};
+use crate::front::document;
 use crate::front::module::AnsibleFlags;
 use crate::log::Logger;
+use crate::record::REDACTED;
 use crate::sys::clock::RealTimer;
 use crate::sys::stop::Cancel;
 
@@ -43,7 +45,7 @@ pub(crate) fn take_action(args: &mut Map<String, Value>) -> Option<TaskAction> {
 }
 
 fn failure(msg: String) -> Value {
-    json!({"failed": true, "changed": false, "msg": msg})
+    document::failure(msg)
 }
 
 fn opt_string(args: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
@@ -122,7 +124,7 @@ pub(crate) fn run(action: TaskAction, mut args: Map<String, Value>, flags: &Ansi
                 format!("tasks: {l}")
             }
         }),
-        host: crate::app::run_command::host_name(),
+        host: crate::app::operation::host_name(),
     };
     let step = match (action, state) {
         (TaskAction::Start, state) => env.start(state),
@@ -239,11 +241,9 @@ fn step_result(
     let msg = progress
         .clone()
         .unwrap_or_else(|| format!("attempt {} of {max}", state.attempt));
-    json!({
-        "changed": false,
-        "failed": false,
-        "msg": msg,
-        "retry": {
+    let answer = Answer::done(false, msg).with(
+        "retry",
+        json!({
             "next": next,
             "operation": resolved.plan.operation,
             "session_id": state.session_id,
@@ -253,8 +253,9 @@ fn step_result(
             "last_error": last,
             "progress": progress,
             "task_state": serde_json::to_value(&state).unwrap_or_default(),
-        }
-    })
+        }),
+    );
+    document::of(&answer)
 }
 
 /// The last step: the operation's result as a command's would be, its records and
@@ -267,7 +268,7 @@ fn finished(
     log: &Logger,
 ) -> Value {
     if flags.no_log {
-        result::redact_record(&mut f.record);
+        report::redact_record(&mut f.record);
     }
     let max = f.record.max_attempts;
     let attempt = f.record.attempt_count;
@@ -283,32 +284,24 @@ fn finished(
         adjustments: f.adjustments,
     };
     let cmd = json!(label.unwrap_or_default());
-    let mut out = result::build(&outcome, cmd, flags.no_log);
+    let mut answer = report::operation(&outcome, cmd, flags.no_log);
     if flags.check_mode {
         // Check mode runs the tasks once and writes no record (as `run` writes none).
-        out["changed"] = json!(false);
-    } else {
-        crate::app::session::after_run(&resolved.config, true, &outcome.record, &mut out, log);
-        let mut exit_code = outcome.exit_code();
-        crate::sinks::notify_after_operation(
-            &resolved.config,
-            &outcome.record,
-            &mut out,
-            &mut exit_code,
-            log,
-        );
-    }
-    if let Some(retry) = out.get_mut("retry") {
-        retry["next"] = json!("stop");
-        retry["attempt"] = json!(attempt);
-        retry["max_attempts"] = json!(max);
-        retry["last_error"] = last;
-    }
-    // A task operation has no rc of its own: drop command-only keys that would mislead.
-    if let Some(m) = out.as_object_mut() {
-        for k in ["stdout", "stderr", "stdout_lines", "stderr_lines"] {
-            m.remove(k);
+        if answer.status == Status::Changed {
+            answer.status = Status::Unchanged;
         }
+    } else {
+        crate::app::session::after_run(&resolved.config, true, &outcome.record, &mut answer, log);
+        crate::app::notify::after_operation(&resolved.config, &outcome.record, &mut answer, log);
     }
-    out
+    let retry = answer.retry_mut();
+    retry.insert("next".into(), json!("stop"));
+    retry.insert("attempt".into(), json!(attempt));
+    retry.insert("max_attempts".into(), json!(max));
+    retry.insert("last_error".into(), last);
+    // A task operation has no output of its own: drop command-only keys that would mislead.
+    for k in ["stdout", "stderr", "stdout_lines", "stderr_lines"] {
+        answer.data.remove(k);
+    }
+    document::of(&answer)
 }

@@ -22,7 +22,7 @@ else
 fi || { echo "ansible: setup of $venv failed"; echo "ansible: 0 passed, 1 failed"; exit 1; }
 
 export PATH="$root/$venv/bin:$PATH"
-echo "ansible: $(ansible --version | head -1) ($venv)"
+echo "ansible: $(ansible --version 2>/dev/null | sed -n 1p) ($venv)"
 export ANSIBLE_CONFIG="$root/ansible/ansible.cfg"
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 PY_COLORS=0
 export ANSIBLE_LOCAL_TEMP="${TMPDIR:-/tmp}/retryx-ansible-local"

@@ -668,6 +668,7 @@ fn attempt_record(
         stderr_bytes: out.stderr_bytes,
         download: None,
         policy_class: None,
+        failed_task: None,
     }
 }
 

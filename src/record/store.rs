@@ -1112,6 +1112,7 @@ mod tests {
             stderr_bytes: 0,
             download: None,
             policy_class: None,
+            failed_task: None,
         };
         OperationRecord {
             operation_id: crate::record::new_operation_id(name, 1),

@@ -6,9 +6,10 @@
 #   2. the same ten attempts in one direct module call (no role around it);
 #   3. one retry_manager module call vs one ansible.builtin.command call;
 #   4. over ssh (OpenSSH's sshd on 127.0.0.1, tests/common/sshd.sh, pipelining on, the module
-#      from the built retryx.core collection): ten module tasks (the action plugin's cached
-#      copy), ten module tasks on Ansible's plain path (the binary copied every task, as before
-#      the action plugin), ten ansible.builtin.command tasks; rotating order in every round.
+#      from the built retryx.core collection), then the same over `connection: local`: ten
+#      module tasks (the action plugin's cached copy), ten module tasks on Ansible's plain path
+#      (the binary copied every task, as before the action plugin), ten ansible.builtin.command
+#      tasks; rotating order in every round.
 # Each is measured REPEAT times (default 5) inside the play (time around the
 # task), and the median is reported with the ratio. The stripped module's size is printed.
 #   bench/ansible.sh            REPEAT=9 bench/ansible.sh     SSH=0 bench/ansible.sh (no ssh rows)
@@ -156,7 +157,8 @@ echo "  stripped module: $(stat -c %s roles/retry_manager/library/retry_manager)
 [ "${SSH:-1}" = 1 ] || exit 0
 sshd_start "$tmp/sshd" || { echo "bench: sshd did not start" >&2; exit 1; }
 tarball="$(bash scripts/build-collection.sh)"
-ansible-galaxy collection install -p "$tmp/collections" "$tarball" >/dev/null
+ansible-galaxy collection install -p "$tmp/collections" "$tarball" >"$tmp/galaxy.log" 2>&1 \
+    || { cat "$tmp/galaxy.log" >&2; exit 1; }
 cat >"$tmp/ssh.cfg" <<CFG
 [defaults]
 collections_path = $tmp/collections
@@ -169,6 +171,7 @@ control_path_dir = $tmp/cp
 CFG
 cat >"$tmp/ssh.ini" <<INV
 sshhost ansible_host=127.0.0.1 ansible_port=$SSHD_PORT ansible_user=root ansible_connection=ssh ansible_ssh_private_key_file=$SSHD_KEY ansible_ssh_common_args="-o UserKnownHostsFile=$SSHD_KNOWN_HOSTS" ansible_python_interpreter=/usr/bin/python3
+localhost ansible_connection=local ansible_python_interpreter=$root/.venv/bin/python
 INV
 for kind in module plain command; do
     {
@@ -201,8 +204,8 @@ cat >"$tmp/ssh_kind.yml" <<'YAML'
 YAML
 cat >"$tmp/ssh_bench.yml" <<'YAML'
 ---
-- name: Ten module tasks against ten command tasks over ssh
-  hosts: sshhost
+- name: Ten module tasks against ten command tasks
+  hosts: "{{ bench_host }}"
   gather_facts: false
   tasks:
     - name: Warm up (the first module task sends the binary, the first command task finds Python)
@@ -216,19 +219,23 @@ cat >"$tmp/ssh_bench.yml" <<'YAML'
       loop_control: {loop_var: round}
     - name: Save the rounds
       ansible.builtin.copy:
-        dest: "{{ bench_tmp }}/ssh_rounds.json"
+        dest: "{{ bench_tmp }}/rounds_{{ bench_host }}.json"
         content: "{{ bench_ssh | to_json }}"
         mode: "0600"
       delegate_to: localhost
 YAML
-ANSIBLE_CONFIG="$tmp/ssh.cfg" ansible-playbook -i "$tmp/ssh.ini" "$tmp/ssh_bench.yml" -e "bench_tmp=$tmp" \
-    -e "bench_repeat=$repeat" >"$tmp/ssh.log" 2>&1 || { tail -40 "$tmp/ssh.log" >&2; echo "bench: the ssh play failed" >&2; exit 1; }
-python3 - "$tmp/ssh_rounds.json" "$repeat" <<'PY'
+for host in sshhost localhost; do
+    ANSIBLE_CONFIG="$tmp/ssh.cfg" ansible-playbook -i "$tmp/ssh.ini" "$tmp/ssh_bench.yml" -e "bench_tmp=$tmp" \
+        -e "bench_repeat=$repeat" -e "bench_host=$host" >"$tmp/ssh.log" 2>&1 \
+        || { tail -40 "$tmp/ssh.log" >&2; echo "bench: the $host play failed" >&2; exit 1; }
+    python3 - "$tmp/rounds_$host.json" "$repeat" "$host" <<'PY'
 import json, statistics, sys
 rows = [r for r in json.load(open(sys.argv[1])) if r["round"] >= 0]
 med = {k: statistics.median(r["s"] for r in rows if r["kind"] == k) for k in ("module", "plain", "command")}
-print(f"ansible bench over ssh (127.0.0.1, pipelining on): median of {sys.argv[2]} rotating rounds, ten tasks each")
+how = "ssh to 127.0.0.1, pipelining on" if sys.argv[3] == "sshhost" else "connection: local"
+print(f"ansible bench, {how}: median of {sys.argv[2]} rotating rounds of ten tasks each")
 print(f"  retry_manager, cached copy   {med['module']*1000:8.1f} ms   /command = {med['module']/med['command']:.2f}")
 print(f"  retry_manager, plain path    {med['plain']*1000:8.1f} ms   /command = {med['plain']/med['command']:.2f}")
 print(f"  ansible.builtin.command      {med['command']*1000:8.1f} ms")
 PY
+done

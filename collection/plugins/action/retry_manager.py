@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shlex
 
+from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.action import ActionBase
@@ -116,11 +119,37 @@ def _elf_platform(path):
 
 
 def _sha256(path):
+    """The module's digest. Hashing 10 MB costs 10-70 ms, and every task runs in a fresh worker
+    process, so it is remembered in the run's private local temp dir (0700, made by the main
+    process before the workers fork, removed at exit), keyed by the file's identity."""
+    st = os.stat(path)
+    key = "%s:%d:%d:%d:%d" % (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    memo = None
+    local_tmp = getattr(C, "DEFAULT_LOCAL_TMP", None)
+    if local_tmp and os.path.isdir(local_tmp):
+        name = "retryx-sha256-" + hashlib.sha256(to_bytes(key, errors="surrogate_or_strict")).hexdigest()[:32]
+        memo = os.path.join(local_tmp, name)
+        try:
+            with open(memo, "r") as fh:
+                known = fh.read().strip()
+            if re.fullmatch(r"[0-9a-f]{64}", known):
+                return known
+        except OSError:
+            pass
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+    known = digest.hexdigest()
+    if memo:
+        try:
+            fd = os.open(memo + ".%d" % os.getpid(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(known)
+            os.rename(memo + ".%d" % os.getpid(), memo)
+        except OSError:
+            pass
+    return known
 
 
 class ActionModule(ActionBase):
@@ -155,6 +184,8 @@ class ActionModule(ActionBase):
             opt = opt.strip().lower() not in ("0", "false", "no", "off")
         if not opt:
             return "retryx_module_cache is off"
+        if getattr(self._connection._shell, "SHELL_FAMILY", "sh") != "sh":
+            return "the host's shell is %s, not POSIX sh" % self._connection._shell.SHELL_FAMILY
         if not getattr(self._connection, "has_pipelining", False):
             return "the connection %s cannot pipe stdin" % self._connection.transport
         become = self._connection.become

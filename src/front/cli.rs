@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
-use crate::cancel::Cancel;
+use crate::app::exit::USAGE;
+use crate::app::run_command::{RunOptions, run_operation};
 use crate::classify::ErrorClass;
-use crate::clock::RealTimer;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
-use crate::exit_codes::USAGE;
 use crate::log::Logger;
 use crate::policy::{JitterKind, PolicyKind};
-use crate::run::{RunOptions, run_operation};
+use crate::sys::clock::RealTimer;
+use crate::sys::stop::Cancel;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -138,12 +138,12 @@ pub enum Sub {
         document: Option<String>,
     },
     /// Sessions of records: list, show (json, text, svg, html), finalize
-    Session(crate::record::cmd::SessionArgs),
+    Session(crate::front::session_cmd::SessionArgs),
     /// Remove old records (retention_days, max_sessions; never an open session or a file not
     /// ours); with --session-id, close that session as failed
-    Cleanup(crate::record::cmd::CleanupArgs),
+    Cleanup(crate::front::session_cmd::CleanupArgs),
     /// Gzip finished sessions and record files above a size threshold
-    Compress(crate::record::cmd::CompressArgs),
+    Compress(crate::front::session_cmd::CompressArgs),
     /// Download URL to FILE, resuming with HTTP Range requests after transient failures
     Download(Box<DownloadArgs>),
     /// Notifications to external systems
@@ -674,7 +674,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some(Sub::Schema { document }) => {
             let schema = match document.as_deref() {
                 None => Some(schema_json()),
-                Some(name) => crate::record::actions::schemas()
+                Some(name) => crate::app::session::schemas()
                     .into_iter()
                     .find(|(n, _)| *n == format!("retry_{name}.schema.json"))
                     .map(|(_, v)| v),
@@ -692,9 +692,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
             }
         }
         Some(Sub::Validate { file, operation }) => validate(&file, operation),
-        Some(Sub::Session(a)) => Ok(crate::record::cmd::session(a)),
-        Some(Sub::Cleanup(a)) => Ok(crate::record::cmd::cleanup(a)),
-        Some(Sub::Compress(a)) => Ok(crate::record::cmd::compress(a)),
+        Some(Sub::Session(a)) => Ok(crate::front::session_cmd::session(a)),
+        Some(Sub::Cleanup(a)) => Ok(crate::front::session_cmd::cleanup(a)),
+        Some(Sub::Compress(a)) => Ok(crate::front::session_cmd::compress(a)),
         Some(Sub::Download(a)) => download(*a),
         Some(Sub::Notify {
             action: NotifySub::Test { config, json },

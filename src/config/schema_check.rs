@@ -36,6 +36,7 @@ pub(crate) struct SchemaError {
 }
 
 /// The keywords checked or deliberately ignored (annotations; `format` is one in 2020-12).
+#[cfg(test)]
 pub(crate) const KNOWN_KEYWORDS: &[&str] = &[
     "$ref",
     "additionalProperties",

@@ -81,8 +81,10 @@ digest="$(sha256sum "$coll/plugins/modules/retry_manager" | cut -d' ' -f1)"
 
 # 1. everything, from an empty cache: one copy is sent per host user (root, the become user)
 play "$tmp/run1.log" -vvv
-sent1="$(grep -c 'retry_manager: sending' "$tmp/run1.log")"
+sent1="$(grep -c '<127.0.0.1> retry_manager: sending' "$tmp/run1.log")"
 [ "$sent1" -eq 2 ] || fail "first run: expected 2 transfers (root and $user), got $sent1"
+# the local-connection task keeps the controller user's own copy (in the real home, as ~/.ansible/tmp)
+[ -f "$HOME/.ansible/retryx/retry_manager-$digest" ] || fail "no copy for the local connection"
 [ -f "$cache/retry_manager-$digest" ] || fail "no copy at $cache/retry_manager-$digest"
 [ "$(stat -c %a "$cache")" = 700 ] || fail "$cache is $(stat -c %a "$cache"), not 700"
 [ "$(stat -c '%a %U' "$tmp/sshd/home_user/.ansible/retryx/retry_manager-$digest")" = "700 $user" ] \

@@ -167,13 +167,16 @@ class ActionModule(ActionBase):
             if platform is None:
                 reason = "%s is not an ELF binary" % module_path
         if reason is not None:
-            display.vvv("retry_manager: the plain module path (%s)" % reason)
+            display.vvv("retry_manager: the plain module path (%s)" % reason, host=self._host())
             return merge_hash(result, self._plain(task_vars))
         digest = _sha256(module_path)
         data = self._cached_run(module_path, digest, platform, task_vars)
         if data is None:
             return merge_hash(result, self._plain(task_vars))
         return merge_hash(result, data)
+
+    def _host(self):
+        return self._play_context.remote_addr
 
     # -- when the cache is not used -------------------------------------------------------
     def _plain_path_reason(self, task_vars):
@@ -256,14 +259,14 @@ class ActionModule(ActionBase):
                     % (platform[0], module_path, detail or "unknown (no uname)", module_path),
                 }
             if word in ("unusable", "nohash") or round_ == 1:
-                display.vvv("retry_manager: no cached copy (%s %s)" % (word, detail))
+                display.vvv("retry_manager: no cached copy (%s %s)" % (word, detail), host=self._host())
                 return None
             if word == "replaced":
                 display.warning(
                     "retry_manager: the cached copy on this host had sha256 %s, not %s: it was "
                     "removed, not run, and is replaced" % (detail, digest)
                 )
-            display.vvv("retry_manager: sending %s (sha256 %s)" % (module_path, digest))
+            display.vvv("retry_manager: sending %s (sha256 %s)" % (module_path, digest), host=self._host())
             with open(module_path, "rb") as fh:
                 binary = fh.read()
             res = self._exec(self._script(_INSTALL, digest, platform), binary)
@@ -274,7 +277,10 @@ class ActionModule(ActionBase):
                         "retry_manager: the copy sent to the host has sha256 %s, not %s"
                         % (mark[1], digest)
                     )
-                display.vvv("retry_manager: install failed (%s): %s" % (mark, res.get("stderr", "")))
+                display.vvv(
+                    "retry_manager: install failed (%s): %s" % (mark, res.get("stderr", "")),
+                    host=self._host(),
+                )
                 return None
         return None
 

@@ -469,7 +469,10 @@ fn directory_is_private_and_refused_when_planted() {
     let touch = format!("touch {}", marker.display());
     let r = module(json!({"command": touch, "artifacts_dir": open, "session_id": "../../x"}));
     assert_eq!(r["failed"], json!(true), "{r}");
-    assert!(r["msg"].as_str().unwrap().contains("key 'session_id'"), "{r}");
+    assert!(
+        r["msg"].as_str().unwrap().contains("key 'session_id'"),
+        "{r}"
+    );
     assert!(!marker.exists(), "the command ran: {r}");
 }
 

@@ -584,6 +584,12 @@ mod tests {
                 J::Maximum { limit } => Kind::Maximum {
                     limit: limit.clone(),
                 },
+                J::ExclusiveMinimum { limit } => Kind::ExclusiveMinimum {
+                    limit: limit.clone(),
+                },
+                J::ExclusiveMaximum { limit } => Kind::ExclusiveMaximum {
+                    limit: limit.clone(),
+                },
                 J::OneOfNotValid { .. } => Kind::OneOfNotValid,
                 J::OneOfMultipleValid { .. } => Kind::OneOfMultipleValid,
                 J::FalseSchema => Kind::FalseSchema,
@@ -605,6 +611,7 @@ mod tests {
             json!({"external_systems": [{"url": "http://127.0.0.1"}, {"name": 7, "required": "no"}]}),
             json!({"monitoring": {"alerts": {"min_success_rate": 101, "max_error_rate": -1}}}),
             json!({"circuit_breaker": {"window_type": 3}, "bulkhead": [], "jitter": true}),
+            json!({"circuit_breaker": {"failure_rate_threshold": 0, "slow_call_rate_threshold": 0.0}}),
             json!({"max_attempts": 3.0, "base_delay": "1m30s", "timeout": "2 fortnights"}),
         ];
         for value in cases {

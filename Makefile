@@ -34,6 +34,7 @@ collection: build
 setup:
 	bash scripts/setup-apt.sh $(APT_TEST_PACKAGES)
 	bash scripts/setup-python.sh
+	VENV=.venv-min REQUIREMENTS=tests/requirements-min.txt bash scripts/setup-python.sh
 
 demo: build
 	bash scripts/setup-python.sh
@@ -48,8 +49,13 @@ lint:
 rust-test:
 	RETRYX_REQUIRE_REDIS=1 cargo test --locked
 
+# The role's suite runs on the newest ansible-core that installs here (.venv) and on the
+# oldest the role supports (.venv-min, tests/requirements-min.txt: meta/main.yml says which).
+ROLE_SUITE := retry_tasks tasks_keywords success_after_retries check_mode no_log role handlers ansible_runner
+
 ansible-test: build
 	bash tests/ansible/run.sh
+	RETRYX_ANSIBLE_VENV=.venv-min bash tests/ansible/run.sh $(ROLE_SUITE)
 	bash tests/ansible_download/run.sh
 	bash tests/ansible_records/run.sh
 	RETRYX_REQUIRE_SSHD=1 bash tests/ansible_ssh/run.sh
@@ -65,3 +71,4 @@ bench: build
 	bash bench/records.sh
 	bash bench/download.sh
 	bash bench/ansible.sh
+	bash bench/ansible_tasks.sh

@@ -5,14 +5,16 @@
 #
 #   scripts/setup-python.sh          # quiet; prints one line
 #   PYTHON=python3.11 scripts/setup-python.sh
+#   VENV=.venv-min REQUIREMENTS=tests/requirements-min.txt scripts/setup-python.sh
+#                                    # the oldest supported ansible-core (role suite only)
 #
 # Afterwards: PATH="$PWD/.venv/bin:$PATH" (ansible, molecule, ansible-lint,
 # ansible-runner, pytest).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/.venv"
-req="$root/tests/requirements.txt"
+venv="$root/${VENV:-.venv}"
+req="$root/${REQUIREMENTS:-tests/requirements.txt}"
 stamp="$venv/.requirements.sha256"
 python="${PYTHON:-python3}"
 
@@ -32,7 +34,7 @@ fi
 
 want="$( { sha256sum "$req" | cut -d' ' -f1; "$venv/bin/python" -V 2>&1; } | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    echo "setup-python: .venv up to date"
+    echo "setup-python: ${VENV:-.venv} up to date"
     exit 0
 fi
 
@@ -40,8 +42,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$venv/bin/python" -m pip install --quiet --no-input -r "$req"
 "$venv/bin/python" -m pip check >/dev/null || {
     "$venv/bin/python" -m pip check >&2
-    echo "setup-python: dependency conflicts in .venv" >&2
+    echo "setup-python: dependency conflicts in ${VENV:-.venv}" >&2
     exit 1
 }
 printf '%s\n' "$want" >"$stamp"
-echo "setup-python: installed $(grep -cE '^[A-Za-z0-9]' "$req") pinned packages into .venv"
+echo "setup-python: installed $(grep -cE '^[A-Za-z0-9]' "$req") pinned packages into ${VENV:-.venv}"

@@ -2,12 +2,17 @@
 //! `ErrorClass` and a retry verdict. Pure: no I/O, no clock; patterns are compiled once, lazily,
 //! because a run that succeeds first time never needs them.
 
+mod builtin;
+
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub(crate) use builtin::BuiltinScan;
+#[cfg(test)]
+pub(crate) use builtin::builtin_class;
 
 /// The error classes: seed 003's seven retryable and seven non-retryable names, `unknown_error`,
 /// and retryx's own (`spawn_error`, and the guards' refusals).
@@ -195,9 +200,13 @@ pub struct AttemptFacts<'a> {
     pub timed_out: bool,
     /// Spawn failure text ("No such file or directory", ...), when the command never started.
     pub spawn_error: Option<&'a str>,
-    /// The tail of stderr, then of stdout; built-in tables look here.
+    /// The tail of stderr, then of stdout; user `error_patterns` and the built-in table look
+    /// here.
     pub stderr_tail: &'a str,
     pub stdout_tail: &'a str,
+    /// The built-in table's scan of what stderr and stdout wrote before their tails.
+    pub(crate) stderr_scan: Option<&'a BuiltinScan>,
+    pub(crate) stdout_scan: Option<&'a BuiltinScan>,
     /// Whether a `--fail-if` / `--retry-if` pattern matched anywhere in the streamed output.
     pub fail_if_hit: bool,
     pub retry_if_hit: bool,
@@ -210,7 +219,8 @@ pub struct Verdict {
     pub retryable: bool,
     /// Why: which rule decided.
     pub reason: String,
-    /// A one-line message for records and log lines.
+    /// A one-line message for records and log lines: the output line that decided the class
+    /// when one did, else the last line of output, else the exit status.
     pub message: String,
 }
 
@@ -234,166 +244,6 @@ impl Default for Classifier {
     }
 }
 
-/// One built-in row: a case-insensitive pattern and its class.
-type Row = (&'static str, ErrorClass);
-
-fn http(code: &str, reason: &str) -> String {
-    // "503 Service Unavailable", "HTTP/1.1 503", "status 503", "status code: 503",
-    // "returned error: 503" (curl -f), "error 503" — never a bare number ("took 503ms").
-    format!(
-        r"\b{code}\s+{reason}\b|(?:http/[0-9.]+|http status|status(?:[ _]code)?|returned error|error|response code|code)[\s:=]+{code}\b"
-    )
-}
-
-/// Non-retryable phrases; the first row that matches decides.
-fn non_retryable_rows() -> Vec<(String, ErrorClass)> {
-    use ErrorClass::*;
-    let fixed: &[Row] = &[
-        (
-            r"authentication fail|auth(?:entication)? error|invalid credentials|incorrect password|bad credentials|login failed|not authenticated|invalid (?:api[ _-]?)?token|InvalidClientTokenId|SignatureDoesNotMatch",
-            AuthenticationError,
-        ),
-        (r"\bunauthori[sz]ed\b", AuthenticationError),
-        (
-            r"\bforbidden\b|\bAccessDenied\b|not authori[sz]ed|insufficient (?:privileges|permissions)|UnauthorizedOperation",
-            AuthorizationError,
-        ),
-        (
-            r"permission denied|access denied|operation not permitted|\bEACCES\b|\bEPERM\b|read-only file system",
-            PermissionError,
-        ),
-        (
-            r"\bNoSuchKey\b|\bNoSuchBucket\b|no such file or directory|file not found|\bENOENT\b|does not exist|\bnot found\b",
-            ResourceNotFound,
-        ),
-        (
-            r"quota exceeded|QuotaExceeded|exceeded (?:your|the) quota|insufficient quota|no space left on device",
-            QuotaExceeded,
-        ),
-        (
-            r"invalid argument|invalid parameter|\bEINVAL\b|validation error|ValidationError|InvalidParameter|malformed|bad request",
-            InvalidParameter,
-        ),
-        (
-            r"configuration error|invalid configuration|misconfigur|unknown option|unrecognized option|invalid option|syntax error|no such option",
-            ConfigurationError,
-        ),
-    ];
-    let mut rows: Vec<(String, ErrorClass)> = vec![
-        (http("401", "unauthorized"), AuthenticationError),
-        (http("403", "forbidden"), AuthorizationError),
-        (http("404", "not found"), ResourceNotFound),
-        (http("400", "bad request"), InvalidParameter),
-    ];
-    rows.extend(fixed.iter().map(|(p, c)| (p.to_string(), *c)));
-    rows
-}
-
-/// Retryable phrases; the first row that matches decides.
-fn retryable_rows() -> Vec<(String, ErrorClass)> {
-    use ErrorClass::*;
-    let fixed: &[Row] = &[
-        (
-            r"too many requests|TooManyRequests|ThrottlingException|\bThrottl(?:ed|ing)\b|\bSlowDown\b|RequestLimitExceeded|ProvisionedThroughputExceededException|rate[ _-]?limit",
-            RateLimitExceeded,
-        ),
-        (
-            r"connection refused|ECONNREFUSED|connection reset|ECONNRESET|reset by peer|connection (?:timed out|timeout)|connect(?:ion)? timed out|ETIMEDOUT|broken pipe|EPIPE|tls handshake|ssl handshake|handshake (?:failure|timeout|failed)|connection (?:aborted|closed)",
-            ConnectionError,
-        ),
-        (
-            r"temporary failure in name resolution|temporarily unavailable|temporary failure|try again|\bEAGAIN\b",
-            TemporaryFailure,
-        ),
-        (
-            r"network (?:is )?unreachable|ENETUNREACH|no route to host|EHOSTUNREACH|no such host|could not resolve host|name or service not known|unknown host|dns (?:resolution|lookup)|unexpected EOF|\bEOF\b|network error",
-            NetworkError,
-        ),
-        (
-            r"service unavailable|ServiceUnavailable|\bInternalError\b|internal server error|bad gateway|server error|upstream",
-            ServiceUnavailable,
-        ),
-        (
-            r"\bRequestTimeout\b|i/o timeout|timed out|\btimeout\b|deadline exceeded",
-            Timeout,
-        ),
-        (
-            r"resource busy|device or resource busy|\bEBUSY\b|text file busy|resource (?:is )?locked|could not get lock|lock held|in use by another|is busy",
-            ResourceBusy,
-        ),
-    ];
-    let mut rows: Vec<(String, ErrorClass)> = vec![
-        (http("429", "too many requests"), RateLimitExceeded),
-        (http("500", "internal server error"), ServiceUnavailable),
-        (http("502", "bad gateway"), ServiceUnavailable),
-        (http("503", "service unavailable"), ServiceUnavailable),
-        (http("504", "gateway time-?out"), Timeout),
-    ];
-    rows.extend(fixed.iter().map(|(p, c)| (p.to_string(), *c)));
-    rows
-}
-
-struct Table {
-    regex: regex_automata::meta::Regex,
-    classes: Vec<ErrorClass>,
-}
-
-impl Table {
-    fn build(rows: Vec<(String, ErrorClass)>) -> Table {
-        use regex_automata::{meta, util::syntax};
-        // Case-insensitive by lowering both sides rather than `(?i)`, ASCII-only, and no
-        // prefilter: the texts are short tails, and building the literal prefilter (every case
-        // variant of every phrase, then an Aho-Corasick DFA) made compiling the two tables cost
-        // about 8 ms on every failed run. The phrases are ASCII (and use no upper-case escapes
-        // such as `\S`), so ASCII lowering is exact.
-        let (patterns, classes): (Vec<_>, Vec<_>) = rows
-            .into_iter()
-            .map(|(p, c)| (p.to_ascii_lowercase(), c))
-            .unzip();
-        // The tables are constants of this file; their tests compile them.
-        let regex = meta::Builder::new()
-            .configure(
-                meta::Config::new()
-                    .auto_prefilter(false)
-                    .match_kind(regex_automata::MatchKind::All),
-            )
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
-            .build_many(&patterns)
-            .unwrap_or_else(|e| panic!("built-in table: {e}"));
-        Table { regex, classes }
-    }
-
-    /// The class of the first row (lowest index) that matches anywhere in the text.
-    fn first_match(&self, lowered: &str) -> Option<ErrorClass> {
-        let mut found = regex_automata::PatternSet::new(self.regex.pattern_len());
-        self.regex
-            .which_overlapping_matches(&regex_automata::Input::new(lowered), &mut found);
-        found.iter().next().map(|p| self.classes[p.as_usize()])
-    }
-}
-
-fn non_retryable_table() -> &'static Table {
-    static T: OnceLock<Table> = OnceLock::new();
-    T.get_or_init(|| Table::build(non_retryable_rows()))
-}
-
-fn retryable_table() -> &'static Table {
-    static T: OnceLock<Table> = OnceLock::new();
-    T.get_or_init(|| Table::build(retryable_rows()))
-}
-
-/// The built-in class of a text, non-retryable table first.
-pub fn builtin_class(text: &str) -> Option<(ErrorClass, bool)> {
-    if text.trim().is_empty() {
-        return None;
-    }
-    let lowered = text.to_ascii_lowercase();
-    if let Some(c) = non_retryable_table().first_match(&lowered) {
-        return Some((c, false));
-    }
-    retryable_table().first_match(&lowered).map(|c| (c, true))
-}
-
 /// The last non-empty line of the output, as a message for records (stderr first).
 pub fn last_line(stderr_tail: &str, stdout_tail: &str) -> Option<String> {
     [stderr_tail, stdout_tail].into_iter().find_map(|t| {
@@ -405,19 +255,31 @@ pub fn last_line(stderr_tail: &str, stdout_tail: &str) -> Option<String> {
     })
 }
 
+/// The line of `text` holding the match `start..end`, trimmed, as a message quote.
+fn line_around(text: &str, start: usize, end: usize) -> String {
+    let from = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let to = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    text[from..to].trim().chars().take(300).collect()
+}
+
 impl Classifier {
     /// Classifies a failed attempt. Order: spawn error, timeout, fail rules (exit code, then
-    /// pattern), retry rules (exit code, then pattern), user class patterns, built-in
-    /// non-retryable, built-in retryable, `unknown_error`; then `retry_conditions`.
+    /// pattern), retry rules (exit code, then pattern), user class patterns, the built-in table
+    /// (specific phrases, non-retryable, retryable: see `builtin`), `unknown_error`; then
+    /// `retry_conditions`, which names exactly the classes that are retried.
     pub fn classify(&self, facts: &AttemptFacts) -> Verdict {
-        let message_from_output = last_line(facts.stderr_tail, facts.stdout_tail);
         let exit_desc = match (facts.exit_code, facts.signal) {
             (Some(c), _) => format!("exit code {c}"),
             (None, Some(s)) => format!("killed by signal {s}"),
             _ => "no exit code".to_string(),
         };
-        let message = message_from_output
-            .clone()
+        // The class the output suggests, used whatever rule decides retryability; its line is
+        // the message (the text that decided), else the last line of output.
+        let text_class = self.text_class(facts);
+        let message = text_class
+            .as_ref()
+            .map(|(_, _, line)| line.clone())
+            .or_else(|| last_line(facts.stderr_tail, facts.stdout_tail))
             .unwrap_or_else(|| exit_desc.clone());
 
         if let Some(err) = facts.spawn_error {
@@ -435,10 +297,9 @@ impl Classifier {
                 "attempt timed out".into(),
             );
         }
-        // The class the output suggests, used whatever rule decides retryability.
-        let text_class = self.text_class(facts);
         let class_or_unknown = text_class
-            .map(|(c, _)| c)
+            .as_ref()
+            .map(|(c, _, _)| *c)
             .unwrap_or(ErrorClass::UnknownError);
 
         if let (Some(set), Some(code)) = (&self.fail_on_exit, facts.exit_code)
@@ -489,31 +350,42 @@ impl Classifier {
                 message,
             };
         }
+        // `retry_conditions` names exactly the classes that are retried: a class that is not
+        // retryable by nature is retried when the user lists it there.
         match text_class {
-            Some((class, true)) => {
+            Some((class, true, _)) => {
                 self.by_conditions(class, "output matched a retryable pattern", message)
             }
-            Some((class, false)) => Verdict {
-                class,
-                retryable: false,
-                reason: "output matched a non-retryable pattern".into(),
-                message,
-            },
+            Some((class, false, _)) => {
+                self.by_conditions(class, "output matched a non-retryable pattern", message)
+            }
             None => self.by_conditions(ErrorClass::UnknownError, "no pattern matched", message),
         }
     }
 
-    /// User `error_patterns` first, then the built-in tables. The bool says whether the class
-    /// is retryable by nature (user classes: by `retry_conditions`).
-    fn text_class(&self, facts: &AttemptFacts) -> Option<(ErrorClass, bool)> {
+    /// User `error_patterns` first, then the built-in table, stderr before stdout. Gives the
+    /// class, whether it is retryable by nature (user classes: by `retry_conditions`), and the
+    /// output line that decided.
+    fn text_class(&self, facts: &AttemptFacts) -> Option<(ErrorClass, bool, String)> {
         for text in [facts.stderr_tail, facts.stdout_tail] {
-            if let Some(p) = self.user_patterns.iter().find(|p| p.regex.is_match(text)) {
-                return Some((p.class, self.retry_conditions.contains(&p.class)));
+            for p in &self.user_patterns {
+                if let Some(m) = p.regex.find(text) {
+                    let natural = self.retry_conditions.contains(&p.class);
+                    return Some((p.class, natural, line_around(text, m.start(), m.end())));
+                }
             }
         }
-        for text in [facts.stderr_tail, facts.stdout_tail] {
-            if let Some(found) = builtin_class(text) {
-                return Some(found);
+        // The exec layer scanned what left each stream's tail; the tail is read here, so a run
+        // that succeeds never pays for the table.
+        let scans = [
+            (facts.stderr_scan, facts.stderr_tail),
+            (facts.stdout_scan, facts.stdout_tail),
+        ];
+        for (before_tail, tail) in scans {
+            let mut scan = before_tail.cloned().unwrap_or_default();
+            scan.feed_text(tail);
+            if let Some(h) = scan.hit() {
+                return Some((h.class, h.retryable, h.line.clone()));
             }
         }
         None
@@ -539,21 +411,6 @@ impl Classifier {
 mod tests {
     use super::*;
 
-    #[test]
-    fn table_rows_survive_ascii_lowering() {
-        // The tables are matched after lowering pattern and text alike: an upper-case escape
-        // (`\S`, `\D`, `\W`, `\B`) or a non-ASCII phrase would change meaning when lowered.
-        for (p, _) in non_retryable_rows().into_iter().chain(retryable_rows()) {
-            assert!(p.is_ascii(), "non-ASCII row {p:?}");
-            let b = p.as_bytes();
-            for w in b.windows(2) {
-                assert!(
-                    !(w[0] == b'\\' && w[1].is_ascii_uppercase()),
-                    "row {p:?} has an upper-case escape"
-                );
-            }
-        }
-    }
     use ErrorClass::*;
 
     fn classify_text(text: &str) -> Verdict {

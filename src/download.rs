@@ -405,8 +405,10 @@ impl Head {
     /// record's error message).
     fn failure_text(&self) -> String {
         let mut t = String::new();
-        if let Some(ra) = &self.retry_after {
-            t.push_str(&format!("Retry-After: {ra}\n"));
+        if matches!(self.status, 429 | 503)
+            && let Some(secs) = self.retry_after.as_deref().and_then(retry_after_seconds)
+        {
+            t.push_str(&format!("Retry-After: {secs}\n"));
         }
         t.push_str(format!("HTTP {} {}", self.status, self.reason).trim_end());
         // Other client errors are final: mark them so the download's own pattern says so.
@@ -421,6 +423,18 @@ impl Head {
 
 /// Appended to 4xx failures the built-in table does not know; `client_error_pattern` classes them.
 const CLIENT_ERROR_MARK: &str = " (client error)";
+
+/// A `Retry-After` value in whole seconds from now: delta-seconds, or an HTTP-date (RFC 9110
+/// IMF-fixdate, which RFC 2822 parsing accepts); a date in the past is 0.
+fn retry_after_seconds(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let secs = when.timestamp() - chrono::Utc::now().timestamp();
+    Some(secs.max(0) as u64)
+}
 
 /// The class the download gives to client errors the built-in table does not know (410 Gone,
 /// 405, 451...): `invalid_parameter`, not retried unless `retry_conditions` says so.
@@ -1103,6 +1117,12 @@ pub(crate) fn prepare(config: &Config, plan: &mut Plan) -> Prepared {
         Err(e) => return Prepared::BadKeys(e),
     };
     plan.classifier.user_patterns.push(client_error_pattern());
+    // A 503/429's Retry-After (first line of the failure text) sets the next wait, as
+    // `delay_from_output` does for a command (still capped by max_delay); the user's own
+    // pattern, when given, wins.
+    if plan.delay_from_output.is_none() {
+        plan.delay_from_output = regex::Regex::new(r"(?m)^Retry-After: ([0-9]+)$").ok();
+    }
     match precheck(&spec) {
         Ok(Precheck::Fetch(before)) => Prepared::Fetch(Box::new(Ready { spec, before })),
         Ok(Precheck::UpToDate {
@@ -1240,6 +1260,21 @@ mod tests {
             !client_error_pattern()
                 .regex
                 .is_match(&head(404, "Not Found").failure_text())
+        );
+        assert_eq!(retry_after_seconds(" 12 "), Some(12));
+        assert_eq!(
+            retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(0),
+            "a date in the past"
+        );
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        assert!(retry_after_seconds(&soon).is_some_and(|s| (28..=30).contains(&s)));
+        assert_eq!(retry_after_seconds("soon"), None);
+        let mut h = head(404, "Not Found");
+        h.retry_after = Some("7".into());
+        assert!(
+            !h.failure_text().contains("Retry-After"),
+            "only 503 and 429"
         );
         let mut h = head(503, "Service Unavailable");
         h.retry_after = Some("7".into());

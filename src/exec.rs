@@ -77,6 +77,10 @@ pub struct AttemptOutput {
     pub stderr_bytes: u64,
     pub retry_if_hit: bool,
     pub fail_if_hit: bool,
+    /// The built-in error table's scan of what each stream wrote before its tail (the
+    /// classifier reads the tail itself, so a run that succeeds never pays for it).
+    pub(crate) stdout_scan: crate::classify::BuiltinScan,
+    pub(crate) stderr_scan: crate::classify::BuiltinScan,
     /// The stop signal forwarded to the attempt, when retryx was asked to stop during it.
     pub interrupted_by: Option<i32>,
 }
@@ -92,6 +96,8 @@ impl AttemptOutput {
             stderr_bytes: 0,
             retry_if_hit: false,
             fail_if_hit: false,
+            stdout_scan: Default::default(),
+            stderr_scan: Default::default(),
             interrupted_by: None,
         }
     }
@@ -114,40 +120,57 @@ pub struct AttemptSpec<'a> {
     pub fail_if: &'a [regex::Regex],
 }
 
-/// Keeps the last `cap` bytes of a stream in at most `2 * cap` bytes of memory.
+/// Keeps the last `cap` bytes of a stream in at most `2 * cap` bytes of memory (plus one read),
+/// and passes what it drops, line by line, to the built-in error table: the classifier reads
+/// the tail itself, so together they see the whole stream, and output that fits in the tail
+/// (most runs) costs no scanning at all.
 struct Tail {
     buf: Vec<u8>,
     cap: usize,
+    evicted: crate::classify::BuiltinScan,
 }
+
+/// How far past the cut a drop may reach to end on a line boundary (so the tail starts at a
+/// line and no line is scanned in two halves).
+const LINE_SLACK: usize = 4096;
 
 impl Tail {
     fn new(cap: usize) -> Self {
         Tail {
             buf: Vec::new(),
             cap,
+            evicted: Default::default(),
         }
     }
     fn push(&mut self, chunk: &[u8]) {
-        if self.cap == 0 {
-            return;
-        }
-        if chunk.len() >= self.cap {
-            self.buf.clear();
-            self.buf.extend_from_slice(&chunk[chunk.len() - self.cap..]);
-            return;
-        }
         self.buf.extend_from_slice(chunk);
         if self.buf.len() > 2 * self.cap {
-            let cut = self.buf.len() - self.cap;
-            self.buf.drain(..cut);
+            self.evict();
         }
     }
-    fn finish(mut self) -> Vec<u8> {
-        if self.buf.len() > self.cap {
-            let cut = self.buf.len() - self.cap;
-            self.buf.drain(..cut);
+    /// Drops all but the last `cap` bytes (to the next line start, when one is near).
+    fn evict(&mut self) {
+        let mut cut = self.buf.len().saturating_sub(self.cap);
+        if cut == 0 {
+            return;
         }
-        self.buf
+        let reach = (cut + LINE_SLACK).min(self.buf.len());
+        if let Some(nl) = self.buf[cut.saturating_sub(1)..reach]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            cut = cut.saturating_sub(1) + nl + 1;
+        }
+        if !self.evicted.settled() {
+            for line in self.buf[..cut].split(|&b| b == b'\n') {
+                self.evicted.feed_line(line);
+            }
+        }
+        self.buf.drain(..cut);
+    }
+    fn finish(mut self) -> (Vec<u8>, crate::classify::BuiltinScan) {
+        self.evict();
+        (self.buf, self.evicted)
     }
 }
 
@@ -211,6 +234,7 @@ struct StreamResult {
     total: u64,
     retry_hit: bool,
     fail_hit: bool,
+    builtin: crate::classify::BuiltinScan,
 }
 
 fn bytes_regexes(list: &[regex::Regex]) -> Vec<BytesRegex> {
@@ -354,11 +378,13 @@ impl Stream {
 
     fn finish(mut self) -> StreamResult {
         self.scan.finish();
+        let (tail, builtin) = self.tail.finish();
         StreamResult {
-            tail: self.tail.finish(),
+            tail,
             total: self.total,
             retry_hit: self.scan.retry_hit,
             fail_hit: self.scan.fail_hit,
+            builtin,
         }
     }
 }
@@ -690,6 +716,8 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         stderr_bytes: err.total,
         retry_if_hit: out.retry_hit || err.retry_hit,
         fail_if_hit: out.fail_hit || err.fail_hit,
+        stdout_scan: out.builtin,
+        stderr_scan: err.builtin,
         interrupted_by,
     }
 }
@@ -713,10 +741,10 @@ mod tests {
             assert!(t.buf.len() <= 20);
         }
         // "...0997" "0998" "0999": the last ten bytes
-        assert_eq!(t.finish(), b"9709980999");
+        assert_eq!(t.finish().0, b"9709980999");
         let mut big = Tail::new(4);
         big.push(b"abcdefgh");
-        assert_eq!(big.finish(), b"efgh");
+        assert_eq!(big.finish().0, b"efgh");
     }
 
     #[test]
@@ -736,5 +764,27 @@ mod tests {
         assert!(!s.fail_hit);
         s.finish();
         assert!(s.fail_hit);
+    }
+
+    #[test]
+    fn what_leaves_the_tail_is_scanned_by_whole_lines() {
+        let mut t = Tail::new(1000);
+        t.push(b"open /x: Permission denied\n");
+        for _ in 0..200 {
+            t.push(b"connection refused, retrying with some more text to fill the output\n");
+        }
+        let (tail, scan) = t.finish();
+        assert!(
+            tail.len() <= 1000 && tail.starts_with(b"connection"),
+            "the tail starts at a line"
+        );
+        let hit = scan.hit().expect("the dropped part was scanned");
+        assert_eq!(hit.class, crate::classify::ErrorClass::PermissionError);
+        assert_eq!(hit.line, "open /x: Permission denied");
+        // A tail that never overflowed scanned nothing.
+        let mut small = Tail::new(1000);
+        small.push(b"permission denied\n");
+        let (_, scan) = small.finish();
+        assert!(scan.hit().is_none());
     }
 }

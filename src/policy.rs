@@ -109,7 +109,24 @@ pub(crate) struct Schedule {
     previous: Duration,
 }
 
+/// What a `class_overrides` entry comes to once resolved: the whole policy in force after a
+/// failure of its class (the operation's values where the entry sets none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassPolicy {
+    pub backoff: Backoff,
+    pub max_attempts: u32,
+    pub timeout: Option<Duration>,
+}
+
 impl Schedule {
+    /// The policy changes (a class override comes into force, or goes): the RNG and the
+    /// previous wait carry on.
+    pub(crate) fn switch(&mut self, backoff: &Backoff) {
+        if &self.backoff != backoff {
+            self.backoff = backoff.clone();
+        }
+    }
+
     pub(crate) fn new(backoff: Backoff, seed: u64) -> Self {
         use rand::SeedableRng;
         Schedule {

@@ -225,6 +225,44 @@ fn a_file_that_changed_on_the_server_is_fetched_again_through_if_range() {
 }
 
 #[test]
+fn retry_after_on_503_and_429_sets_the_wait() {
+    let body = data(10_000, 6);
+    let srv = Server::start(
+        Content::bytes(body.clone()),
+        vec![Fault::RetryAfter(503, 1), Fault::RetryAfter(429, 0)],
+        0,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f.bin");
+    let started = std::time::Instant::now();
+    // The policy alone would wait 20 s, then 40 s.
+    let out = retryx(&[
+        "download",
+        &srv.url("/f.bin"),
+        "-o",
+        dest.to_str().unwrap(),
+        "-n",
+        "3",
+        "-d",
+        "20s",
+        "-j",
+        "none",
+        "--result-json",
+        "-",
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = attempts(&result);
+    assert_eq!(a.len(), 3);
+    assert_eq!(a[0]["delay_before_retry"], 1.0, "{}", a[0]);
+    assert_eq!(a[1]["delay_before_retry"], 0.0, "{}", a[1]);
+    assert_eq!(sha_file(&dest), sha(&body));
+    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+}
+
+#[test]
 fn service_unavailable_is_retried_then_succeeds() {
     let body = data(100_000, 5);
     let srv = Server::start(

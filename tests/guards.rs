@@ -608,22 +608,94 @@ fn network_wait_holds_the_retry_until_the_probe_answers() {
     let r = finish_child(code, &res, stderr());
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(started.elapsed() < Duration::from_secs(50));
+    // Seed 004 checks the network before connecting: the first attempt waited for it, and ran
+    // once it was back.
     assert!(
         r.stderr.contains(
-            "WARN: network is down, waiting for network to recover | operation=command, attempt=2"
+            "WARN: network is down, waiting for network to recover | operation=command, attempt=1"
         ),
         "{}",
         r.stderr
     );
     assert!(
         r.stderr
-            .contains("INFO: network recovered, retrying operation | operation=command, attempt=2"),
+            .contains("INFO: network recovered, retrying operation | operation=command, attempt=1"),
         "{}",
         r.stderr
     );
     let n = &r.result["retry"]["guards"]["network"];
     assert_eq!(n["waits"][0]["recovered"], true, "{n}");
-    assert_eq!(r.result["retry"]["attempts"][0]["delay_before_retry"], 0.0);
+    assert_eq!(r.result["retry"]["attempt_count"], 1);
+}
+
+#[test]
+fn a_network_that_never_comes_back_refuses_the_first_attempt() {
+    let d = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let marker = d.path().join("ran");
+    let cfg = json!({"wait_for_network": true, "network_probe": format!("127.0.0.1:{port}"), "max_network_wait": "1s"});
+    let r = retryx(
+        d.path(),
+        &cfg,
+        &["-n", "3", "--", "touch", marker.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(!marker.exists(), "the command never ran");
+    assert_eq!(r.result["retry"]["attempt_count"], 0);
+    assert!(
+        r.result["msg"]
+            .as_str()
+            .unwrap()
+            .contains("network did not recover within 1s"),
+        "{}",
+        r.result["msg"]
+    );
+}
+
+#[test]
+fn creates_is_checked_again_before_every_retry() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_string_lossy().into_owned();
+    let count = d.path().join("count");
+    // Makes the file, then fails: run again, it would have been skipped by `creates`.
+    let script = format!(
+        "echo x >> {}; touch made.txt; echo 'connect: connection refused' >&2; exit 1",
+        count.display()
+    );
+    let r = retryx(
+        d.path(),
+        &json!({"creates": "made.txt", "chdir": dir, "jitter": "none"}),
+        &["-n", "3", "-d", "1ms", "--", "sh", "-c", &script],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 1);
+    assert_eq!(r.result["retry"]["status"], "skipped");
+    assert_eq!(r.result["retry"]["attempt_count"], 1);
+    let reason = r.result["retry"]["attempts"][0]["retry_reason"]
+        .as_str()
+        .unwrap();
+    assert!(reason.contains("'made.txt' exists (creates)"), "{reason}");
+    // `removes` alike: the attempt removed the file, then failed.
+    std::fs::write(d.path().join("old.txt"), "").unwrap();
+    let r = retryx(
+        d.path(),
+        &json!({"removes": "old.txt", "chdir": dir, "jitter": "none"}),
+        &[
+            "-n",
+            "3",
+            "-d",
+            "1ms",
+            "--",
+            "sh",
+            "-c",
+            "rm old.txt; exit 1",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.result["retry"]["attempt_count"], 1);
 }
 
 fn finish_child(code: Option<i32>, res: &Path, stderr: String) -> Run {

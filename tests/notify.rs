@@ -224,6 +224,34 @@ fn a_dead_receiver_leaves_the_operation_result_intact() {
 }
 
 #[test]
+fn a_hanging_receiver_costs_at_most_the_default_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Accepts connections and never answers: every try runs into its timeout.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let _held = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for c in listener.incoming().take(8).flatten() {
+            kept.push(c);
+        }
+        kept.len()
+    });
+    let cfg = write_config(
+        dir.path(),
+        json!([{"name": "slack_alerts", "url": format!("http://127.0.0.1:{port}{HOOK}")}]),
+    );
+    let started = std::time::Instant::now();
+    let (code, result, stderr) = run_failing(dir.path(), &cfg);
+    let took = started.elapsed();
+    assert_eq!(code, 3, "{stderr}");
+    let n = &result["retry"]["notifications"][0];
+    assert_eq!(n["status"], "failed", "{n}");
+    // Default settings: 10 s over all tries (it was 3 x 10 s); generous bounds on a real clock.
+    assert!(took.as_secs_f64() < 20.0, "{took:?}");
+    assert!(took.as_secs_f64() > 8.0, "{took:?}");
+}
+
+#[test]
 fn retry_after_is_waited_for_and_client_errors_are_not_retried() {
     let rx = Receiver::start(vec![
         (429, vec![("Retry-After", "1")], "rate_limited"),

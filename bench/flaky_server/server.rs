@@ -53,6 +53,8 @@ pub enum Fault {
     IgnoreRange,
     /// Answer this status with a short text body.
     Status(u16),
+    /// Answer this status with `Retry-After: <seconds>`.
+    RetryAfter(u16, u64),
     /// Replace the content (a new version: new ETag and Last-Modified), then serve normally.
     Replace(Content),
 }
@@ -254,13 +256,18 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> std::i
     } else {
         fault
     };
-    if let Fault::Status(code) = fault {
+    let status = match fault {
+        Fault::Status(code) => Some((code, 0)),
+        Fault::RetryAfter(code, secs) => Some((code, secs)),
+        _ => None,
+    };
+    if let Some((code, secs)) = status {
         set_status(code);
         let body = format!("status {code}\n");
         let extra = if code == 429 || code == 503 {
-            "Retry-After: 0\r\n"
+            format!("Retry-After: {secs}\r\n")
         } else {
-            ""
+            String::new()
         };
         let _ = write!(
             conn,

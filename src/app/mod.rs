@@ -10,6 +10,7 @@ pub(crate) mod report;
 pub(crate) mod run_command;
 pub(crate) mod run_download;
 pub(crate) mod session;
+pub(crate) mod task_operation;
 pub(crate) mod validate;
 
 use serde_json::{Map, Value};

@@ -181,7 +181,7 @@ impl<'a> Run<'a> {
     }
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

@@ -10,6 +10,7 @@ use crate::config::{Action, Config, Resolved};
 pub(crate) fn check(resolved: &Resolved) -> Result<(), String> {
     let config = &resolved.config;
     check_records(config)?;
+    check_systems(config)?;
     let state_dir = crate::guards::state_dir_for(config);
     crate::guards::build(config, &resolved.plan, &state_dir).map_err(|e| e.to_string())?;
     if config.action == Some(Action::Download) {
@@ -42,4 +43,57 @@ pub(crate) fn check_records(config: &Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `external_systems`: every URL has an http(s) scheme and a host, and every header (the
+/// `auth_header`, `headers`) has a name and a value that can be sent, so a bad one is refused
+/// here rather than retried at send time. Messages name the key, never the secret value.
+pub(crate) fn check_systems(config: &Config) -> Result<(), String> {
+    for (i, sys) in config.external_systems.iter().flatten().enumerate() {
+        let key = |k: &str| format!("key 'external_systems[{i}].{k}' ({})", sys.name);
+        if let Some(url) = &sys.url {
+            let ok = url
+                .split_once("://")
+                .filter(|(scheme, _)| {
+                    scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+                })
+                .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+                .map(|authority| authority.rsplit('@').next().unwrap_or(""))
+                .is_some_and(|host| !host.is_empty() && !host.starts_with(':'))
+                && sendable(url);
+            if !ok {
+                return Err(format!(
+                    "{}: expected an http:// or https:// URL with a host",
+                    key("url")
+                ));
+            }
+        }
+        if let Some(h) = &sys.auth_header {
+            let parsed = crate::sinks::system::parse_auth_header(h);
+            if parsed.is_err() || !sendable(h) {
+                return Err(format!(
+                    "{}: expected `Bearer <token>`, `Basic <base64>` or `<Header-Name> <value>`, on one line",
+                    key("auth_header")
+                ));
+            }
+        }
+        for (name, value) in sys.headers.iter().flatten() {
+            let name_ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
+            if !name_ok || !sendable(value) {
+                return Err(format!(
+                    "{}: expected a header name of letters, digits and -, and a value on one line without control characters",
+                    key(&format!("headers.{name}"))
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Text an HTTP header (or request line) can carry: no control characters but tab.
+fn sendable(text: &str) -> bool {
+    text.chars().all(|c| c == '\t' || !c.is_control())
 }

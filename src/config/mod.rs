@@ -175,9 +175,33 @@ macro_rules! with_operation_keys {
             pub network_probe: Option<String>,
             /// Longest wait for the network (default 300s).
             pub max_network_wait: Option<DurationSpec>,
+            /// Policy by error class: `class_overrides.<class>` sets base_delay, max_delay,
+            /// backoff_multiplier, max_attempts, timeout from the attempt that failed with that
+            /// class (e.g. `rate_limit_exceeded: {base_delay: 30, max_delay: 600}`); an
+            /// operation's map replaces the top level's.
+            pub class_overrides: Option<BTreeMap<ErrorClass, ClassOverride>>,
             $($extra)*
         }
     };
+}
+
+/// The policy keys one error class may override (`class_overrides.<class>`); unset keys keep
+/// the operation's values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassOverride {
+    /// Base delay of the waits after a failure of this class.
+    pub base_delay: Option<DurationSpec>,
+    /// Cap on those waits.
+    pub max_delay: Option<DurationSpec>,
+    /// Exponential multiplier of those waits.
+    #[schemars(range(min = 1.0, max = 100.0))]
+    pub backoff_multiplier: Option<f64>,
+    /// Attempts in all (first included) once a failure of this class happened.
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_attempts: Option<u32>,
+    /// Per-attempt timeout of the attempts after a failure of this class.
+    pub timeout: Option<DurationSpec>,
 }
 
 with_operation_keys! {
@@ -230,7 +254,7 @@ with_operation_keys! {
         /// Send to external_systems (default true when any is configured).
         pub external_integration: Option<bool>,
         pub external_systems: Option<Vec<ExternalSystem>>,
-        /// Bound on all notification delivery of one run (default 30s).
+        /// Bound on all notification delivery of one run, every try of every receiver (default 10s).
         pub notification_timeout: Option<DurationSpec>,
         /// For action notify: metrics, alerts or test.
         pub notify_kind: Option<String>,

@@ -1,7 +1,7 @@
 //! From a validated `Config` (plus the operation's overrides and the CLI's flags) to a `Plan`
 //! with every default applied: what the engine runs. Pure.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use regex::Regex;
@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::validate::{ConfigError, coerce_and_validate, overlay};
 use super::{Config, ExitCodes, Patterns};
 use crate::classify::{Classifier, ErrorClass, ExitCodeSet, UserPattern};
-use crate::policy::{Backoff, JitterKind, PolicyKind};
+use crate::policy::{Backoff, ClassPolicy, JitterKind, PolicyKind};
 
 /// The built-in defaults: the seeds' balanced ones.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -85,6 +85,8 @@ pub struct Plan {
     pub env: Vec<(String, String)>,
     pub stdin: StdinSpec,
     pub output_tail_bytes: usize,
+    /// `class_overrides`, resolved: the policy in force after a failure of each class.
+    pub class_policies: BTreeMap<ErrorClass, ClassPolicy>,
 }
 
 /// The merged config (top level + the operation's overrides + flags) and its plan.
@@ -187,6 +189,46 @@ impl Resolved {
     }
 }
 
+/// Each `class_overrides` entry over the operation's policy, checked as the top level is (a cap
+/// shorter than the base delay is refused, naming the class).
+fn class_policies(
+    c: &Config,
+    backoff: &Backoff,
+    max_attempts: u32,
+    timeout: Option<Duration>,
+) -> Result<BTreeMap<ErrorClass, ClassPolicy>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (class, o) in c.class_overrides.iter().flatten() {
+        let mut b = backoff.clone();
+        if let Some(d) = o.base_delay {
+            b.base = d.get();
+        }
+        if let Some(d) = o.max_delay {
+            b.max = d.get();
+        }
+        if let Some(m) = o.backoff_multiplier {
+            b.multiplier = m;
+        }
+        if b.max < b.base {
+            return Err(ConfigError::invalid(format!(
+                "key 'class_overrides.{class}.max_delay': expected a cap at least as long as base_delay ({} < {})",
+                crate::config::format_duration(b.max),
+                crate::config::format_duration(b.base)
+            )));
+        }
+        let policy = ClassPolicy {
+            backoff: b,
+            max_attempts: o.max_attempts.unwrap_or(max_attempts),
+            timeout: match o.timeout {
+                Some(d) => Some(d.get()).filter(|d| !d.is_zero()),
+                None => timeout,
+            },
+        };
+        out.insert(*class, policy);
+    }
+    Ok(out)
+}
+
 fn plan_for(c: &Config, operation: String) -> Result<Plan, ConfigError> {
     let base = c.base_delay.map(|d| d.get()).unwrap_or(DEFAULT_BASE_DELAY);
     let max = c.max_delay.map(|d| d.get()).unwrap_or(DEFAULT_MAX_DELAY);
@@ -276,13 +318,17 @@ fn plan_for(c: &Config, operation: String) -> Result<Plan, ConfigError> {
             "key 'env': {k:?} is not a valid environment variable name"
         )));
     }
+    let max_attempts = c.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    let timeout = c.timeout.map(|d| d.get()).filter(|d| !d.is_zero());
+    let class_policies = class_policies(c, &backoff, max_attempts, timeout)?;
     Ok(Plan {
         operation,
         command,
-        max_attempts: c.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+        max_attempts,
+        class_policies,
         backoff,
         jitter_seed: c.jitter_seed,
-        timeout: c.timeout.map(|d| d.get()).filter(|d| !d.is_zero()),
+        timeout,
         deadline: c.deadline.map(|d| d.get()).filter(|d| !d.is_zero()),
         kill_grace: c.kill_grace.map(|d| d.get()).unwrap_or(DEFAULT_KILL_GRACE),
         classifier,

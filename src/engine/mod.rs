@@ -139,11 +139,12 @@ pub fn run(
         start: timer.now(),
         wall_start: timer.wall(),
         schedule: Schedule::new(plan.backoff.clone(), seed),
+        limits: Limits::of_plan(plan),
         progress: Progress::default(),
     };
     op.admit(guards);
     let mut n = 0;
-    while op.progress.open() && n < plan.max_attempts {
+    while op.progress.open() && n < op.limits.max_attempts {
         n += 1;
         if let Some(sig) = cancel.signal() {
             op.progress.aborted_by = Some(sig);
@@ -204,10 +205,49 @@ struct Operation<'a> {
     start: Duration,
     wall_start: chrono::DateTime<chrono::Utc>,
     schedule: Schedule,
+    /// The attempt limits in force (the plan's, or a class override's).
+    limits: Limits,
     progress: Progress,
 }
 
+/// Attempt count and per-attempt timeout in force, and the class whose `class_overrides`
+/// entry set them (none: the plan's own).
+struct Limits {
+    class: Option<ErrorClass>,
+    max_attempts: u32,
+    timeout: Option<Duration>,
+}
+
+impl Limits {
+    fn of_plan(plan: &Plan) -> Limits {
+        Limits {
+            class: None,
+            max_attempts: plan.max_attempts,
+            timeout: plan.timeout,
+        }
+    }
+}
+
 impl Operation<'_> {
+    /// `class_overrides`: a failure's class picks the policy from this attempt on (its entry,
+    /// or the plan's own when it has none).
+    fn enforce(&mut self, class: ErrorClass) {
+        match self.plan.class_policies.get(&class) {
+            Some(p) => {
+                self.schedule.switch(&p.backoff);
+                self.limits = Limits {
+                    class: Some(class),
+                    max_attempts: p.max_attempts,
+                    timeout: p.timeout,
+                };
+            }
+            None => {
+                self.schedule.switch(&self.plan.backoff);
+                self.limits = Limits::of_plan(self.plan);
+            }
+        }
+    }
+
     fn ctx(&self, attempt: u32) -> GuardCtx<'_> {
         GuardCtx {
             timer: self.timer,
@@ -284,12 +324,12 @@ impl Operation<'_> {
             self.progress.stop_reason = "deadline reached".into();
             return false;
         }
-        let cut_by_deadline = match (plan.timeout, remaining) {
+        let cut_by_deadline = match (self.limits.timeout, remaining) {
             (Some(t), Some(r)) => r < t,
             (None, Some(_)) => true,
             _ => false,
         };
-        let attempt_timeout = match (plan.timeout, remaining) {
+        let attempt_timeout = match (self.limits.timeout, remaining) {
             (Some(t), Some(r)) => Some(t.min(r)),
             (t, r) => t.or(r),
         };
@@ -298,13 +338,13 @@ impl Operation<'_> {
                 "retrying operation",
                 &self.fields(&[
                     ("attempt", n.to_string()),
-                    ("max_attempts", plan.max_attempts.to_string()),
+                    ("max_attempts", self.limits.max_attempts.to_string()),
                 ]),
             );
         }
         let a_start = self.timer.now();
         let a_wall = self.timer.wall();
-        let out = attempter.attempt(n, plan.max_attempts, attempt_timeout, self.cancel);
+        let out = attempter.attempt(n, self.limits.max_attempts, attempt_timeout, self.cancel);
         let a_dur = self.timer.now().saturating_sub(a_start);
         let interrupted = out.interrupted_by.or_else(|| self.cancel.signal());
         let success = out.exit.success() && interrupted.is_none();
@@ -317,13 +357,18 @@ impl Operation<'_> {
                 duration: a_dur,
             },
         );
-        let record = attempt_record(n, &out, verdict.as_ref(), a_wall, self.timer.wall(), a_dur);
+        let mut record =
+            attempt_record(n, &out, verdict.as_ref(), a_wall, self.timer.wall(), a_dur);
         let timed_out = out.exit == ExitKind::TimedOut;
         self.progress.last = Some(out);
+        if let Some(v) = &verdict {
+            self.enforce(v.class);
+            record.policy_class = self.limits.class;
+        }
 
         let facts = AttemptFacts {
             attempt: n,
-            max_attempts: plan.max_attempts,
+            max_attempts: self.limits.max_attempts,
             interrupted,
             verdict: verdict.as_ref(),
             timed_out_by_deadline: timed_out && cut_by_deadline,
@@ -363,7 +408,7 @@ impl Operation<'_> {
     ) -> bool {
         let error = || verdict.map(|v| v.message.clone()).unwrap_or_default();
         let class = || verdict.map(|v| v.class.to_string()).unwrap_or_default();
-        let max = self.plan.max_attempts.to_string();
+        let max = self.limits.max_attempts.to_string();
         let stop = match decision {
             Decision::Retry { delay, note } => {
                 if let (Some(note), Some(v)) = (note, verdict) {
@@ -439,7 +484,7 @@ impl Operation<'_> {
                 "operation succeeded after retry",
                 &self.fields(&[
                     ("attempt", attempt),
-                    ("max_attempts", self.plan.max_attempts.to_string()),
+                    ("max_attempts", self.limits.max_attempts.to_string()),
                 ]),
             ),
             Stop::Succeeded => log.debug(
@@ -538,8 +583,9 @@ impl Operation<'_> {
             execution_time: self.timer.now().saturating_sub(self.start).as_secs_f64(),
             attempts: p.attempts,
             exit_code: crate::exit::of_operation(end),
-            final_error_type: p.final_class,
-            final_error_message: p.final_message,
+            // Only an operation that did not succeed has a final error; its attempts keep theirs.
+            final_error_type: p.final_class.filter(|_| !succeeded),
+            final_error_message: p.final_message.filter(|_| !succeeded),
             stop_reason: p.stop_reason,
             command: who.command,
             context: who.context,
@@ -578,6 +624,8 @@ fn classify(plan: &Plan, out: &AttemptOutput) -> Verdict {
         spawn_error: spawn_msg.as_deref(),
         stderr_tail: &stderr,
         stdout_tail: &stdout,
+        stderr_scan: Some(&out.stderr_scan),
+        stdout_scan: Some(&out.stdout_scan),
         fail_if_hit: out.fail_if_hit,
         retry_if_hit: out.retry_if_hit,
     })
@@ -619,6 +667,8 @@ fn attempt_record(
         stdout_bytes: out.stdout_bytes,
         stderr_bytes: out.stderr_bytes,
         download: None,
+        policy_class: None,
+        failed_task: None,
     }
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod cli;
 pub(crate) mod document;
 pub(crate) mod guard_cmd;
 pub(crate) mod module;
+pub(crate) mod module_tasks;
 pub(crate) mod session_cmd;
 
 use std::ffi::OsString;

@@ -197,6 +197,10 @@ fn run_module(path: &Path) -> Value {
     if let Err(msg) = merge_config_arg(&mut args) {
         return failure(msg);
     }
+    // Issue 14: the role's retry_tasks calls the module around each attempt.
+    if let Some(step) = crate::front::module_tasks::take_action(&mut args) {
+        return crate::front::module_tasks::run(step, args, &flags);
+    }
     // A download without an operation name gets the seed's `download <file name>`.
     if args.get("action").and_then(Value::as_str) == Some("download")
         && !args.contains_key("operation")

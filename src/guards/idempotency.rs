@@ -4,6 +4,8 @@
 //! - `creates: PATH` (a path or glob, relative to `chdir`): when it matches, the command is not
 //!   run at all (status `skipped`, `changed: false`, exit 0);
 //! - `removes: PATH`: when it matches nothing, the command is not run;
+//! - both are checked again before every retry: a failed attempt that made the file (or removed
+//!   it) is not run again, as an `until` loop re-invoking the module would stop;
 //! - `check_command`: run by `/bin/sh -c` with the attempt's env and chdir (and RETRYX_ATTEMPT,
 //!   the attempt just run, 0 before the first) before each retry
 //!   (and before the first attempt with `check_before_first: true`); exit 0 means the work is
@@ -166,6 +168,21 @@ impl Idempotency {
         }
     }
 
+    /// The `creates` / `removes` rule that says the work is done now, as a message.
+    fn path_rule(&self, lead: &str) -> Option<String> {
+        if let Some(c) = &self.creates
+            && path_matches(&self.resolve(c))
+        {
+            return Some(format!("{lead} since '{c}' exists (creates)"));
+        }
+        if let Some(r) = &self.removes
+            && !path_matches(&self.resolve(r))
+        {
+            return Some(format!("{lead} since '{r}' does not exist (removes)"));
+        }
+        None
+    }
+
     /// Runs the check and says whether the work is done (exit 0).
     fn check(&mut self, ctx: &GuardCtx, when: &str) -> Option<String> {
         let cmd = self.check_command.clone()?;
@@ -220,17 +237,7 @@ impl Guard for Idempotency {
     }
 
     fn before_operation(&mut self, ctx: &GuardCtx) -> Admission {
-        if let Some(c) = &self.creates
-            && path_matches(&self.resolve(c))
-        {
-            let message = format!("Did not run command since '{c}' exists (creates)");
-            self.skipped = Some(message.clone());
-            return Admission::Skip { message };
-        }
-        if let Some(r) = &self.removes
-            && !path_matches(&self.resolve(r))
-        {
-            let message = format!("Did not run command since '{r}' does not exist (removes)");
+        if let Some(message) = self.path_rule("Did not run command") {
             self.skipped = Some(message.clone());
             return Admission::Skip { message };
         }
@@ -244,6 +251,10 @@ impl Guard for Idempotency {
     }
 
     fn before_retry(&mut self, ctx: &GuardCtx, _class: ErrorClass) -> RetryVerdict {
+        if let Some(reason) = self.path_rule("Did not run command again") {
+            self.skipped = Some(reason.clone());
+            return RetryVerdict::Done { reason };
+        }
         match self.check(ctx, "before_retry") {
             Some(reason) => {
                 self.skipped = Some(reason.clone());

@@ -1,5 +1,5 @@
-//! Network-aware waiting (seeds 001 and 004): before retrying a network-class failure, check
-//! that the network is there (the `required_interfaces` are up, or else any non-loopback
+//! Network-aware waiting (seeds 001 and 004): before the first attempt and before every retry
+//! (whatever the failure's class), check that the network is there (the `required_interfaces` are up, or else any non-loopback
 //! interface; and `network_probe` `host:port` accepts a TCP connection). When it is not, log
 //! "network is down, waiting for network to recover", wait until it is back (woken by rtnetlink
 //! link events on an `AF_NETLINK`/`NETLINK_ROUTE` socket bound to `RTMGRP_LINK`; polling
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Guard, GuardCtx, RetryVerdict};
+use super::{Admission, Guard, GuardCtx, RetryVerdict};
 use crate::classify::ErrorClass;
 use crate::config::format_duration;
 use crate::sys::clock::Timer;
@@ -433,15 +433,22 @@ impl NetworkWait {
     }
 }
 
-impl Guard for NetworkWait {
-    fn name(&self) -> &'static str {
-        "network"
-    }
+/// How a wait for the network ended.
+enum WaitEnd {
+    /// The network was there: no wait.
+    Up,
+    /// It came back after a wait.
+    Recovered(String),
+    /// It did not come back within the bound.
+    GaveUp(String),
+    /// A stop signal came: the engine ends the operation.
+    Stopped,
+}
 
-    fn before_retry(&mut self, ctx: &GuardCtx, class: ErrorClass) -> RetryVerdict {
-        if !class.is_network() {
-            return RetryVerdict::Allow;
-        }
+impl NetworkWait {
+    /// Checks the network and, when something is missing, waits for it (bounded by
+    /// `max_network_wait` and the deadline), with the seed's log lines.
+    fn wait_for_network(&mut self, ctx: &GuardCtx) -> WaitEnd {
         let bound = match self.deadline {
             Some(d) => self.max_wait.min(d.saturating_sub(ctx.elapsed)),
             None => self.max_wait,
@@ -449,7 +456,7 @@ impl Guard for NetworkWait {
         self.source.start();
         let down = self.missing(bound);
         if down.is_empty() {
-            return RetryVerdict::Allow;
+            return WaitEnd::Up;
         }
         let fields = |extra: Vec<(&'static str, String)>| {
             let mut f = vec![
@@ -485,7 +492,7 @@ impl Guard for NetworkWait {
                     "network did not recover, giving up",
                     &fields(vec![("waited", format_duration(waited))]),
                 );
-                return RetryVerdict::Deny { reason };
+                return WaitEnd::GaveUp(reason);
             }
             let slice = if self.probe.is_some() && self.source.down().is_empty() {
                 PROBE_EVERY
@@ -497,9 +504,8 @@ impl Guard for NetworkWait {
                 .wait(slice.min(bound - waited), ctx.timer, ctx.cancel)
                 .is_some()
             {
-                // Let the engine's wait see the signal and end the operation as aborted.
                 self.waits.push(json!({"attempt": ctx.attempt, "waited": waited.as_secs_f64(), "recovered": false, "watch": self.source.kind(), "stopped": true}));
-                return RetryVerdict::Allow;
+                return WaitEnd::Stopped;
             }
             let left = bound.saturating_sub(ctx.timer.now().saturating_sub(start));
             if self.missing(left).is_empty() {
@@ -512,12 +518,42 @@ impl Guard for NetworkWait {
             &fields(vec![("waited", format_duration(waited))]),
         );
         self.waits.push(json!({"attempt": ctx.attempt, "waited": waited.as_secs_f64(), "recovered": true, "watch": self.source.kind()}));
-        RetryVerdict::AllowNow {
-            reason: format!(
-                "network recovered after {} ({}); retrying at once",
-                format_duration(waited),
-                self.source.kind()
-            ),
+        WaitEnd::Recovered(format!(
+            "network recovered after {} ({})",
+            format_duration(waited),
+            self.source.kind()
+        ))
+    }
+}
+
+impl Guard for NetworkWait {
+    fn name(&self) -> &'static str {
+        "network"
+    }
+
+    /// Seed 004 checks the network before connecting: the first attempt waits for it too.
+    fn before_operation(&mut self, ctx: &GuardCtx) -> Admission {
+        match self.wait_for_network(ctx) {
+            WaitEnd::Up | WaitEnd::Recovered(_) | WaitEnd::Stopped => Admission::Proceed,
+            WaitEnd::GaveUp(message) => Admission::Refuse {
+                class: ErrorClass::NetworkError,
+                message,
+            },
+        }
+    }
+
+    /// After any failure: a failure of any class while the network is missing is waited out
+    /// (a command that fails on a dead link seldom says "network"); with the network there, the
+    /// policy's wait stands.
+    fn before_retry(&mut self, ctx: &GuardCtx, _class: ErrorClass) -> RetryVerdict {
+        match self.wait_for_network(ctx) {
+            WaitEnd::Up => RetryVerdict::Allow,
+            WaitEnd::Recovered(why) => RetryVerdict::AllowNow {
+                reason: format!("{why}; retrying at once"),
+            },
+            WaitEnd::GaveUp(reason) => RetryVerdict::Deny { reason },
+            // Let the engine's wait see the signal and end the operation as aborted.
+            WaitEnd::Stopped => RetryVerdict::Allow,
         }
     }
 
@@ -602,21 +638,47 @@ mod tests {
     }
 
     #[test]
-    fn gives_up_after_max_wait_and_ignores_other_classes() {
+    fn gives_up_after_max_wait_whatever_the_class() {
         let t: &'static FakeTimer = Box::leak(Box::new(FakeTimer::new()));
         let (c, l) = (Cancel::new(), Logger::memory(-2));
         let mut g = guard(t, Duration::from_secs(3600), Duration::from_secs(5));
-        assert_eq!(
-            g.before_retry(&ctx(t, &c, &l), ErrorClass::RateLimitExceeded),
-            RetryVerdict::Allow
-        );
-        assert_eq!(t.now(), Duration::ZERO);
-        let v = g.before_retry(&ctx(t, &c, &l), ErrorClass::NetworkError);
+        // A failure that names no network problem is waited out too while the link is down.
+        let v = g.before_retry(&ctx(t, &c, &l), ErrorClass::RateLimitExceeded);
         assert!(
             matches!(&v, RetryVerdict::Deny { reason } if reason.contains("did not recover within 5s")),
             "{v:?}"
         );
         assert_eq!(t.now(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_first_attempt_waits_for_the_network_too() {
+        let t: &'static FakeTimer = Box::leak(Box::new(FakeTimer::new()));
+        let (c, l) = (Cancel::new(), Logger::memory(0));
+        let mut g = guard(t, Duration::from_secs(2), Duration::from_secs(300));
+        let mut cx = ctx(t, &c, &l);
+        cx.attempt = 0;
+        assert_eq!(g.before_operation(&cx), Admission::Proceed);
+        assert_eq!(t.now(), Duration::from_secs(2), "it waited for the link");
+        let lines = l.lines().join("\n");
+        assert!(
+            lines.contains(
+                "network is down, waiting for network to recover | operation=upload, attempt=1"
+            ),
+            "{lines}"
+        );
+        // Never up within the bound: the operation is refused as a network error.
+        let t2: &'static FakeTimer = Box::leak(Box::new(FakeTimer::new()));
+        let mut g = guard(t2, Duration::from_secs(3600), Duration::from_secs(5));
+        let mut cx = ctx(t2, &c, &l);
+        cx.attempt = 0;
+        assert!(matches!(
+            g.before_operation(&cx),
+            Admission::Refuse {
+                class: ErrorClass::NetworkError,
+                ..
+            }
+        ));
     }
 
     #[test]

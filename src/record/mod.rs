@@ -49,6 +49,13 @@ pub struct AttemptRecord {
     /// Download operations only: what this attempt moved over the network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download: Option<DownloadAttempt>,
+    /// The class whose `class_overrides` entry set the wait after this attempt (and the limits
+    /// from then on); absent when the operation's own policy did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_class: Option<ErrorClass>,
+    /// Operations of Ansible tasks (`retry_tasks`) only: the name of the task that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_task: Option<String>,
 }
 
 /// Per-attempt facts of a download (`action: download`).

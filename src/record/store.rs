@@ -373,7 +373,14 @@ impl Store {
         }
         // A finished session that gets another operation is open again; finalize recounts all.
         session.session_status = "open".into();
-        session.operations.clear();
+        // An open session lists its operations as they come (finalize lists them again, sorted,
+        // from the operation files).
+        session
+            .operations
+            .retain(|o| o.operation_id != record.operation_id);
+        session
+            .operations
+            .push(OperationSummary::of(record, op_alerts.len() as u32));
         session.alerts.clear();
         session.session_end = None;
         session.finalized_at = None;
@@ -1104,6 +1111,8 @@ mod tests {
             stdout_bytes: 0,
             stderr_bytes: 0,
             download: None,
+            policy_class: None,
+            failed_task: None,
         };
         OperationRecord {
             operation_id: crate::record::new_operation_id(name, 1),
@@ -1166,13 +1175,13 @@ mod tests {
         let pack: RecordsPack =
             Store::read_json(&store.dir.join("retry_session_s.records.json.gz")).unwrap();
         assert_eq!((pack.operations.len(), pack.attempts.len()), (2, 1));
-        // Another operation reopens the session: its list and alerts wait for the next finalize.
+        // Another operation reopens the session: it joins the list; alerts wait for finalize.
         store
             .record_operation(&op("s", "c", true), false, None, now)
             .unwrap();
         let s = store.read_session("s").unwrap();
         assert_eq!(s.session_status, "open");
-        assert!(s.operations.is_empty());
+        assert_eq!(s.operations.len(), 3);
         assert_eq!(s.final_statistics.total_operations, 3);
         let (s, _) = store.finalize("s", None, false, now).unwrap();
         assert_eq!(s.operations.len(), 3);

@@ -12,9 +12,17 @@ set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
-scripts/setup-python.sh >/dev/null || { echo "ansible: setup of .venv failed"; echo "ansible: 0 passed, 1 failed"; exit 1; }
+# RETRYX_ANSIBLE_VENV=.venv-min runs the suite on the oldest supported ansible-core
+# (tests/requirements-min.txt); the default .venv has the newest that installs here.
+venv="${RETRYX_ANSIBLE_VENV:-.venv}"
+if [ "$venv" = ".venv" ]; then
+    scripts/setup-python.sh >/dev/null
+else
+    VENV="$venv" REQUIREMENTS=tests/requirements-min.txt scripts/setup-python.sh >/dev/null
+fi || { echo "ansible: setup of $venv failed"; echo "ansible: 0 passed, 1 failed"; exit 1; }
 
-export PATH="$root/.venv/bin:$PATH"
+export PATH="$root/$venv/bin:$PATH"
+echo "ansible: $(ansible --version 2>/dev/null | sed -n 1p) ($venv)"
 export ANSIBLE_CONFIG="$root/ansible/ansible.cfg"
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 PY_COLORS=0
 export ANSIBLE_LOCAL_TEMP="${TMPDIR:-/tmp}/retryx-ansible-local"
@@ -70,14 +78,14 @@ example() {
     (cd "$root/ansible" && ansible-playbook "$@")
 }
 
-# no_log: the play's own assertions, then the console output (at -v) and every
+# no_log: the play's own assertions, then the console output (at -vvv) and every
 # file of the artifacts dir (gzip included) are searched for the secret.
 no_log_test() {
     local dir="$tmp/pb.no_log" out="$tmp/no_log.console"
     mkdir -p "$dir"
     RETRYX_TEST_SECRET="nolog-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')"
     export RETRYX_TEST_SECRET
-    ansible-playbook -v "$root/tests/ansible/playbooks/no_log.yml" -e "test_tmp=$dir" >"$out" 2>&1
+    ansible-playbook -vvv "$root/tests/ansible/playbooks/no_log.yml" -e "test_tmp=$dir" >"$out" 2>&1
     local rc=$?
     python3 - "$out" "$dir" <<'PY'
 import gzip, os, sys
@@ -143,6 +151,28 @@ PY
     return $rc
 }
 
+# A small HTTP service (tests/ansible/services/http_service.py) on 127.0.0.1 for
+# the playbooks that retry tasks against it; started and stopped by pid.
+with_service() {
+    local name="$1" dir="$tmp/pb.$1" rc server
+    shift
+    mkdir -p "$dir"
+    python3 "$root/tests/ansible/services/http_service.py" "$dir/port" &
+    server=$!
+    for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
+    if [ ! -s "$dir/port" ]; then
+        kill "$server" 2>/dev/null
+        echo "the HTTP service did not start"
+        return 1
+    fi
+    ansible-playbook "$@" "$root/tests/ansible/playbooks/$name.yml" -e "test_tmp=$dir" \
+        -e "service=http://127.0.0.1:$(cat "$dir/port")"
+    rc=$?
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+    return $rc
+}
+
 # The role passes on every key of the module's schema except those it sets
 # itself and the download-only ones; argument_specs documents the same keys.
 role_schema_sync() {
@@ -155,7 +185,7 @@ download_only = {"url", "dest", "checksum", "headers", "force"}
 want = props - role_sets
 spec = yaml.safe_load(open(f"{root}/roles/retry_manager/meta/argument_specs.yml"))
 documented = set(spec["argument_specs"]["main"]["options"]["retry_manager"]["options"])
-tasks = yaml.safe_load(open(f"{root}/roles/retry_manager/tasks/main.yml"))
+tasks = yaml.safe_load(open(f"{root}/roles/retry_manager/tasks/run_command.yml"))
 call = next(t for b in tasks for t in b.get("block", []) if "retry_manager" in t)["retry_manager"]
 bad = False
 # the task passes the role's own keys, the explicit command, and everything else as one
@@ -165,10 +195,10 @@ if documented != want:
     print(f"argument_specs: missing {sorted(want - documented)}, extra {sorted(documented - want)}")
 if set(call) != role_sets - {"notify_kind"} | {"command", "argv", "config"}:
     bad = True
-    print(f"tasks/main.yml passes {sorted(call)}")
+    print(f"tasks/run_command.yml passes {sorted(call)}")
 if call.get("config") != "{{ retry_manager_effective }}":
     bad = True
-    print("tasks/main.yml: config must be the merged retry_manager_effective")
+    print("tasks/run_command.yml: config must be the merged retry_manager_effective")
 sidecar = yaml.safe_load(open(f"{root}/roles/retry_manager/library/retry_manager.yml"))
 if "config" not in sidecar["DOCUMENTATION"]["options"]:
     bad = True
@@ -201,6 +231,8 @@ runner_test() {
     python -m pytest -q -p no:cacheprovider "$root/tests/ansible/test_runner.py"
 }
 
+check retry_tasks          with_service retry_tasks
+check tasks_keywords       with_service tasks_keywords
 check success_after_retries playbook success_after_retries
 check non_retryable        playbook non_retryable
 check timeout              playbook timeout

@@ -118,3 +118,22 @@ def test_artifacts_of_a_failure(tmp_path):
     assert artifacts["retry_operation_status"] == "failed"
     assert artifacts["retry_attempt_count"] == 1
     assert artifacts["retry_operation_success"] is False
+
+
+def test_artifacts_of_retried_tasks(tmp_path):
+    # retry_tasks through the job template: the two-task file fails its first attempt
+    runner, artifacts = run_job(
+        tmp_path,
+        {
+            "retry_current_operation": "aap_tasks",
+            "retry_tasks": str(REPO / "tests" / "ansible" / "playbooks" / "tasks" / "two_tasks.yml"),
+            "retry_max_attempts": 3,
+            "retry_base_delay": 0,
+            "retry_artifacts_dir": str(tmp_path / "artifacts"),
+        },
+    )
+    assert runner.status == "successful", runner.status
+    check_common(artifacts, "aap_tasks")
+    assert artifacts["retry_operation_status"] == "completed"
+    assert artifacts["retry_attempt_count"] == 2
+    assert artifacts["retry_operation_success"] is True

@@ -5,9 +5,9 @@ TARGET := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(TARGET)/release/retryx
 ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
-APT_TEST_PACKAGES := iproute2 procps curl chromium redis-server openssl
+APT_TEST_PACKAGES := iproute2 procps curl chromium redis-server openssl openssh-server sudo
 
-.PHONY: demo test build setup rust-test lint bench ansible-test notify-test
+.PHONY: demo test build collection setup rust-test lint bench ansible-test notify-test
 
 # The functions retryx runs on its common paths go first in .text (lld, Rust's default linker on
 # this target since 1.90), so start-up faults in a few contiguous pages instead of pages all over
@@ -22,7 +22,14 @@ LINK_ORDER = $(shell d=$$(mktemp -d) && echo 'fn main(){}' > $$d/m.rs && rustc -
 build:
 	RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static $(LINK_ORDER)' cargo build --release --locked --target $(TARGET)
 	install -D -m 0755 $(RELEASE_BIN) $(ROLE_BIN)
-	strip --strip-all $(ROLE_BIN)  # Ansible copies the module to the host on every task
+	strip --strip-all $(ROLE_BIN)  # the copy sent to hosts
+	# the action plugin that keeps one verified copy per host (one source, in the collection)
+	install -D -m 0644 collection/plugins/action/retry_manager.py roles/retry_manager/action_plugins/retry_manager.py
+
+## The collection retryx.core: dist/retryx-core-<version>.tar.gz (module, action plugin, role).
+collection: build
+	bash scripts/setup-python.sh
+	bash scripts/build-collection.sh
 
 setup:
 	bash scripts/setup-apt.sh $(APT_TEST_PACKAGES)
@@ -51,6 +58,7 @@ ansible-test: build
 	RETRYX_ANSIBLE_VENV=.venv-min bash tests/ansible/run.sh $(ROLE_SUITE)
 	bash tests/ansible_download/run.sh
 	bash tests/ansible_records/run.sh
+	RETRYX_REQUIRE_SSHD=1 bash tests/ansible_ssh/run.sh
 
 notify-test: build
 	bash tests/receivers/run.sh

@@ -261,3 +261,38 @@ fn the_config_dict_is_folded_under_explicit_args() {
     assert_eq!(r["failed"], false, "{r}");
     assert_eq!(r["retry"]["max_attempts"], 1, "{r}");
 }
+
+/// `retry_manager -`: the args on stdin, as the action plugin runs the cached copy (the
+/// binary's name there is its digest, so nothing but the `-` says "module").
+#[test]
+fn args_on_stdin_with_a_dash() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("0123abcd");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_retryx"), &copy).unwrap();
+    let run = |input: &[u8]| -> Value {
+        let mut child = Command::new(&copy)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(text.trim().lines().count(), 1, "one JSON object: {text}");
+        serde_json::from_str(text.trim()).unwrap()
+    };
+    // the attempt's stdin is not the args stream: `cat` sees nothing and succeeds
+    let args = json!({"argv": ["sh", "-c", "test -z \"$(cat)\" && echo ran"],
+        "max_attempts": 1, "artifacts_dir": dir.path().join("a"), "_ansible_no_log": false});
+    let r = run(args.to_string().as_bytes());
+    assert_eq!(r["failed"], false, "{r}");
+    assert_eq!(r["stdout"], "ran", "{r}");
+    let r = run(b"[1, 2]");
+    assert_eq!(r["failed"], true, "{r}");
+    assert!(r["msg"].as_str().unwrap().contains("JSON object"), "{r}");
+    let r = run(b"\xff\xfe");
+    assert_eq!(r["failed"], true, "{r}");
+}

@@ -5,6 +5,7 @@ pub mod duration;
 pub mod guards;
 pub mod notify;
 mod resolve;
+mod schema_check;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,8 @@ use serde::{Deserialize, Serialize};
 pub use duration::{DurationSpec, format_duration, parse_duration};
 pub use resolve::{CommandLine, Plan, Resolved, StdinSpec};
 pub use validate::{
-    ConfigError, coerce_and_validate, schema_accepts, schema_json, validator_errors,
+    ConfigError, coerce_and_validate, coerced_for_schema, schema_accepts, schema_json,
+    validator_errors,
 };
 
 use crate::classify::ErrorClass;

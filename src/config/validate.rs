@@ -1,13 +1,15 @@
 //! Turns raw JSON (module args, a `--config` file, a role dict) into a `Config`: drops nulls,
 //! coerces strings where the schema wants numbers, booleans or lists (Ansible's `k=v` syntax
 //! makes every value a string), validates against `schemas/retry_manager.schema.json`, then
-//! deserialises. Every rejection names the key and what was expected. Pure.
+//! deserialises. Every rejection names the key and what was expected (the schema check that
+//! explains it is `schema_check.rs`). Pure.
 
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
 use super::Config;
+use super::schema_check::{self, SchemaError};
 
 /// The committed schema; a test keeps it equal to what the types generate.
 const SCHEMA_TEXT: &str = include_str!("../../schemas/retry_manager.schema.json");
@@ -74,18 +76,6 @@ fn schema() -> Result<&'static Value, ConfigError> {
     S.get_or_init(|| serde_json::from_str(SCHEMA_TEXT).map_err(|e| format!("embedded schema: {e}")))
         .as_ref()
         .map_err(|e| ConfigError::invalid(e.clone()))
-}
-
-/// The jsonschema validator. Compiling it costs tens of milliseconds (the meta-schemas are
-/// built first), so it is compiled only to explain a rejection, or when asked for every error.
-fn validator() -> Result<&'static jsonschema::Validator, ConfigError> {
-    static V: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
-    V.get_or_init(|| {
-        let schema = schema().map_err(|e| e.to_string())?;
-        jsonschema::validator_for(schema).map_err(|e| format!("embedded schema: {e}"))
-    })
-    .as_ref()
-    .map_err(|e| ConfigError::invalid(e.clone()))
 }
 
 /// The schema's numeric bounds, which serde's types do not carry (everything else the schema
@@ -344,8 +334,8 @@ fn suggestion(unexpected: &str, allowed: &[&str]) -> Option<String> {
         .map(|(_, k)| format!(" (did you mean '{k}'?)"))
 }
 
-fn format_error(root: &Value, e: &jsonschema::ValidationError) -> String {
-    use jsonschema::error::ValidationErrorKind as K;
+fn format_error(root: &Value, e: &SchemaError) -> String {
+    use super::schema_check::Kind as K;
     let pointer = e.instance_path.as_str();
     let key = dotted(pointer);
     let at = if key.is_empty() {
@@ -372,7 +362,7 @@ fn format_error(root: &Value, e: &jsonschema::ValidationError) -> String {
                 .join("; ")
         }
         K::Required { property } => format!("{at} is missing the required key {property}"),
-        K::Type { .. } | K::Enum { .. } | K::Pattern { .. } => format!(
+        K::Type { .. } | K::Enum | K::Pattern { .. } => format!(
             "key {at}: expected {}, got {}",
             node.map(describe_expected)
                 .unwrap_or_else(|| "a valid value".into()),
@@ -385,17 +375,17 @@ fn format_error(root: &Value, e: &jsonschema::ValidationError) -> String {
 /// Every schema error for a value (after null-dropping and coercion), as messages.
 pub fn validator_errors(value: &Value) -> Result<Vec<String>, ConfigError> {
     let root = schema()?;
-    Ok(validator()?
-        .iter_errors(value)
-        .map(|e| format_error(root, &e))
+    Ok(schema_check::errors(root, value)
+        .iter()
+        .map(|e| format_error(root, e))
         .collect())
 }
 
 /// Raw JSON → `Config`. `coerce_strings` turns `"3"` into 3 and `"yes"` into true where the
 /// schema asks (module args always; config files too, as one schema serves both). A config the
 /// typed parse and the schema's bounds accept is valid (a test holds this equal to the
-/// jsonschema verdict over 100,000 configs); anything else is explained by the jsonschema
-/// validator, key by key.
+/// jsonschema crate's verdict over 100,000 configs); anything else is explained by the schema
+/// check, key by key.
 pub fn coerce_and_validate(mut value: Value, coerce_strings: bool) -> Result<Config, ConfigError> {
     if !value.is_object() {
         return Err(ConfigError::invalid(format!(
@@ -436,7 +426,7 @@ pub fn coerce_and_validate(mut value: Value, coerce_strings: bool) -> Result<Con
     }
 }
 
-/// Whether the jsonschema validator alone accepts `value` (after the same null-dropping and
+/// Whether the schema check alone accepts `value` (after the same null-dropping and
 /// coercion). For tests that hold the fast path equal to it.
 pub fn schema_accepts(mut value: Value, coerce_strings: bool) -> Result<bool, ConfigError> {
     if !value.is_object() {
@@ -445,7 +435,19 @@ pub fn schema_accepts(mut value: Value, coerce_strings: bool) -> Result<bool, Co
     drop_nulls(&mut value);
     let root = schema()?;
     coerce(root, root, &mut value, coerce_strings);
-    Ok(value.is_object() && validator()?.is_valid(&value))
+    Ok(value.is_object() && schema_check::is_valid(root, &value))
+}
+
+/// `value` after the null-dropping and coercion the check sees, with the embedded schema: for
+/// tests that hold the schema check equal to the jsonschema crate.
+pub fn coerced_for_schema(
+    mut value: Value,
+    coerce_strings: bool,
+) -> Result<(Value, Value), ConfigError> {
+    drop_nulls(&mut value);
+    let root = schema()?;
+    coerce(root, root, &mut value, coerce_strings);
+    Ok((value, root.clone()))
 }
 
 /// Overlays `over`'s keys onto `base` (shallow: a key given replaces the whole value).
@@ -550,5 +552,119 @@ mod tests {
     fn nulls_are_unset() {
         let c = coerce_and_validate(json!({"max_attempts": null, "context": null}), true).unwrap();
         assert_eq!(c.max_attempts, None);
+    }
+
+    /// The schema check words and locates every error as the jsonschema crate does (the crate
+    /// is a dev-dependency for this and for the fuzz test's verdicts).
+    #[test]
+    fn messages_match_the_jsonschema_crate() {
+        use super::schema_check::Kind;
+        use jsonschema::error::ValidationErrorKind as J;
+        let root = schema().unwrap();
+        let crate_validator = jsonschema::validator_for(root).unwrap();
+        let from_crate = |e: &jsonschema::ValidationError| {
+            let kind = match &e.kind {
+                J::AdditionalProperties { unexpected } => Kind::AdditionalProperties {
+                    unexpected: unexpected.clone(),
+                },
+                J::Required { property } => Kind::Required {
+                    property: property.clone(),
+                },
+                J::Type { .. } => Kind::Type { types: Vec::new() },
+                J::Enum { .. } => Kind::Enum,
+                J::Pattern { pattern } => Kind::Pattern {
+                    pattern: pattern.clone(),
+                },
+                J::Constant { expected_value } => Kind::Constant {
+                    expected: expected_value.clone(),
+                },
+                J::Minimum { limit } => Kind::Minimum {
+                    limit: limit.clone(),
+                },
+                J::Maximum { limit } => Kind::Maximum {
+                    limit: limit.clone(),
+                },
+                J::ExclusiveMinimum { limit } => Kind::ExclusiveMinimum {
+                    limit: limit.clone(),
+                },
+                J::ExclusiveMaximum { limit } => Kind::ExclusiveMaximum {
+                    limit: limit.clone(),
+                },
+                J::OneOfNotValid { .. } => Kind::OneOfNotValid,
+                J::OneOfMultipleValid { .. } => Kind::OneOfMultipleValid,
+                J::FalseSchema => Kind::FalseSchema,
+                other => panic!("the schema check does not know {other:?}"),
+            };
+            SchemaError {
+                instance_path: e.instance_path.as_str().to_string(),
+                instance: e.instance.clone().into_owned(),
+                kind,
+            }
+        };
+        let cases = [
+            json!({"max_attempts": "lots", "base_delay": -5, "max_delay": "soon"}),
+            json!({"max_attempts": 0, "backoff_multiplier": 1e9, "retry_policy": "sometimes"}),
+            json!({"max_attemps": 3, "jiter": "none", "operation_configs": {"a/b~c": {"max_attempts": 0.5}}}),
+            json!({"argv": [1, "x", null], "env": {"A": 1}, "retry_conditions": ["timeout", "never"]}),
+            json!({"circuit_breaker": {"window_type": "sliding", "bogus": 1, "failure_threshold": -1}}),
+            json!({"error_patterns": [{"pattern": "x"}, {"class": "timeout"}, 5]}),
+            json!({"external_systems": [{"url": "http://127.0.0.1"}, {"name": 7, "required": "no"}]}),
+            json!({"monitoring": {"alerts": {"min_success_rate": 101, "max_error_rate": -1}}}),
+            json!({"circuit_breaker": {"window_type": 3}, "bulkhead": [], "jitter": true}),
+            json!({"circuit_breaker": {"failure_rate_threshold": 0, "slow_call_rate_threshold": 0.0}}),
+            json!({"max_attempts": 3.0, "base_delay": "1m30s", "timeout": "2 fortnights"}),
+        ];
+        for value in cases {
+            let mut mine: Vec<String> = schema_check::errors(root, &value)
+                .iter()
+                .map(|e| format_error(root, e))
+                .collect();
+            let mut theirs: Vec<String> = crate_validator
+                .iter_errors(&value)
+                .map(|e| format_error(root, &from_crate(&e)))
+                .collect();
+            mine.sort();
+            theirs.sort();
+            assert_eq!(mine, theirs, "{value}");
+            assert!(!mine.is_empty(), "{value}: every case is wrong somewhere");
+            for e in crate_validator.iter_errors(&value) {
+                let ours = from_crate(&e);
+                if !matches!(ours.kind, Kind::Type { .. } | Kind::Enum) {
+                    assert_eq!(ours.to_string(), e.to_string(), "{value}");
+                }
+            }
+            assert_eq!(
+                schema_check::is_valid(root, &value),
+                crate_validator.is_valid(&value)
+            );
+        }
+    }
+
+    /// The check knows every keyword the committed schema uses (a new one must be taught).
+    #[test]
+    fn the_schema_uses_only_keywords_the_check_knows() {
+        fn walk(v: &Value, at: &str) {
+            if let Value::Object(m) = v {
+                for (k, sub) in m {
+                    assert!(
+                        schema_check::KNOWN_KEYWORDS.contains(&k.as_str()),
+                        "keyword {k} at {at} is not checked by schema_check.rs"
+                    );
+                    match k.as_str() {
+                        "properties" | "$defs" => sub
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .for_each(|(name, s)| walk(s, &format!("{at}/{k}/{name}"))),
+                        "enum" | "const" | "required" | "description" | "title" | "default" => {}
+                        _ => match sub {
+                            Value::Array(items) => items.iter().for_each(|i| walk(i, at)),
+                            other => walk(other, &format!("{at}/{k}")),
+                        },
+                    }
+                }
+            }
+        }
+        walk(schema().unwrap(), "");
     }
 }

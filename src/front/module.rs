@@ -1,6 +1,8 @@
-//! The Ansible front door: one argument, the JSON args file. Reads `_ansible_*` keys (check
-//! mode, no_log, verbosity), validates and coerces the rest, dispatches on `action`, and prints
-//! exactly one JSON object on stdout whatever happens (a panic included).
+//! The Ansible front door: one argument, the JSON args file (or `-`: the args on stdin, how the
+//! collection's action plugin runs its cached copy in one round trip, keeping secrets out of
+//! argv). Reads `_ansible_*` keys (check mode, no_log, verbosity), validates and coerces the
+//! rest, dispatches on `action`, and prints exactly one JSON object on stdout whatever happens
+//! (a panic included). It must not build a result anywhere but here.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -26,12 +28,18 @@ pub struct AnsibleFlags {
 /// Args files larger than this are refused (nothing legitimate comes near it).
 const MAX_ARGS_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Whether this process was started as an Ansible binary module: exactly one argument that
-/// is an existing file (not a flag, not a subcommand), and either our name says so or the file
-/// holds a JSON object.
+/// The one argument that says "the args document is on stdin" (as with `cat -`).
+const ARGS_ON_STDIN: &str = "-";
+
+/// Whether this process was started as an Ansible binary module: exactly one argument, either
+/// `-` (args on stdin) or an existing file (not a flag, not a subcommand) when our name says so
+/// or the file holds a JSON object.
 pub fn is_module_invocation(args: &[OsString]) -> bool {
     if args.len() != 2 {
         return false;
+    }
+    if args[1] == ARGS_ON_STDIN {
+        return true;
     }
     let arg = Path::new(&args[1]);
     let text = args[1].to_string_lossy();
@@ -132,16 +140,47 @@ pub fn merge_config_arg(args: &mut Map<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
-fn run_module(path: &Path) -> Value {
+/// Reads the args document from stdin, up to MAX_ARGS_BYTES. A terminal is refused rather than
+/// waited on: `retryx -` typed by hand would otherwise hang.
+fn read_args_from_stdin() -> Result<String, String> {
+    use std::io::{IsTerminal, Read};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(
+            "'-' reads the module args (a JSON object) from stdin, and stdin is a terminal".into(),
+        );
+    }
+    let mut buf = Vec::new();
+    stdin
+        .lock()
+        .take(MAX_ARGS_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read the module args from stdin: {e}"))?;
+    if buf.len() as u64 > MAX_ARGS_BYTES {
+        return Err(format!(
+            "the args on stdin are more than the {MAX_ARGS_BYTES} bytes allowed"
+        ));
+    }
+    String::from_utf8(buf).map_err(|_| "the module args on stdin are not UTF-8".into())
+}
+
+fn read_args_file(path: &Path) -> Result<String, String> {
+    if path.as_os_str() == ARGS_ON_STDIN {
+        return read_args_from_stdin();
+    }
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if size > MAX_ARGS_BYTES {
-        return failure(format!(
+        return Err(format!(
             "the args file is {size} bytes, more than the {MAX_ARGS_BYTES} allowed"
         ));
     }
-    let text = match std::fs::read_to_string(path) {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read the module args file: {e}"))
+}
+
+fn run_module(path: &Path) -> Value {
+    let text = match read_args_file(path) {
         Ok(t) => t,
-        Err(e) => return failure(format!("cannot read the module args file: {e}")),
+        Err(msg) => return failure(msg),
     };
     let mut args: Map<String, Value> = match serde_json::from_str(&text) {
         Ok(Value::Object(m)) => m,

@@ -799,6 +799,9 @@ impl<'a> DownloadAttempter<'a> {
         }
     }
 
+    /// One HTTP attempt as a sequence of resume decisions (Range, If-Range, 200 vs 206 vs 416,
+    /// checksum): long (~190 lines) because the order of those checks is the protocol, and it
+    /// reads best in one place.
     fn run_attempt(
         &mut self,
         n: u32,

@@ -122,6 +122,8 @@ pub fn store_for(config: &Config, state_dir: &Path) -> Result<Rc<Store>, GuardEr
     )))
 }
 
+/// (Long, ~165 lines: each guard's settings are checked where it is built, key by key, so
+/// the messages name their keys; the order below is the engine's order.)
 /// The guards for one operation, in the order the engine consults them: adaptive (tunes the
 /// plan), retry budget and circuit breaker (may deny a retry), bulkhead then breaker before each
 /// attempt (a slot first, so a half-open permit is never taken by someone stuck in the queue),

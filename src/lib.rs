@@ -23,4 +23,5 @@ pub mod record;
 pub mod result;
 pub mod run;
 pub mod sinks;
+pub mod spool;
 pub mod startup;

@@ -23,8 +23,8 @@ pub struct AnsibleFlags {
     pub diff: bool,
 }
 
-/// Args files larger than this are refused (nothing legitimate comes near it).
-const MAX_ARGS_BYTES: u64 = 16 * 1024 * 1024;
+/// Args files larger than this are refused: the cap config files have too.
+const MAX_ARGS_BYTES: u64 = crate::fsx::MAX_INPUT_BYTES;
 
 /// Whether this process was started as an Ansible binary module: exactly one argument that
 /// is an existing file (not a flag, not a subcommand), and either our name says so or the file
@@ -134,14 +134,16 @@ pub fn merge_config_arg(args: &mut Map<String, Value>) -> Result<(), String> {
 }
 
 fn run_module(path: &Path) -> Value {
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if size > MAX_ARGS_BYTES {
-        return failure(format!(
-            "the args file is {size} bytes, more than the {MAX_ARGS_BYTES} allowed"
-        ));
-    }
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = match crate::fsx::read_input(path, MAX_ARGS_BYTES) {
+        Ok(b) => match String::from_utf8(b) {
+            Ok(t) => t,
+            Err(_) => return failure("the module args file is not UTF-8 text"),
+        },
+        Err(crate::fsx::FsError::TooLarge { max, .. }) => {
+            return failure(format!(
+                "the args file is larger than the {max} bytes allowed"
+            ));
+        }
         Err(e) => return failure(format!("cannot read the module args file: {e}")),
     };
     let mut args: Map<String, Value> = match serde_json::from_str(&text) {

@@ -13,8 +13,8 @@
 //! keep the documents safe.
 
 use std::cell::Cell;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -114,22 +114,14 @@ impl StateFile {
             }
         }
         let path = self.path();
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&path)
-        {
+        let file = match fsx::open_read(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-                return Err(FsError::Symlink { path }.into());
+            Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
             }
-            Err(source) => return Err(FsError::Io { path, source }.into()),
+            Err(e) => return Err(e.into()),
         };
-        fs4::fs_std::FileExt::lock_shared(&file).map_err(|source| FsError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        fsx::lock_shared(&file, &path)?;
         let (doc, _) = read_doc::<T>(&file, &path)?;
         Ok(doc)
     }

@@ -66,25 +66,40 @@ fn links_and_directories_planted_by_another_user_are_refused_at_the_leaf_and_in_
     .unwrap();
     let mine = t.base.join("mine");
     let cases: Vec<(String, Vec<String>)> = vec![
-        ("artifacts dir is their link".into(), vec![
-            "--artifacts-dir".into(), format!("{p}/leaf"),
-        ]),
-        ("a parent of the artifacts dir is their link".into(), vec![
-            "--artifacts-dir".into(), format!("{p}/parent/arts"),
-        ]),
-        ("a parent of the artifacts dir is theirs".into(), vec![
-            "--artifacts-dir".into(), format!("{p}/theirs/arts"),
-        ]),
-        ("the state dir is below their link".into(), vec![
-            "-c".into(), breaker.display().to_string(),
-            "--artifacts-dir".into(), mine.display().to_string(),
-            "--state-dir".into(), format!("{p}/parent/state"),
-        ]),
-        ("the state dir is their link".into(), vec![
-            "-c".into(), breaker.display().to_string(),
-            "--artifacts-dir".into(), mine.display().to_string(),
-            "--state-dir".into(), format!("{p}/leaf"),
-        ]),
+        (
+            "artifacts dir is their link".into(),
+            vec!["--artifacts-dir".into(), format!("{p}/leaf")],
+        ),
+        (
+            "a parent of the artifacts dir is their link".into(),
+            vec!["--artifacts-dir".into(), format!("{p}/parent/arts")],
+        ),
+        (
+            "a parent of the artifacts dir is theirs".into(),
+            vec!["--artifacts-dir".into(), format!("{p}/theirs/arts")],
+        ),
+        (
+            "the state dir is below their link".into(),
+            vec![
+                "-c".into(),
+                breaker.display().to_string(),
+                "--artifacts-dir".into(),
+                mine.display().to_string(),
+                "--state-dir".into(),
+                format!("{p}/parent/state"),
+            ],
+        ),
+        (
+            "the state dir is their link".into(),
+            vec![
+                "-c".into(),
+                breaker.display().to_string(),
+                "--artifacts-dir".into(),
+                mine.display().to_string(),
+                "--state-dir".into(),
+                format!("{p}/leaf"),
+            ],
+        ),
     ];
     for (what, args) in &cases {
         let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -109,24 +124,25 @@ fn links_and_directories_planted_by_another_user_are_refused_at_the_leaf_and_in_
     let meta = std::fs::symlink_metadata(&result).unwrap();
     assert!(meta.is_file() && meta.uid() == 0 && meta.mode() & 0o777 == 0o600);
     assert_eq!(names_in(&t.victim), Vec::<String>::new());
-    let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
     assert_eq!(doc["rc"], 0);
 }
 
-/// The planter flips `pub/race` between a link to `victim` and a directory of its own while
-/// retryx writes records there again and again: every run must refuse both, and nothing may
-/// ever land in `victim` or in the planter's directory.
+/// The planter, owner of `theirs`, keeps moving `theirs/arts` away and planting a link to
+/// `victim` in its place while retryx writes records there again and again (the race between
+/// a check of the path and the write): every run must be refused, and nothing may ever land
+/// in `victim`.
 #[test]
 fn a_directory_swapped_for_a_link_during_runs_gets_no_file() {
     let Some(ids) = planting_user() else { return };
     let t = tree();
-    let race = t.public.join("race");
+    let theirs = t.public.join("theirs");
+    as_planter(ids, &format!("mkdir {} && chmod 777 {0}", theirs.display()));
+    let arts = theirs.join("arts");
     let script = format!(
-        "cd {} && while :; do ln -s ../victim race.l 2>/dev/null; mv -T race.l race 2>/dev/null; \
-         rm -f race 2>/dev/null; mkdir race 2>/dev/null; chmod 777 race 2>/dev/null; \
-         rm -rf race 2>/dev/null; done",
-        t.public.display()
+        "cd {} && i=0; while :; do i=$((i+1)); [ -d arts ] && [ ! -L arts ] && mv -T arts D$i; \
+         ln -s ../../victim arts.l; mv -T arts.l arts; mv -T arts L; done 2>/dev/null",
+        theirs.display()
     );
     let mut flipper = {
         use std::os::unix::process::CommandExt;
@@ -138,33 +154,29 @@ fn a_directory_swapped_for_a_link_during_runs_gets_no_file() {
             .unwrap()
     };
     let runs = 100;
-    let (mut written, mut refused) = (0, 0);
+    let mut refused = 0;
     for i in 0..runs {
         let sid = format!("race_{i}");
         let (code, stderr) = run(&[
             "--artifacts-dir",
-            &race.display().to_string(),
+            &arts.display().to_string(),
             "--session-id",
             &sid,
             "--",
             "true",
         ]);
         assert_eq!(code, 0, "{stderr}");
-        if stderr.contains("records not written") {
-            refused += 1;
-        } else {
-            written += 1;
-        }
-        // A directory of ours that won the race is taken away, so the planter can try again.
-        if std::fs::symlink_metadata(&race).is_ok_and(|m| m.is_dir() && m.uid() == 0) {
-            let _ = std::fs::remove_dir_all(&race);
-        }
+        refused += usize::from(stderr.contains("not by us"));
     }
     let _ = flipper.kill();
     let _ = flipper.wait();
-    eprintln!("swap race: {runs} runs, {written} wrote into their own directory, {refused} refused");
-    assert_eq!(names_in(&t.victim), Vec::<String>::new());
-    assert!(refused > 0, "the planter never got in: the race was not run");
+    let landed = names_in(&t.victim);
+    eprintln!(
+        "swap race: {runs} runs, {refused} refused, {} files in victim",
+        landed.len()
+    );
+    assert_eq!(landed, Vec::<String>::new());
+    assert_eq!(refused, runs);
 }
 
 /// Under `umask 000` every directory retryx makes is 0700 from the start and every file 0600;
@@ -191,12 +203,25 @@ fn under_umask_000_dirs_are_private_during_the_run_and_a_planted_fifo_does_not_b
         .args(["-c", r#"umask 000 && exec "$@""#, "sh", &retryx_bin()])
         .args(["-c", &cfg.display().to_string(), "--artifacts-dir"])
         .arg(&arts)
-        .args(["--session-id", "fifo_s", "-n", "3", "-d", "20ms", "-j", "none"])
+        .args([
+            "--session-id",
+            "fifo_s",
+            "-n",
+            "3",
+            "-d",
+            "20ms",
+            "-j",
+            "none",
+        ])
         .args(["--", "sh", "-c", &attempt])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let st = wait_bounded(&mut child, Duration::from_secs(60), "retryx with a planted FIFO");
+    let st = wait_bounded(
+        &mut child,
+        Duration::from_secs(60),
+        "retryx with a planted FIFO",
+    );
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(shell_code(st), 1, "{stderr}");
@@ -205,7 +230,10 @@ fn under_umask_000_dirs_are_private_during_the_run_and_a_planted_fifo_does_not_b
     // The first attempt runs before anything is made; the state directory (the breaker's)
     // exists from its end on.
     let seen: Vec<&str> = seen.split_whitespace().collect();
-    assert!(seen.len() >= 4 && seen.iter().all(|m| *m == "700"), "modes during the run: {seen:?}");
+    assert!(
+        seen.len() >= 4 && seen.iter().all(|m| *m == "700"),
+        "modes during the run: {seen:?}"
+    );
     for e in walkdir(&arts) {
         let m = std::fs::symlink_metadata(&e).unwrap();
         let want = if m.is_dir() { 0o700 } else { 0o600 };
@@ -246,7 +274,13 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
 fn sigterm_while_blocked_opening_a_fifo_ends_retryx_with_143() {
     let tmp = tempfile::tempdir().unwrap();
     let fifo = tmp.path().join("cfg.fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut child = retryx()
         .arg("-c")
         .arg(&fifo)
@@ -255,9 +289,11 @@ fn sigterm_while_blocked_opening_a_fifo_ends_retryx_with_143() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    wait_until(Duration::from_secs(20), "retryx blocked on the FIFO", || {
-        wchan(pid).contains("wait_for_partner") || wchan(pid).contains("fifo")
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "retryx blocked on the FIFO",
+        || wchan(pid).contains("wait_for_partner") || wchan(pid).contains("fifo"),
+    );
     signal(pid, "TERM");
     let st = wait_bounded(&mut child, Duration::from_secs(20), "retryx after SIGTERM");
     assert_eq!(shell_code(st), 143);
@@ -314,7 +350,11 @@ fn sigterm_while_waiting_for_a_held_session_lock_ends_retryx_with_143() {
 fn endless_stdin_is_capped_and_no_spool_outlives_retryx() {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new("sh")
-        .args(["-c", r#"yes | "$0" --stdin-replay -- head -c 10"#, &retryx_bin()])
+        .args([
+            "-c",
+            r#"yes | "$0" --stdin-replay -- head -c 10"#,
+            &retryx_bin(),
+        ])
         .env("TMPDIR", tmp.path())
         .output()
         .unwrap();

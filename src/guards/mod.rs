@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::cancel::Cancel;
 use crate::classify::ErrorClass;
-use crate::clock::Timer;
 use crate::config::Plan;
 use crate::log::Logger;
+use crate::sys::clock::Timer;
+use crate::sys::stop::Cancel;
 
 /// What the engine tells a guard.
 pub struct GuardCtx<'a> {

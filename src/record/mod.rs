@@ -2,9 +2,7 @@
 //! them. Shapes and naming are pure; writing them to disk lives in `store`, statistics in
 //! `stats`, alert evaluation in `alerts`, pictures in `render`, front-door glue in `actions`.
 
-pub mod actions;
 pub mod alerts;
-pub mod cmd;
 pub mod render;
 pub mod stats;
 pub mod store;
@@ -172,7 +170,7 @@ pub fn sanitize_file_part(id: &str) -> String {
 }
 
 fn random_part() -> String {
-    let u = crate::entropy::uuid_v4().simple().to_string();
+    let u = crate::sys::entropy::uuid_v4().simple().to_string();
     u[..16].to_string()
 }
 

@@ -29,7 +29,9 @@ pub fn planting_user() -> Option<(u32, u32)> {
     }
     let ids = make_user();
     if ids.is_none() && std::env::var("RETRYX_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("cannot create the user {PLANTER} (not root, or no useradd) and RETRYX_REQUIRE_ROOT=1");
+        panic!(
+            "cannot create the user {PLANTER} (not root, or no useradd) and RETRYX_REQUIRE_ROOT=1"
+        );
     }
     *done = Some(ids);
     ids
@@ -42,7 +44,13 @@ fn make_user() -> Option<(u32, u32)> {
     };
     if id("-u").is_none() {
         let ok = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PLANTER])
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                PLANTER,
+            ])
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
@@ -84,7 +92,10 @@ pub fn wait_bounded(child: &mut Child, bound: Duration, what: &str) -> ExitStatu
 pub fn wait_until(bound: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let until = Instant::now() + bound;
     while !cond() {
-        assert!(Instant::now() < until, "{what}: not reached within {bound:?}");
+        assert!(
+            Instant::now() < until,
+            "{what}: not reached within {bound:?}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::cancel::Cancel;
+use crate::sys::stop::Cancel;
 
 /// `--stdin-max`'s default: 64 MiB.
 pub const DEFAULT_STDIN_MAX: u64 = 64 * 1024 * 1024;

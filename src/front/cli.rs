@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
-use crate::cancel::Cancel;
+use crate::app::exit::USAGE;
+use crate::app::run_command::{RunOptions, run_operation};
 use crate::classify::ErrorClass;
-use crate::clock::RealTimer;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
-use crate::exit_codes::USAGE;
 use crate::log::Logger;
 use crate::policy::{JitterKind, PolicyKind};
-use crate::run::{RunOptions, run_operation};
+use crate::sys::clock::RealTimer;
+use crate::sys::stop::Cancel;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -111,7 +111,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub stdin_replay: bool,
     /// Most stdin --stdin-replay keeps (e.g. 64MiB, 512k) [default: 64MiB]
-    #[arg(long, value_name = "SIZE", value_parser = crate::spool::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::sys::spool::parse_size)]
     pub stdin_max: Option<u64>,
     /// Fewer log lines on stderr (-qq: none)
     #[arg(short = 'q', long, action = ArgAction::Count)]
@@ -141,12 +141,12 @@ pub enum Sub {
         document: Option<String>,
     },
     /// Sessions of records: list, show (json, text, svg, html), finalize
-    Session(crate::record::cmd::SessionArgs),
+    Session(crate::front::session_cmd::SessionArgs),
     /// Remove old records (retention_days, max_sessions; never an open session or a file not
     /// ours); with --session-id, close that session as failed
-    Cleanup(crate::record::cmd::CleanupArgs),
+    Cleanup(crate::front::session_cmd::CleanupArgs),
     /// Gzip finished sessions and record files above a size threshold
-    Compress(crate::record::cmd::CompressArgs),
+    Compress(crate::front::session_cmd::CompressArgs),
     /// Download URL to FILE, resuming with HTTP Range requests after transient failures
     Download(Box<DownloadArgs>),
     /// Notifications to external systems
@@ -353,7 +353,7 @@ struct Usage(String);
 
 fn read_config(path: &PathBuf) -> Result<Value, Usage> {
     // One cap for config files and module args files: `-c /dev/zero` is refused, not read.
-    let text = crate::fsx::read_input(path, crate::fsx::MAX_INPUT_BYTES)
+    let text = crate::sys::safe_fs::read_input(path, crate::sys::safe_fs::MAX_INPUT_BYTES)
         .map_err(|e| Usage(format!("cannot read config {}: {e}", path.display())))?;
     serde_json::from_slice(&text)
         .map_err(|e| Usage(format!("config {} is not valid JSON: {e}", path.display())))
@@ -444,9 +444,12 @@ fn write_result(path: &str, result: &Value) -> Result<(), String> {
         writeln!(out, "{text}").map_err(|e| e.to_string())
     } else {
         // Atomic and 0600 (it holds output tails), never written through a planted link.
-        crate::fsx::write_file_private(std::path::Path::new(path), format!("{text}\n").as_bytes())
-            .map(drop)
-            .map_err(|e| format!("writing {path}: {e}"))
+        crate::sys::safe_fs::write_file_private(
+            std::path::Path::new(path),
+            format!("{text}\n").as_bytes(),
+        )
+        .map(drop)
+        .map_err(|e| format!("writing {path}: {e}"))
     }
 }
 
@@ -474,13 +477,13 @@ fn run_command(a: RunArgs) -> Result<i32, Usage> {
         log.warn("signals will not be forwarded", &[("error", e)]);
     }
     let _spool = if a.stdin_replay {
-        let max = a.stdin_max.unwrap_or(crate::spool::DEFAULT_STDIN_MAX);
-        match crate::spool::capture(max, &cancel) {
+        let max = a.stdin_max.unwrap_or(crate::sys::spool::DEFAULT_STDIN_MAX);
+        match crate::sys::spool::capture(max, &cancel) {
             Ok(spool) => {
                 resolved.plan.stdin = StdinSpec::ReplayFile(spool.path());
                 Some(spool)
             }
-            Err(crate::spool::SpoolError::Stopped(sig)) => return Ok(128 + sig),
+            Err(crate::sys::spool::SpoolError::Stopped(sig)) => return Ok(128 + sig),
             Err(e) => return Err(Usage(e.to_string())),
         }
     } else {
@@ -691,7 +694,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some(Sub::Schema { document }) => {
             let schema = match document.as_deref() {
                 None => Some(schema_json()),
-                Some(name) => crate::record::actions::schemas()
+                Some(name) => crate::app::session::schemas()
                     .into_iter()
                     .find(|(n, _)| *n == format!("retry_{name}.schema.json"))
                     .map(|(_, v)| v),
@@ -709,9 +712,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
             }
         }
         Some(Sub::Validate { file, operation }) => validate(&file, operation),
-        Some(Sub::Session(a)) => Ok(crate::record::cmd::session(a)),
-        Some(Sub::Cleanup(a)) => Ok(crate::record::cmd::cleanup(a)),
-        Some(Sub::Compress(a)) => Ok(crate::record::cmd::compress(a)),
+        Some(Sub::Session(a)) => Ok(crate::front::session_cmd::session(a)),
+        Some(Sub::Cleanup(a)) => Ok(crate::front::session_cmd::cleanup(a)),
+        Some(Sub::Compress(a)) => Ok(crate::front::session_cmd::compress(a)),
         Some(Sub::Download(a)) => download(*a),
         Some(Sub::Notify {
             action: NotifySub::Test { config, json },

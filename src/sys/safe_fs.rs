@@ -286,7 +286,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, FsE
 }
 
 /// As `write_atomic`, but without the fsyncs when `durable` is false: for batches that make
-/// themselves durable once at the end (`sync_dir_fs`), such as compressing many files.
+/// themselves durable once at the end (syncfs), such as compressing many files.
 pub fn write_renamed(
     dir: &Path,
     name: &str,
@@ -325,7 +325,7 @@ fn write_in(
         });
     }
     let (tmp_name, mut tmp) = loop {
-        let r = crate::entropy::random_bytes();
+        let r = crate::sys::entropy::random_bytes();
         let tmp_name = format!("{TEMP_PREFIX}{}", hex::encode(&r[..8]));
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
         match open_file_at(dir, OsStr::new(&tmp_name), flags, &target) {
@@ -356,13 +356,6 @@ fn write_in(
         let _ = nix::unistd::fsync(dir);
     }
     Ok(target)
-}
-
-/// Flushes the whole filesystem holding `dir` to disk in one call (after a batch of
-/// `write_renamed(.., false)`).
-pub fn sync_dir_fs(dir: &Path) -> Result<(), FsError> {
-    let d = walk(dir, false, Leaf::Private)?;
-    nix::unistd::syncfs(&d).map_err(errno(dir))
 }
 
 /// Opens (creating 0600) a file of ours for locking or read-modify-write, never through a
@@ -452,7 +445,7 @@ fn wait_lock(file: &File, path: &Path, exclusive: bool) -> Result<(), FsError> {
         if got.map_err(io(path))? {
             return Ok(());
         }
-        if let Some(signal) = crate::cancel::stop_requested() {
+        if let Some(signal) = crate::sys::stop::stop_requested() {
             return Err(FsError::Interrupted {
                 path: path.to_path_buf(),
                 signal,
@@ -466,7 +459,7 @@ fn wait_lock(file: &File, path: &Path, exclusive: bool) -> Result<(), FsError> {
             });
         }
         // Woken at once by a stop request; otherwise a short, growing pause between tries.
-        crate::cancel::wait_for_stop(pause.min(LOCK_WAIT_MAX - waited));
+        crate::sys::stop::wait_for_stop(pause.min(LOCK_WAIT_MAX - waited));
         pause = (pause * 2).min(Duration::from_millis(50));
     }
 }

@@ -8,11 +8,11 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::cancel::Cancel;
-use crate::clock::RealTimer;
+use crate::app::run_command::{RunOptions, run_operation};
 use crate::config::{Action, Resolved, StdinSpec};
 use crate::log::Logger;
-use crate::run::{RunOptions, run_operation};
+use crate::sys::clock::RealTimer;
+use crate::sys::stop::Cancel;
 
 /// Ansible's own keys the module reads.
 #[derive(Debug, Default, Clone)]
@@ -20,11 +20,10 @@ pub struct AnsibleFlags {
     pub check_mode: bool,
     pub no_log: bool,
     pub verbosity: i64,
-    pub diff: bool,
 }
 
 /// Args files larger than this are refused: the cap config files have too.
-const MAX_ARGS_BYTES: u64 = crate::fsx::MAX_INPUT_BYTES;
+const MAX_ARGS_BYTES: u64 = crate::sys::safe_fs::MAX_INPUT_BYTES;
 
 /// Whether this process was started as an Ansible binary module: exactly one argument that
 /// is an existing file (not a flag, not a subcommand), and either our name says so or the file
@@ -74,7 +73,6 @@ pub fn split_ansible_keys(args: &mut Map<String, Value>) -> AnsibleFlags {
     let flags = AnsibleFlags {
         check_mode: truthy(args.get("_ansible_check_mode")),
         no_log: truthy(args.get("_ansible_no_log")),
-        diff: truthy(args.get("_ansible_diff")),
         verbosity: args
             .get("_ansible_verbosity")
             .and_then(Value::as_i64)
@@ -134,12 +132,12 @@ pub fn merge_config_arg(args: &mut Map<String, Value>) -> Result<(), String> {
 }
 
 fn run_module(path: &Path) -> Value {
-    let text = match crate::fsx::read_input(path, MAX_ARGS_BYTES) {
+    let text = match crate::sys::safe_fs::read_input(path, MAX_ARGS_BYTES) {
         Ok(b) => match String::from_utf8(b) {
             Ok(t) => t,
             Err(_) => return failure("the module args file is not UTF-8 text"),
         },
-        Err(crate::fsx::FsError::TooLarge { max, .. }) => {
+        Err(crate::sys::safe_fs::FsError::TooLarge { max, .. }) => {
             return failure(format!(
                 "the args file is larger than the {max} bytes allowed"
             ));
@@ -206,7 +204,7 @@ fn run_module(path: &Path) -> Value {
         }
         // Issue 4: the role's finalize / cleanup / compress handlers.
         a @ (Action::Finalize | Action::Cleanup | Action::Compress) => {
-            crate::record::actions::module_action(a, &resolved.config, flags.check_mode)
+            crate::app::session::module_action(a, &resolved.config, flags.check_mode)
         }
     }
 }

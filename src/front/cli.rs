@@ -182,7 +182,7 @@ pub enum NotifySub {
 }
 
 /// `retryx notify test`: exit 0 when every enabled system answered success, 1 otherwise.
-fn notify_test(config: &PathBuf, as_json: bool) -> Result<i32, Usage> {
+fn notify_test(config: &std::path::Path, as_json: bool) -> Result<i32, Usage> {
     let raw = read_config(config)?;
     let resolved = Resolved::from_value(raw, Map::new(), true)
         .map_err(|e| Usage(format!("{}: {e}", config.display())))?;
@@ -351,7 +351,7 @@ fn breaker_command(
 /// Bad usage: message and exit 125.
 struct Usage(String);
 
-fn read_config(path: &PathBuf) -> Result<Value, Usage> {
+fn read_config(path: &std::path::Path) -> Result<Value, Usage> {
     // One cap for config files and module args files: `-c /dev/zero` is refused, not read.
     let text = crate::sys::safe_fs::read_input(path, crate::sys::safe_fs::MAX_INPUT_BYTES)
         .map_err(|e| Usage(format!("cannot read config {}: {e}", path.display())))?;
@@ -620,7 +620,7 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
     Ok(report.exit_code)
 }
 
-fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
+fn validate(file: &std::path::Path, operation: Option<String>) -> Result<i32, Usage> {
     let raw = read_config(file)?;
     let mut flags = Map::new();
     if let Some(op) = operation {

@@ -5,7 +5,7 @@ TARGET := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(TARGET)/release/retryx
 ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
-APT_TEST_PACKAGES := iproute2 procps curl chromium
+APT_TEST_PACKAGES := iproute2 procps curl chromium passwd util-linux
 
 .PHONY: demo test build setup rust-test lint bench ansible-test notify-test
 
@@ -38,7 +38,7 @@ lint:
 	cargo clippy --locked --all-targets -- -D warnings
 
 rust-test:
-	cargo test --locked
+	RETRYX_REQUIRE_ROOT=1 cargo test --locked  # tests/hardening.rs makes a user to plant links
 
 ansible-test: build
 	bash tests/ansible/run.sh

@@ -384,3 +384,48 @@ fn endless_stdin_is_capped_and_no_spool_outlives_retryx() {
     assert_eq!(shell_code(st), 143);
     assert_eq!(names_in(tmp.path()), Vec::<String>::new());
 }
+
+/// Each attempt starts a `setsid` descendant (out of reach of the group kill) and leaves an
+/// exited one behind for retryx (their subreaper) to reap, then hangs until its timeout: no
+/// escaped process may outlive retryx, and no attempt may see zombies piling up under it.
+#[test]
+fn setsid_descendants_are_ended_at_timeout_and_no_zombies_pile_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pids, zombies) = (tmp.path().join("pids"), tmp.path().join("zombies"));
+    let attempt = format!(
+        "ps -o stat= --ppid $PPID | grep -c Z >> {z}; setsid sh -c 'exit 0' & \
+         setsid sleep 600 & echo $! >> {p}; sleep 600",
+        z = zombies.display(),
+        p = pids.display()
+    );
+    let mut child = retryx()
+        .args(["-q", "-t", "300ms", "-n", "4", "-d", "10ms", "-j", "none"])
+        .args(["--", "sh", "-c", &attempt])
+        .spawn()
+        .unwrap();
+    let st = wait_bounded(
+        &mut child,
+        Duration::from_secs(60),
+        "retryx with setsid children",
+    );
+    assert_eq!(shell_code(st), 124);
+    let counts = std::fs::read_to_string(&zombies).unwrap();
+    assert_eq!(counts.split_whitespace().collect::<Vec<_>>(), ["0"; 4]);
+    let escaped: Vec<String> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(escaped.len(), 4);
+    let alive: Vec<&String> = escaped
+        .iter()
+        .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    for p in &alive {
+        signal(p.parse().unwrap(), "KILL");
+    }
+    assert!(
+        alive.is_empty(),
+        "setsid descendants outlived retryx: {alive:?}"
+    );
+}

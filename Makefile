@@ -5,7 +5,7 @@ TARGET := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(TARGET)/release/retryx
 ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
-APT_TEST_PACKAGES := iproute2 procps curl chromium passwd util-linux
+APT_TEST_PACKAGES := iproute2 procps curl chromium redis-server openssl passwd util-linux
 
 .PHONY: demo test build setup rust-test lint bench ansible-test notify-test
 
@@ -37,8 +37,10 @@ lint:
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 
+# A test that needs redis-server fails (instead of skipping) when it is missing; so does
+# tests/hardening.rs when it cannot make a user to plant links (not root).
 rust-test:
-	RETRYX_REQUIRE_ROOT=1 cargo test --locked  # tests/hardening.rs makes a user to plant links
+	RETRYX_REQUIRE_REDIS=1 RETRYX_REQUIRE_ROOT=1 cargo test --locked
 
 ansible-test: build
 	bash tests/ansible/run.sh

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use common::attack::*;
 
 /// A tree the planter can reach: `base` (root, 0755), `pub` (root, 1777 like /tmp) and
 /// `victim` (root, 0700: the planter can point links at it, never write there).

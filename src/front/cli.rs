@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
-use crate::app::exit::USAGE;
-use crate::app::run_command::{RunOptions, run_operation};
+use crate::app::Answer;
+use crate::app::operation::RunOptions;
 use crate::classify::ErrorClass;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
+use crate::exit::USAGE;
 use crate::log::Logger;
 use crate::policy::{JitterKind, PolicyKind};
 use crate::sys::clock::RealTimer;
@@ -98,6 +99,9 @@ pub struct RunArgs {
     /// Where guard state lives [default: <artifacts-dir>/state]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
+    /// Guard state backend: file, or redis://[user:password@]host:port/db, rediss://... [env: RETRYX_STATE_BACKEND]
+    #[arg(long, value_name = "URL")]
+    pub state_backend: Option<String>,
     /// Add this operation to an existing session
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
@@ -154,16 +158,19 @@ pub enum Sub {
         #[command(subcommand)]
         action: NotifySub,
     },
-    /// Show, reset or open a circuit breaker (shared by every process using the state dir)
+    /// Show, reset or open a circuit breaker (shared by every process using the state backend)
     Breaker {
         #[command(subcommand)]
         action: BreakerCmd,
-        /// Where guard state lives [default: <artifacts-dir>/state, else /tmp/ansible_retry/state]
-        #[arg(long, value_name = "DIR", global = true)]
-        state_dir: Option<String>,
-        /// Records directory (its state/ subdirectory holds guard state when --state-dir is not given)
-        #[arg(long, value_name = "DIR", global = true)]
-        artifacts_dir: Option<String>,
+        #[command(flatten)]
+        place: super::guard_cmd::StateArgs,
+    },
+    /// Show or reset a retry budget (shared by every process using the state backend)
+    Budget {
+        #[command(subcommand)]
+        action: super::guard_cmd::BudgetCmd,
+        #[command(flatten)]
+        place: super::guard_cmd::StateArgs,
     },
 }
 
@@ -197,7 +204,7 @@ fn notify_test(config: &std::path::Path, as_json: bool) -> Result<i32, Usage> {
         println!("external_integration is false: nothing sent");
         return Ok(0);
     }
-    let res = crate::sinks::notify_test(cfg);
+    let res = crate::app::notify::test(cfg);
     if as_json {
         let text = serde_json::to_string_pretty(&res.outcomes).map_err(|e| Usage(e.to_string()))?;
         println!("{text}");
@@ -314,40 +321,6 @@ pub enum BreakerCmd {
     },
 }
 
-fn breaker_command(
-    action: BreakerCmd,
-    state_dir: Option<String>,
-    artifacts_dir: Option<String>,
-) -> Result<i32, Usage> {
-    use crate::guards::breaker::{AdminAction, admin};
-    let config = crate::config::Config {
-        state_dir,
-        artifacts_dir,
-        ..Default::default()
-    };
-    let dir = crate::guards::state_dir_for(&config);
-    let (key, what) = match action {
-        BreakerCmd::Status { key } => (key, AdminAction::Status),
-        BreakerCmd::Reset { key } => (key, AdminAction::Reset),
-        BreakerCmd::Open { key, for_ } => (key, AdminAction::Open(for_.map(|d| d.get()))),
-    };
-    if key.is_empty() {
-        return Err(Usage("breaker: expected a non-empty KEY".into()));
-    }
-    let now = chrono::Utc::now().timestamp_millis();
-    match admin(&dir, &key, what, now) {
-        Ok(v) => {
-            let text = serde_json::to_string_pretty(&v).map_err(|e| Usage(e.to_string()))?;
-            let _ = writeln!(std::io::stdout().lock(), "{text}");
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("retryx: breaker {key}: {e}");
-            Ok(1)
-        }
-    }
-}
-
 /// Bad usage: message and exit 125.
 struct Usage(String);
 
@@ -422,6 +395,9 @@ fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
     if let Some(v) = &a.state_dir {
         put("state_dir", json!(v));
     }
+    if let Some(v) = super::guard_cmd::backend_from(a.state_backend.clone()) {
+        put("state_backend", json!(v));
+    }
     if let Some(v) = &a.session_id {
         put("session_id", json!(v));
     }
@@ -490,23 +466,29 @@ fn run_command(a: RunArgs) -> Result<i32, Usage> {
         None
     };
     let timer = RealTimer::new();
-    let report = run_operation(
-        &resolved,
-        &RunOptions {
-            passthrough: true,
-            want_result: a.result_json.is_some(),
-            ..Default::default()
-        },
-        &log,
+    let opts = RunOptions {
+        passthrough: true,
+        want_result: a.result_json.is_some(),
+        ..Default::default()
+    };
+    let answer = crate::app::run_command::run(&resolved, &opts, &log, &cancel, &timer);
+    if !answer.ran && answer.failed() {
+        log.error("operation not started", &[("error", answer.msg.clone())]);
+    }
+    Ok(stopped_exit(
         &cancel,
-        &timer,
-    );
-    if let Some(path) = &a.result_json
-        && let Err(e) = write_result(path, &report.result)
+        present(&answer, a.result_json.as_deref(), &log),
+    ))
+}
+
+/// Writes the result document when asked; the answer's exit code is the process's.
+fn present(answer: &Answer, result_json: Option<&str>, log: &Logger) -> i32 {
+    if let Some(path) = result_json
+        && let Err(e) = write_result(path, &super::document::of(answer))
     {
         log.error("cannot write the result document", &[("error", e)]);
     }
-    Ok(stopped_exit(&cancel, report.exit_code))
+    answer.exit_code
 }
 
 /// A stop request that came after the last attempt (while the records waited for a lock, say)
@@ -591,33 +573,18 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         log.warn("signals will not be handled", &[("error", e)]);
     }
     let timer = RealTimer::new();
-    let report = run_operation(
-        &resolved,
-        &RunOptions {
-            passthrough: true,
-            want_result: a.result_json.is_some(),
-            ..Default::default()
-        },
-        &log,
-        &cancel,
-        &timer,
-    );
-    if report.outcome.is_none()
-        && report.result.get("failed") == Some(&Value::Bool(true))
-        && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
-    {
-        log.error("download not started", &[("error", msg.to_string())]);
-    } else if report.outcome.is_none()
-        && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
-    {
-        log.info(msg, &[]);
+    let opts = RunOptions {
+        passthrough: true,
+        want_result: a.result_json.is_some(),
+        ..Default::default()
+    };
+    let answer = crate::app::run_command::run(&resolved, &opts, &log, &cancel, &timer);
+    if !answer.ran && answer.failed() {
+        log.error("download not started", &[("error", answer.msg.clone())]);
+    } else if !answer.ran {
+        log.info(&answer.msg, &[]);
     }
-    if let Some(path) = &a.result_json
-        && let Err(e) = write_result(path, &report.result)
-    {
-        log.error("cannot write the result document", &[("error", e)]);
-    }
-    Ok(report.exit_code)
+    Ok(present(&answer, a.result_json.as_deref(), &log))
 }
 
 fn validate(file: &std::path::Path, operation: Option<String>) -> Result<i32, Usage> {
@@ -626,7 +593,9 @@ fn validate(file: &std::path::Path, operation: Option<String>) -> Result<i32, Us
     if let Some(op) = operation {
         flags.insert("operation".into(), json!(op));
     }
-    Resolved::from_value(raw, flags, true)
+    let resolved = Resolved::from_value(raw, flags, true)
+        .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+    crate::app::validate::check(&resolved)
         .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
     println!("{}: valid", file.display());
     Ok(0)
@@ -719,11 +688,19 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some(Sub::Notify {
             action: NotifySub::Test { config, json },
         }) => notify_test(&config, json),
-        Some(Sub::Breaker {
-            action,
-            state_dir,
-            artifacts_dir,
-        }) => breaker_command(action, state_dir, artifacts_dir),
+        Some(Sub::Breaker { action, place }) => {
+            use crate::guards::breaker::AdminAction;
+            let (key, what) = match action {
+                BreakerCmd::Status { key } => (key, AdminAction::Status),
+                BreakerCmd::Reset { key } => (key, AdminAction::Reset),
+                BreakerCmd::Open { key, for_ } => (key, AdminAction::Open(for_.map(|d| d.get()))),
+            };
+            let answer = crate::app::guard_admin::breaker(&place.place(), &key, what);
+            super::guard_cmd::print_answer("breaker", &key, answer).map_err(Usage)
+        }
+        Some(Sub::Budget { action, place }) => {
+            super::guard_cmd::budget(action, place).map_err(Usage)
+        }
         None => run_command(cli.run),
     };
     match outcome {

@@ -433,16 +433,11 @@ pub fn read_input(path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
 /// Waits for a lock with `try_lock`, never in a blocking `flock` (which a signal handler
 /// installed with SA_RESTART cannot interrupt): gives up when retryx is asked to stop (the
 /// signal stays latched for the exit code) or after `LOCK_WAIT_MAX`.
-fn wait_lock(file: &File, path: &Path, exclusive: bool) -> Result<(), FsError> {
+fn wait_lock(file: &File, path: &Path) -> Result<(), FsError> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
-        let got = if exclusive {
-            fs4::fs_std::FileExt::try_lock_exclusive(file)
-        } else {
-            fs4::fs_std::FileExt::try_lock_shared(file)
-        };
-        if got.map_err(io(path))? {
+        if fs4::fs_std::FileExt::try_lock_exclusive(file).map_err(io(path))? {
             return Ok(());
         }
         if let Some(signal) = crate::sys::stop::stop_requested() {
@@ -464,11 +459,6 @@ fn wait_lock(file: &File, path: &Path, exclusive: bool) -> Result<(), FsError> {
     }
 }
 
-/// Takes a shared lock on an open file, bounded and interruptible as `LockGuard::exclusive`.
-pub fn lock_shared(file: &File, path: &Path) -> Result<(), FsError> {
-    wait_lock(file, path, false)
-}
-
 /// Holds an exclusive lock on a lock file until dropped (the kernel releases it if we die).
 pub struct LockGuard {
     file: File,
@@ -478,7 +468,7 @@ impl LockGuard {
     /// Waits until the exclusive lock on `path` is ours: bounded, and ended by a stop request.
     pub fn exclusive(path: &Path) -> Result<LockGuard, FsError> {
         let file = open_private(path)?;
-        wait_lock(&file, path, true)?;
+        wait_lock(&file, path)?;
         Ok(LockGuard { file })
     }
 

@@ -5,7 +5,7 @@ TARGET := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(TARGET)/release/retryx
 ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
-APT_TEST_PACKAGES := iproute2 procps curl chromium redis-server openssl openssh-server sudo
+APT_TEST_PACKAGES := iproute2 procps curl chromium redis-server openssl openssh-server sudo passwd util-linux
 
 .PHONY: demo test build collection setup rust-test lint bench ansible-test notify-test
 
@@ -45,9 +45,10 @@ lint:
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 
-# A test that needs redis-server fails (instead of skipping) when it is missing.
+# A test that needs redis-server fails (instead of skipping) when it is missing; so does
+# tests/hardening.rs when it cannot make a user to plant links (not root).
 rust-test:
-	RETRYX_REQUIRE_REDIS=1 cargo test --locked
+	RETRYX_REQUIRE_REDIS=1 RETRYX_REQUIRE_ROOT=1 cargo test --locked
 
 # The role's suite runs on the newest ansible-core that installs here (.venv) and on the
 # oldest the role supports (.venv-min, tests/requirements-min.txt: meta/main.yml says which).

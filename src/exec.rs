@@ -518,6 +518,97 @@ fn group_alive(pgid: Pid) -> bool {
     killpg(pgid, None).is_ok()
 }
 
+/// Every process below retryx, from `/proc` (parent links). Descendants that left the
+/// attempt's process group (`setsid`, `setpgid`) are found this way, not by `killpg`.
+fn descendants() -> Vec<Pid> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut parent_of = std::collections::HashMap::new();
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The name in parentheses may hold anything; the fields after its last ')' do not.
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|f| f.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.insert(pid, ppid);
+        }
+    }
+    let mut found = vec![me];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| **pp == p)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found[1..]
+        .iter()
+        .filter_map(|p| i32::try_from(*p).ok().map(Pid::from_raw))
+        .collect()
+}
+
+fn signal_descendants(sig: Signal) {
+    for pid in descendants() {
+        let _ = nix::sys::signal::kill(pid, sig);
+    }
+}
+
+/// Reaps every exited child we adopted as subreaper (the attempt's own status is already
+/// taken), so none is left a zombie however many attempts run.
+fn reap_adopted() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(st) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if st == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Ends what a stopped or failed attempt left outside its group: KILL to every descendant
+/// (a few rounds: one may fork while we look), then the reaping.
+fn end_descendants() {
+    for _ in 0..3 {
+        let left = descendants();
+        if left.is_empty() {
+            break;
+        }
+        for pid in left {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+        // Each killed one is reaped here, or by its own parent when that is not us.
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until && descendants().iter().any(|p| !is_zombie(*p)) {
+            reap_adopted();
+            std::thread::sleep(POLL_FALLBACK);
+        }
+    }
+    reap_adopted();
+}
+
+/// Whether `pid` is a zombie (or gone): its parent reaps it, or dies and we do.
+fn is_zombie(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
 /// Makes orphaned descendants of our attempts our children, so `group_alive` can reap them.
 fn become_subreaper() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -570,6 +661,7 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
                 timed_out = true;
                 term_sent = true;
                 send_group(pgid, Signal::SIGTERM);
+                signal_descendants(Signal::SIGTERM);
                 kill_at = Some(now + spec.kill_grace);
             } else {
                 send_group(pgid, Signal::SIGKILL);
@@ -662,6 +754,11 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         }
         send_group(pgid, Signal::SIGKILL);
     }
+    if !succeeded {
+        // Descendants that left the group (`setsid`) would outlive the kill: ended too.
+        end_descendants();
+    }
+    reap_adopted();
 
     // Background grandchildren may hold the pipes open; don't wait on them forever.
     let drain_limit = Instant::now()

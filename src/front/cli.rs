@@ -114,6 +114,9 @@ pub struct RunArgs {
     /// Capture stdin once and replay it to every attempt
     #[arg(long)]
     pub stdin_replay: bool,
+    /// Most stdin --stdin-replay keeps (e.g. 64MiB, 512k) [default: 64MiB]
+    #[arg(long, value_name = "SIZE", value_parser = crate::sys::spool::parse_size)]
+    pub stdin_max: Option<u64>,
     /// Fewer log lines on stderr (-qq: none)
     #[arg(short = 'q', long, action = ArgAction::Count)]
     pub quiet: u8,
@@ -186,7 +189,7 @@ pub enum NotifySub {
 }
 
 /// `retryx notify test`: exit 0 when every enabled system answered success, 1 otherwise.
-fn notify_test(config: &PathBuf, as_json: bool) -> Result<i32, Usage> {
+fn notify_test(config: &std::path::Path, as_json: bool) -> Result<i32, Usage> {
     let raw = read_config(config)?;
     let resolved = Resolved::from_value(raw, Map::new(), true)
         .map_err(|e| Usage(format!("{}: {e}", config.display())))?;
@@ -321,10 +324,11 @@ pub enum BreakerCmd {
 /// Bad usage: message and exit 125.
 struct Usage(String);
 
-fn read_config(path: &PathBuf) -> Result<Value, Usage> {
-    let text = std::fs::read_to_string(path)
+fn read_config(path: &std::path::Path) -> Result<Value, Usage> {
+    // One cap for config files and module args files: `-c /dev/zero` is refused, not read.
+    let text = crate::sys::safe_fs::read_input(path, crate::sys::safe_fs::MAX_INPUT_BYTES)
         .map_err(|e| Usage(format!("cannot read config {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
+    serde_json::from_slice(&text)
         .map_err(|e| Usage(format!("config {} is not valid JSON: {e}", path.display())))
 }
 
@@ -409,22 +413,19 @@ fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
     Ok(m)
 }
 
-/// Copies our stdin to a private temp file once, for replay to every attempt.
-fn capture_stdin() -> Result<tempfile::TempPath, Usage> {
-    let mut file = tempfile::NamedTempFile::new()
-        .map_err(|e| Usage(format!("--stdin-replay: cannot make a temp file: {e}")))?;
-    std::io::copy(&mut std::io::stdin().lock(), &mut file)
-        .map_err(|e| Usage(format!("--stdin-replay: reading stdin: {e}")))?;
-    Ok(file.into_temp_path())
-}
-
 fn write_result(path: &str, result: &Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(result).map_err(|e| e.to_string())?;
     if path == "-" {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{text}").map_err(|e| e.to_string())
     } else {
-        std::fs::write(path, format!("{text}\n")).map_err(|e| format!("writing {path}: {e}"))
+        // Atomic and 0600 (it holds output tails), never written through a planted link.
+        crate::sys::safe_fs::write_file_private(
+            std::path::Path::new(path),
+            format!("{text}\n").as_bytes(),
+        )
+        .map(drop)
+        .map_err(|e| format!("writing {path}: {e}"))
     }
 }
 
@@ -441,19 +442,29 @@ fn run_command(a: RunArgs) -> Result<i32, Usage> {
     let overrides = flags_to_overrides(&a)?;
     let mut resolved =
         Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
-    let _replay_guard = if a.stdin_replay {
-        let path = capture_stdin()?;
-        resolved.plan.stdin = StdinSpec::ReplayFile(path.to_path_buf());
-        Some(path)
-    } else {
-        None
-    };
+    if a.stdin_max.is_some() && !a.stdin_replay {
+        return Err(Usage("--stdin-max: only with --stdin-replay".into()));
+    }
     let verbosity = i8::try_from(i16::from(a.verbose) - i16::from(a.quiet)).unwrap_or(0);
     let log = Logger::stderr(verbosity);
     let cancel = Cancel::new();
+    // Before the stdin copy, so a stop request ends that too (and the spool goes with it).
     if let Err(e) = cancel.install_signal_handlers() {
         log.warn("signals will not be forwarded", &[("error", e)]);
     }
+    let _spool = if a.stdin_replay {
+        let max = a.stdin_max.unwrap_or(crate::sys::spool::DEFAULT_STDIN_MAX);
+        match crate::sys::spool::capture(max, &cancel) {
+            Ok(spool) => {
+                resolved.plan.stdin = StdinSpec::ReplayFile(spool.path());
+                Some(spool)
+            }
+            Err(crate::sys::spool::SpoolError::Stopped(sig)) => return Ok(128 + sig),
+            Err(e) => return Err(Usage(e.to_string())),
+        }
+    } else {
+        None
+    };
     let timer = RealTimer::new();
     let opts = RunOptions {
         passthrough: true,
@@ -464,7 +475,10 @@ fn run_command(a: RunArgs) -> Result<i32, Usage> {
     if !answer.ran && answer.failed() {
         log.error("operation not started", &[("error", answer.msg.clone())]);
     }
-    Ok(present(&answer, a.result_json.as_deref(), &log))
+    Ok(stopped_exit(
+        &cancel,
+        present(&answer, a.result_json.as_deref(), &log),
+    ))
 }
 
 /// Writes the result document when asked; the answer's exit code is the process's.
@@ -475,6 +489,15 @@ fn present(answer: &Answer, result_json: Option<&str>, log: &Logger) -> i32 {
         log.error("cannot write the result document", &[("error", e)]);
     }
     answer.exit_code
+}
+
+/// A stop request that came after the last attempt (while the records waited for a lock, say)
+/// is not lost: retryx still ends with 128+N.
+fn stopped_exit(cancel: &Cancel, code: i32) -> i32 {
+    match cancel.signal() {
+        Some(sig) if code != 128 + sig => 128 + sig,
+        _ => code,
+    }
 }
 
 /// `Name: value` into a header pair; the value is never echoed in an error.
@@ -564,7 +587,7 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
     Ok(present(&answer, a.result_json.as_deref(), &log))
 }
 
-fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
+fn validate(file: &std::path::Path, operation: Option<String>) -> Result<i32, Usage> {
     let raw = read_config(file)?;
     let mut flags = Map::new();
     if let Some(op) = operation {

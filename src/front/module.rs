@@ -25,8 +25,8 @@ pub struct AnsibleFlags {
     pub verbosity: i64,
 }
 
-/// Args files larger than this are refused (nothing legitimate comes near it).
-const MAX_ARGS_BYTES: u64 = 16 * 1024 * 1024;
+/// Args files larger than this are refused: the cap config files have too.
+const MAX_ARGS_BYTES: u64 = crate::sys::safe_fs::MAX_INPUT_BYTES;
 
 /// The one argument that says "the args document is on stdin" (as with `cat -`).
 const ARGS_ON_STDIN: &str = "-";
@@ -168,13 +168,13 @@ fn read_args_file(path: &Path) -> Result<String, String> {
     if path.as_os_str() == ARGS_ON_STDIN {
         return read_args_from_stdin();
     }
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if size > MAX_ARGS_BYTES {
-        return Err(format!(
-            "the args file is {size} bytes, more than the {MAX_ARGS_BYTES} allowed"
-        ));
+    match crate::sys::safe_fs::read_input(path, MAX_ARGS_BYTES) {
+        Ok(b) => String::from_utf8(b).map_err(|_| "the module args file is not UTF-8 text".into()),
+        Err(crate::sys::safe_fs::FsError::TooLarge { max, .. }) => Err(format!(
+            "the args file is larger than the {max} bytes allowed"
+        )),
+        Err(e) => Err(format!("cannot read the module args file: {e}")),
     }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read the module args file: {e}"))
 }
 
 fn run_module(path: &Path) -> Value {

@@ -22,7 +22,10 @@ pub fn redact_url(url: &str) -> String {
         None => (path_and_more, ""),
     };
     let mut out = format!("{scheme}://{host}");
-    if path.starts_with("/services/") || host.eq_ignore_ascii_case("hooks.slack.com") {
+    // A relay may carry a Slack hook anywhere in its path (`/x/services/T/B/TOKEN`).
+    if path.to_ascii_lowercase().contains("/services/")
+        || host.eq_ignore_ascii_case("hooks.slack.com")
+    {
         out.push_str("/services/");
         out.push_str(MASK);
     } else {
@@ -43,6 +46,41 @@ pub fn redact_url(url: &str) -> String {
         out.push_str(MASK);
     }
     out
+}
+
+/// `text` with every byte outside RFC 3986's unreserved set as `%XX` (the form a token takes
+/// in a query string).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `%XX` sequences decoded (user info in a URL is written encoded, sent decoded).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(v) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A path segment that is probably a credential: long and mixing letters and digits, or
@@ -73,7 +111,18 @@ impl Redactor {
 
     /// Registers a secret; very short strings are ignored (masking them would mangle text).
     pub fn add(&mut self, secret: &str) {
+        use base64::Engine as _;
         let s = secret.trim();
+        // The forms a secret travels in are secrets too: base64 (a Basic header) and
+        // URL-encoded (a query); a receiver that echoes a request shows them.
+        if s.len() >= 4 {
+            self.add_one(&base64::engine::general_purpose::STANDARD.encode(s));
+            self.add_one(&percent_encode(s));
+        }
+        self.add_one(s);
+    }
+
+    fn add_one(&mut self, s: &str) {
         if s.len() >= 4 && !self.secrets.iter().any(|x| x == s) {
             self.secrets.push(s.to_string());
             // Longest first so a secret containing another is masked whole.
@@ -89,7 +138,14 @@ impl Redactor {
             if let Some(at) = rest.find('@') {
                 let slash = rest.find('/').unwrap_or(rest.len());
                 if at < slash {
-                    self.add(&rest[..at]);
+                    let userinfo = &rest[..at];
+                    self.add(userinfo);
+                    // What `Authorization: Basic` carries: base64 of the decoded user:password.
+                    self.add(&percent_decode(userinfo));
+                    if let Some((_, password)) = userinfo.split_once(':') {
+                        self.add(password);
+                        self.add(&percent_decode(password));
+                    }
                 }
             }
             if let Some(i) = rest.find('/') {
@@ -169,5 +225,29 @@ mod tests {
         assert!(!got.contains("s3cr3t"), "{got}");
         assert!(!got.contains("abcdef123456"), "{got}");
         assert!(got.ends_with(", ab"));
+    }
+
+    #[test]
+    fn a_relayed_hook_is_masked_and_derived_forms_of_secrets_too() {
+        use base64::Engine as _;
+        let relay = "http://relay.local:8080/x/services/T000/B000/SeCrEtToKeN42xyz";
+        assert_eq!(redact_url(relay), "http://relay.local:8080/services/***");
+        assert_eq!(
+            redact_url("https://u:p@push.local:9091/metrics/job/x?token=abc"),
+            "https://push.local:9091/metrics/job/x?***"
+        );
+        assert_eq!(redact_url("http://h:1"), "http://h:1");
+        let mut r = Redactor::new();
+        r.add_url("http://user:p%40ss%2Fw0rd@push.local:9091/metrics");
+        let basic = base64::engine::general_purpose::STANDARD.encode("user:p@ss/w0rd");
+        let text = format!("Authorization: Basic {basic} pw=p%40ss%2Fw0rd raw=p@ss/w0rd");
+        let out = r.scrub(&text);
+        assert!(!out.contains(&basic) && !out.contains("p@ss/w0rd"), "{out}");
+        assert!(!out.contains("p%40ss%2Fw0rd"), "{out}");
+        let mut r = Redactor::new();
+        r.add("tok en/+=");
+        let b64 = base64::engine::general_purpose::STANDARD.encode("tok en/+=");
+        let out = r.scrub(&format!("q=tok%20en%2F%2B%3D b={b64}"));
+        assert_eq!(out, "q=*** b=***");
     }
 }

@@ -4,5 +4,6 @@
 pub mod clock;
 pub(crate) mod entropy;
 pub(crate) mod safe_fs;
+pub(crate) mod spool;
 pub mod startup;
 pub mod stop;

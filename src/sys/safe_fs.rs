@@ -4,19 +4,28 @@
 //! of many files (compress, cleanup) are read and removed on a few scoped threads, which never
 //! outlive the call; when the system refuses a thread, the calling thread does the work.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
     #[error("{path}: is a symlink; refusing to use it (someone may have planted it)")]
     Symlink { path: PathBuf },
-    #[error("{path}: owned by uid {owner}, not by us (uid {me}); refusing to use it")]
+    #[error("{path}: owned by uid {owner}, not by us (uid {me}) or root; refusing to use it")]
     NotOurs { path: PathBuf, owner: u32, me: u32 },
     #[error("{path}: not a directory")]
     NotADirectory { path: PathBuf },
+    #[error("{path}: not a regular file (a FIFO, device or socket is never opened)")]
+    NotRegular { path: PathBuf },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -24,6 +33,10 @@ pub enum FsError {
     },
     #[error("{path}: larger than {max} bytes")]
     TooLarge { path: PathBuf, max: u64 },
+    #[error("{path}: gave up waiting for the lock after {}s (another retryx holds it)", waited.as_secs())]
+    LockTimeout { path: PathBuf, waited: Duration },
+    #[error("{path}: stopped by signal {signal} while waiting for the lock")]
+    Interrupted { path: PathBuf, signal: i32 },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FsError + '_ {
@@ -33,51 +46,236 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FsError + '_ {
     }
 }
 
-/// Makes sure `dir` exists as a private directory of ours: created 0700 when missing; refused
-/// when it is a symlink or owned by someone else; tightened to 0700 when it is ours but open.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), FsError> {
-    match std::fs::symlink_metadata(dir) {
-        Ok(meta) => check_private_dir(dir, &meta),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(io(parent))?;
-            }
-            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-                Ok(()) => {}
-                // Another process made it between our look and our mkdir: check theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(dir)(e)),
-            }
-            let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
-            check_private_dir(dir, &meta)
-        }
-        Err(e) => Err(io(dir)(e)),
+fn errno(path: &Path) -> impl FnOnce(Errno) -> FsError + '_ {
+    move |e| FsError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::from(e),
     }
 }
 
-fn check_private_dir(dir: &Path, meta: &std::fs::Metadata) -> Result<(), FsError> {
-    if meta.file_type().is_symlink() {
-        return Err(FsError::Symlink {
-            path: dir.to_path_buf(),
-        });
-    }
-    if !meta.is_dir() {
-        return Err(FsError::NotADirectory {
-            path: dir.to_path_buf(),
-        });
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
+/// A lock wait longer than this is an error, not a hang: writers hold a session or state lock
+/// for one read-modify-write (milliseconds; a finalize of a huge session, seconds).
+const LOCK_WAIT_MAX: Duration = Duration::from_secs(120);
+/// Symlinks followed in one walk (as the kernel's own limit).
+const MAX_LINK_HOPS: u32 = 40;
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+fn me() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// Who may own a directory on the way: root or us. Anyone else could swap what lies below.
+fn trusted_owner(st: &FileStat) -> bool {
+    st.st_uid == 0 || st.st_uid == me()
+}
+
+fn is_kind(st: &FileStat, kind: SFlag) -> bool {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == kind
+}
+
+/// What the last directory of a walk must be.
+#[derive(Clone, Copy, PartialEq)]
+enum Leaf {
+    /// Owned by root or us, reached through links of root or ours (a place to put one file,
+    /// such as `--result-json`'s directory).
+    Trusted,
+    /// Ours, and not itself a symlink: a records or state directory.
+    Private,
+}
+
+/// Opens `dir` by walking it one component at a time with `openat(O_NOFOLLOW|O_DIRECTORY)`:
+/// nothing can be swapped between a check and a use, since every step starts from the
+/// descriptor the previous one checked. A symlink on the way is followed only when root or we
+/// own it (`/var/run`), never one planted by someone else; every directory is owned by root or
+/// us. With `create`, missing directories are made 0700 whatever the umask.
+fn walk(dir: &Path, create: bool, leaf: Leaf) -> Result<OwnedFd, FsError> {
+    let (parent, name) = match dir.file_name() {
+        Some(name) if leaf == Leaf::Private => (dir.parent().unwrap_or(Path::new("")), Some(name)),
+        _ => (dir, None),
+    };
+    let mut hops = 0;
+    let start = start_of(parent, dir)?;
+    let fd = walk_from(start, parent, create, &mut hops, dir)?;
+    let Some(name) = name else {
+        return Ok(fd);
+    };
+    // The private directory itself: never a link, ours, 0700.
+    let (fd, created) = open_step(&fd, name, create, dir)?;
+    let st = nix::sys::stat::fstat(&fd).map_err(errno(dir))?;
+    if st.st_uid != me() {
         return Err(FsError::NotOurs {
             path: dir.to_path_buf(),
-            owner: meta.uid(),
-            me,
+            owner: st.st_uid,
+            me: me(),
         });
     }
-    if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    if created || st.st_mode & 0o077 != 0 {
+        nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o700)).map_err(errno(dir))?;
     }
-    Ok(())
+    Ok(fd)
+}
+
+fn start_of(path: &Path, whole: &Path) -> Result<OwnedFd, FsError> {
+    let from = if path.is_absolute() { "/" } else { "." };
+    let fd = nix::fcntl::open(from, DIR_FLAGS, Mode::empty()).map_err(errno(whole))?;
+    Ok(fd)
+}
+
+fn walk_from(
+    mut cur: OwnedFd,
+    path: &Path,
+    create: bool,
+    hops: &mut u32,
+    whole: &Path,
+) -> Result<OwnedFd, FsError> {
+    for comp in path.components() {
+        let name: &OsStr = match comp {
+            Component::RootDir => {
+                cur = start_of(Path::new("/"), whole)?;
+                continue;
+            }
+            Component::CurDir | Component::Prefix(_) => continue,
+            Component::ParentDir => OsStr::new(".."),
+            Component::Normal(n) => n,
+        };
+        cur = match open_step(&cur, name, create, whole) {
+            Ok((fd, _)) => fd,
+            Err(FsError::Symlink { .. }) => follow(&cur, name, hops, whole)?,
+            Err(e) => return Err(e),
+        };
+        let st = nix::sys::stat::fstat(&cur).map_err(errno(whole))?;
+        if !trusted_owner(&st) {
+            return Err(FsError::NotOurs {
+                path: whole.to_path_buf(),
+                owner: st.st_uid,
+                me: me(),
+            });
+        }
+    }
+    Ok(cur)
+}
+
+/// Opens one directory below `cur`, making it (0700) when missing and `create`. A symlink
+/// comes back as `FsError::Symlink`, for the caller to refuse or follow.
+fn open_step(
+    cur: &OwnedFd,
+    name: &OsStr,
+    create: bool,
+    whole: &Path,
+) -> Result<(OwnedFd, bool), FsError> {
+    let mut created = false;
+    loop {
+        match nix::fcntl::openat(cur, name, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => {
+                if created {
+                    // mkdir's mode passed through the umask (0277 would leave 0500).
+                    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o700))
+                        .map_err(errno(whole))?;
+                }
+                return Ok((fd, created));
+            }
+            Err(Errno::ENOENT) if create && !created => {
+                match nix::sys::stat::mkdirat(cur, name, Mode::from_bits_truncate(0o700)) {
+                    Ok(()) => created = true,
+                    // Another process made it between our look and our mkdir: check theirs.
+                    Err(Errno::EEXIST) => created = false,
+                    Err(e) => return Err(errno(whole)(e)),
+                }
+                if !created {
+                    return nix::fcntl::openat(cur, name, DIR_FLAGS, Mode::empty())
+                        .map(|fd| (fd, false))
+                        .map_err(|e| step_error(cur, name, e, whole));
+                }
+            }
+            Err(e) => return Err(step_error(cur, name, e, whole)),
+        }
+    }
+}
+
+fn step_error(cur: &OwnedFd, name: &OsStr, e: Errno, whole: &Path) -> FsError {
+    if matches!(e, Errno::ELOOP | Errno::ENOTDIR) {
+        return match nix::sys::stat::fstatat(cur, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if is_kind(&st, SFlag::S_IFLNK) => FsError::Symlink {
+                path: whole.to_path_buf(),
+            },
+            _ => FsError::NotADirectory {
+                path: whole.to_path_buf(),
+            },
+        };
+    }
+    errno(whole)(e)
+}
+
+/// Follows the symlink `name` below `cur` when root or we own it, by walking its target.
+fn follow(cur: &OwnedFd, name: &OsStr, hops: &mut u32, whole: &Path) -> Result<OwnedFd, FsError> {
+    let st =
+        nix::sys::stat::fstatat(cur, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(errno(whole))?;
+    *hops += 1;
+    if !trusted_owner(&st) || *hops > MAX_LINK_HOPS {
+        return Err(FsError::Symlink {
+            path: whole.to_path_buf(),
+        });
+    }
+    let target = nix::fcntl::readlinkat(cur, name).map_err(errno(whole))?;
+    let target = PathBuf::from(target);
+    let start = if target.is_absolute() {
+        start_of(&target, whole)?
+    } else {
+        cur.try_clone().map_err(io(whole))?
+    };
+    walk_from(start, &target, false, hops, whole)
+}
+
+/// `path` as (its directory, its plain file name).
+fn split(path: &Path) -> Result<(&Path, &OsStr), FsError> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => Ok((parent, name)),
+        _ => Err(FsError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
+        }),
+    }
+}
+
+/// Opens `name` below `dir` never through a symlink and without blocking (a FIFO planted
+/// there cannot hold us in `open`), then checks it is a regular file.
+fn open_file_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: OFlag,
+    path: &Path,
+) -> Result<(File, FileStat), FsError> {
+    let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(dir, name, flags, Mode::from_bits_truncate(0o600)).map_err(
+        |e| match e {
+            Errno::ELOOP => FsError::Symlink {
+                path: path.to_path_buf(),
+            },
+            // O_WRONLY|O_NONBLOCK on a FIFO nobody reads.
+            Errno::ENXIO => FsError::NotRegular {
+                path: path.to_path_buf(),
+            },
+            e => errno(path)(e),
+        },
+    )?;
+    let st = nix::sys::stat::fstat(&fd).map_err(errno(path))?;
+    if !is_kind(&st, SFlag::S_IFREG) {
+        return Err(FsError::NotRegular {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok((File::from(fd), st))
+}
+
+/// Makes sure `dir` exists as a private directory of ours: created 0700 (with any missing
+/// parent) whatever the umask; refused when it or a directory on the way is a symlink someone
+/// else planted or belongs to someone else; tightened to 0700 when it is ours but open.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), FsError> {
+    walk(dir, true, Leaf::Private).map(drop)
 }
 
 /// Writes `bytes` to `dir/name` atomically: a 0600 temp file in the same directory, fsync,
@@ -95,65 +293,106 @@ pub fn write_renamed(
     bytes: &[u8],
     durable: bool,
 ) -> Result<PathBuf, FsError> {
-    let target = dir.join(name);
-    if name.contains('/') || name == "." || name == ".." || name.is_empty() {
+    let fd = walk(dir, false, Leaf::Private)?;
+    write_in(fd.as_fd(), dir, OsStr::new(name), bytes, durable)
+}
+
+/// Writes the file `path` atomically, 0600, for `--result-json`: its directory reached without
+/// a planted symlink (root's or ours are followed), the file itself replaced by rename (a
+/// symlink or FIFO at `path` is replaced, never written through).
+pub fn write_file_private(path: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
+    let (parent, name) = split(path)?;
+    let fd = walk(parent, false, Leaf::Trusted)?;
+    write_in(fd.as_fd(), parent, name, bytes, true)
+}
+
+/// Names of temp files made by `write_in`; cleanup removes old ones left by a killed writer.
+pub const TEMP_PREFIX: &str = ".retryx-tmp-";
+
+fn write_in(
+    dir: BorrowedFd<'_>,
+    dir_path: &Path,
+    name: &OsStr,
+    bytes: &[u8],
+    durable: bool,
+) -> Result<PathBuf, FsError> {
+    let target = dir_path.join(name);
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.as_bytes().contains(&b'/');
+    if !plain {
         return Err(FsError::Io {
             path: target,
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a plain file name"),
         });
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".retryx-tmp-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    tmp.write_all(bytes).map_err(io(&target))?;
-    if durable {
-        tmp.as_file().sync_all().map_err(io(&target))?;
+    let (tmp_name, mut tmp) = loop {
+        let r = crate::sys::entropy::random_bytes();
+        let tmp_name = format!("{TEMP_PREFIX}{}", hex::encode(&r[..8]));
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
+        match open_file_at(dir, OsStr::new(&tmp_name), flags, &target) {
+            Ok((f, _)) => break (tmp_name, f),
+            Err(FsError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let written = (|| {
+        // O_CREAT's 0600 went through the umask; the mode is 0600 whatever it was.
+        nix::sys::stat::fchmod(&tmp, Mode::from_bits_truncate(0o600)).map_err(errno(&target))?;
+        tmp.write_all(bytes).map_err(io(&target))?;
+        if durable {
+            tmp.sync_all().map_err(io(&target))?;
+        }
+        nix::fcntl::renameat(dir, tmp_name.as_str(), dir, name).map_err(errno(&target))
+    })();
+    if let Err(e) = written {
+        let _ = nix::unistd::unlinkat(
+            dir,
+            tmp_name.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        return Err(e);
     }
-    tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
-    if durable && let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    if durable {
+        let _ = nix::unistd::fsync(dir);
     }
     Ok(target)
 }
 
-/// Opens (creating 0600) a file for locking or read-modify-write, never through a symlink.
+/// Opens (creating 0600) a file of ours for locking or read-modify-write, never through a
+/// symlink, never a FIFO or device.
 pub fn open_private(path: &Path) -> Result<File, FsError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(nix::libc::ELOOP) {
-                FsError::Symlink {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                io(path)(e)
-            }
-        })
+    let (parent, name) = split(path)?;
+    let dir = walk(parent, false, Leaf::Private)?;
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT;
+    let (file, st) = open_file_at(dir.as_fd(), name, flags, path)?;
+    if st.st_uid != me() {
+        return Err(FsError::NotOurs {
+            path: path.to_path_buf(),
+            owner: st.st_uid,
+            me: me(),
+        });
+    }
+    if st.st_mode & 0o7777 != 0o600 {
+        nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(0o600)).map_err(errno(path))?;
+    }
+    Ok(file)
+}
+
+/// Opens an existing regular file for reading: its directory walked as `ensure_private_dir`
+/// would check it, the file never through a symlink, never a FIFO or device.
+pub fn open_read(path: &Path) -> Result<File, FsError> {
+    let (parent, name) = split(path)?;
+    let dir = walk(parent, false, Leaf::Trusted)?;
+    open_file_at(dir.as_fd(), name, OFlag::O_RDONLY, path).map(|(f, _)| f)
 }
 
 /// Reads a file of ours, never through a symlink, refusing files above `max` bytes.
 pub fn read_private(path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(nix::libc::ELOOP) {
-                FsError::Symlink {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                io(path)(e)
-            }
-        })?;
+    read_capped(open_read(path)?, path, max)
+}
+
+/// Reads all of `f`, refusing more than `max` bytes (whatever its size said: it may grow).
+fn read_capped(f: File, path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
     let len = f.metadata().map_err(io(path))?.len();
     if len > max {
         return Err(FsError::TooLarge {
@@ -163,7 +402,61 @@ pub fn read_private(path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
     }
     let mut buf = Vec::with_capacity(len as usize);
     f.take(max + 1).read_to_end(&mut buf).map_err(io(path))?;
+    if buf.len() as u64 > max {
+        return Err(FsError::TooLarge {
+            path: path.to_path_buf(),
+            max,
+        });
+    }
     Ok(buf)
+}
+
+/// The cap on a config file and on the module's args file (nothing legitimate comes near it).
+pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads an input file the user named (a config, the module's args) up to `max` bytes. Unlike
+/// records, it may be anything readable, `/dev/stdin` or a pipe included, so it is opened as
+/// usual; a stream without end is refused at `max` instead of read forever.
+pub fn read_input(path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
+    let f = File::open(path).map_err(io(path))?;
+    let mut buf = Vec::new();
+    f.take(max + 1).read_to_end(&mut buf).map_err(io(path))?;
+    if buf.len() as u64 > max {
+        return Err(FsError::TooLarge {
+            path: path.to_path_buf(),
+            max,
+        });
+    }
+    Ok(buf)
+}
+
+/// Waits for a lock with `try_lock`, never in a blocking `flock` (which a signal handler
+/// installed with SA_RESTART cannot interrupt): gives up when retryx is asked to stop (the
+/// signal stays latched for the exit code) or after `LOCK_WAIT_MAX`.
+fn wait_lock(file: &File, path: &Path) -> Result<(), FsError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if fs4::fs_std::FileExt::try_lock_exclusive(file).map_err(io(path))? {
+            return Ok(());
+        }
+        if let Some(signal) = crate::sys::stop::stop_requested() {
+            return Err(FsError::Interrupted {
+                path: path.to_path_buf(),
+                signal,
+            });
+        }
+        let waited = started.elapsed();
+        if waited >= LOCK_WAIT_MAX {
+            return Err(FsError::LockTimeout {
+                path: path.to_path_buf(),
+                waited,
+            });
+        }
+        // Woken at once by a stop request; otherwise a short, growing pause between tries.
+        crate::sys::stop::wait_for_stop(pause.min(LOCK_WAIT_MAX - waited));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
 }
 
 /// Holds an exclusive lock on a lock file until dropped (the kernel releases it if we die).
@@ -172,10 +465,10 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    /// Blocks until the exclusive lock on `path` is ours.
+    /// Waits until the exclusive lock on `path` is ours: bounded, and ended by a stop request.
     pub fn exclusive(path: &Path) -> Result<LockGuard, FsError> {
         let file = open_private(path)?;
-        fs4::fs_std::FileExt::lock_exclusive(&file).map_err(io(path))?;
+        wait_lock(&file, path)?;
         Ok(LockGuard { file })
     }
 
@@ -216,25 +509,17 @@ fn file_workers(n: usize) -> usize {
 pub fn remove_files(paths: &[PathBuf]) -> u64 {
     let workers = file_workers(paths.len());
     if workers == 1 {
-        return paths
-            .iter()
-            .map(|p| u64::from(std::fs::remove_file(p).is_ok()))
-            .sum();
+        return remove_part(paths);
     }
-    let remove = |part: &[PathBuf]| -> u64 {
-        part.iter()
-            .map(|p| u64::from(std::fs::remove_file(p).is_ok()))
-            .sum()
-    };
     let chunk = paths.len().div_ceil(workers);
     std::thread::scope(|s| {
         let mut here = 0;
         let mut handles = Vec::new();
         for part in paths.chunks(chunk) {
-            match std::thread::Builder::new().spawn_scoped(s, move || remove(part)) {
+            match std::thread::Builder::new().spawn_scoped(s, move || remove_part(part)) {
                 Ok(h) => handles.push(h),
                 // No thread to be had (a pids limit): this part is removed here.
-                Err(_) => here += remove(part),
+                Err(_) => here += remove_part(part),
             }
         }
         here + handles
@@ -242,6 +527,27 @@ pub fn remove_files(paths: &[PathBuf]) -> u64 {
             .map(|h| h.join().unwrap_or(0))
             .sum::<u64>()
     })
+}
+
+/// Unlinks each path below its directory's walked descriptor (one walk per directory in a
+/// row), so a directory swapped for a symlink on the way removes nothing elsewhere.
+fn remove_part(paths: &[PathBuf]) -> u64 {
+    let mut dir: Option<(&Path, Option<OwnedFd>)> = None;
+    let mut n = 0;
+    for p in paths {
+        let Ok((parent, name)) = split(p) else {
+            continue;
+        };
+        if dir.as_ref().is_none_or(|(d, _)| *d != parent) {
+            dir = Some((parent, walk(parent, false, Leaf::Trusted).ok()));
+        }
+        if let Some((_, Some(fd))) = &dir {
+            n += u64::from(
+                nix::unistd::unlinkat(fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir).is_ok(),
+            );
+        }
+    }
+    n
 }
 
 /// Runs `load` on every path on several threads when there are many, and hands each result to
@@ -303,6 +609,7 @@ pub fn for_each_loaded<T: Send, E: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn private_dirs_and_files() {

@@ -101,6 +101,9 @@ impl Cancel {
     /// registered for good. Returns an error text when they cannot be installed.
     pub fn install_signal_handlers(&self) -> Result<(), String> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        // Waits deep below the front door (a lock on a record) see this one through
+        // `stop_requested`, without a `Cancel` handed down to them.
+        let _ = INSTALLED.set(self.clone());
         let err = |e: std::io::Error| format!("installing signal handlers: {e}");
         // The handlers' own copy of the write end, kept open for the life of the process (the
         // handlers are never removed), so it can never name a descriptor reused for a file.
@@ -118,6 +121,26 @@ impl Cancel {
             }
         }
         Ok(())
+    }
+}
+
+/// The `Cancel` whose signal handlers are installed (the front door's), once per process.
+static INSTALLED: std::sync::OnceLock<Cancel> = std::sync::OnceLock::new();
+
+/// The stop request that reached the process's signal handlers, if any (`None` when none are
+/// installed: nothing can be asked to stop then).
+pub fn stop_requested() -> Option<i32> {
+    INSTALLED.get().and_then(Cancel::signal)
+}
+
+/// Waits up to `d`, ended early by a stop request reaching the installed handlers.
+pub fn wait_for_stop(d: Duration) -> Option<i32> {
+    match INSTALLED.get() {
+        Some(c) => c.wait_timeout(d),
+        None => {
+            std::thread::sleep(d);
+            None
+        }
     }
 }
 

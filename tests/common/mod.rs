@@ -3,4 +3,5 @@
 
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod redis;

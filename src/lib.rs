@@ -19,6 +19,7 @@ pub mod guards;
 pub mod log;
 pub mod module;
 pub mod policy;
+pub mod progress;
 pub mod record;
 pub mod result;
 pub mod run;

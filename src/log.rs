@@ -1,8 +1,12 @@
 //! Log lines in the seeds' format: `[2026-01-21 15:00:05] WARN: message | k=v, k=v`. To stderr
 //! (CLI) or kept in memory (module, where stderr is not the user's). Never logs secrets: callers
-//! pass redacted values.
+//! pass redacted values. It also carries the run's observers (the `--events` stream, the live
+//! progress line): the logger already reaches every place where something happens (engine,
+//! guards, sinks), and a line drawn in place on the terminal must step aside for a log line.
 
 use std::sync::Mutex;
+
+use crate::record::events::{Event, Observer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -29,6 +33,7 @@ pub struct Logger {
     max: Option<Level>,
     to_stderr: bool,
     kept: Mutex<Vec<String>>,
+    observers: Vec<Box<dyn Observer>>,
 }
 
 impl Logger {
@@ -38,6 +43,7 @@ impl Logger {
             max: Self::level_for(verbosity),
             to_stderr: true,
             kept: Mutex::new(Vec::new()),
+            observers: Vec::new(),
         }
     }
 
@@ -47,6 +53,7 @@ impl Logger {
             max: Self::level_for(verbosity),
             to_stderr: false,
             kept: Mutex::new(Vec::new()),
+            observers: Vec::new(),
         }
     }
 
@@ -56,6 +63,25 @@ impl Logger {
             -1 => Some(Level::Error),
             0 => Some(Level::Info),
             _ => Some(Level::Debug),
+        }
+    }
+
+    /// Adds an observer of the run's events.
+    pub fn with_observer(mut self, observer: Box<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// Hands an event to every observer; at debug level (`-v`) an attempt's end and a guard's
+    /// decision also become a log line.
+    pub fn event(&self, event: &Event) {
+        for o in &self.observers {
+            o.event(event);
+        }
+        if self.enabled(Level::Debug)
+            && let Some((message, fields)) = crate::record::events::detail(event)
+        {
+            self.debug(message, &fields);
         }
     }
 
@@ -70,7 +96,9 @@ impl Logger {
         let line = format_line(chrono::Local::now().naive_local(), level, message, fields);
         if self.to_stderr {
             use std::io::Write;
+            self.observers.iter().for_each(|o| o.before_log_line());
             let _ = writeln!(std::io::stderr().lock(), "{line}");
+            self.observers.iter().for_each(|o| o.after_log_line());
         } else if let Ok(mut kept) = self.kept.lock() {
             kept.push(line);
         }

@@ -1,10 +1,12 @@
 //! The records: the seed's per-attempt and "Operation Details" shapes, and the ids that name
 //! them. Shapes and naming are pure; writing them to disk lives in `store`, statistics in
-//! `stats`, alert evaluation in `alerts`, pictures in `render`, front-door glue in `actions`.
+//! `stats`, alert evaluation in `alerts`, pictures in `render`, the event stream in `events`,
+//! front-door glue in `actions`.
 
 pub mod actions;
 pub mod alerts;
 pub mod cmd;
+pub mod events;
 pub mod render;
 pub mod stats;
 pub mod store;

@@ -14,6 +14,7 @@ use crate::config::{Plan, format_duration};
 use crate::exec::{AttemptOutput, AttemptSpec, ExitKind, run_attempt};
 use crate::guards::{Admission, AttemptView, GuardCtx, GuardSet, RetryVerdict};
 use crate::log::Logger;
+use crate::record::events::{AttemptStartData, Event, WaitData};
 use crate::record::{AttemptRecord, AttemptStatus, OperationRecord, OperationStatus, timestamp};
 
 /// Runs one attempt. The real one spawns the plan's command; tests use scripted ones.
@@ -238,6 +239,11 @@ pub fn run(
                 ],
             );
         }
+        log.event(&Event::AttemptStart(AttemptStartData {
+            attempt: n,
+            max_attempts: plan.max_attempts,
+            timeout: attempt_timeout.map(|d| d.as_secs_f64()),
+        }));
         let a_start = timer.now();
         let a_wall = timer.wall();
         let out = attempter.attempt(n, plan.max_attempts, attempt_timeout, cancel);
@@ -307,6 +313,7 @@ pub fn run(
             stderr_bytes: out.stderr_bytes,
             download: None,
         };
+        log.event(&Event::attempt_end(&record, plan.max_attempts, interrupted.is_some()));
         exit_code = out.exit.shell_code();
         let exit_for_log = out.exit.clone();
         last = Some(out);
@@ -466,6 +473,13 @@ pub fn run(
                 ("error_type", verdict.class.to_string()),
             ],
         );
+        log.event(&Event::Wait(WaitData {
+            attempt: n,
+            next_attempt: n + 1,
+            max_attempts: plan.max_attempts,
+            delay: delay.as_secs_f64(),
+            class: Some(verdict.class),
+        }));
         if let Some(sig) = timer.sleep(delay, cancel) {
             aborted_by = Some(sig);
             break;

@@ -23,5 +23,7 @@ pub mod progress;
 pub mod record;
 pub mod result;
 pub mod run;
+pub mod shell;
 pub mod sinks;
 pub mod startup;
+pub mod stdout_doc;

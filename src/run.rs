@@ -10,6 +10,7 @@ use crate::config::{Action, CommandLine, Resolved};
 use crate::download::{self, DownloadAttempter, ProgressMode};
 use crate::engine::{self, Attempter, Identity, Outcome, ProcessAttempter};
 use crate::log::Logger;
+use crate::record::events::{Event, StartData};
 use crate::record::{new_operation_id, new_session_id};
 use crate::result::{self, REDACTED};
 
@@ -179,6 +180,15 @@ pub fn run_operation(
         Some(f) => f,
         None => &mut process,
     };
+    log.event(&Event::Start(StartData {
+        operation: plan.operation.clone(),
+        operation_id: who.operation_id.clone(),
+        session_id: who.session_id.clone(),
+        max_attempts: plan.max_attempts,
+        command: who.command.clone(),
+        timeout: plan.timeout.map(|d| d.as_secs_f64()),
+        deadline: plan.deadline.map(|d| d.as_secs_f64()),
+    }));
     let mut outcome = engine::run(&mut plan, attempter, timer, cancel, &mut guards, log, who);
     if let Some(f) = &fetcher {
         f.finish(&mut outcome.record);

@@ -74,6 +74,20 @@ pub struct NotificationOutcome {
     pub duration: f64,
 }
 
+/// A delivery as the event stream tells it.
+impl From<&NotificationOutcome> for crate::record::events::NotificationData {
+    fn from(o: &NotificationOutcome) -> Self {
+        crate::record::events::NotificationData {
+            system: o.system.clone(),
+            kind: o.kind.clone(),
+            status: o.status.clone(),
+            http_status: o.http_status,
+            attempts: o.attempts,
+            error: o.error.clone(),
+        }
+    }
+}
+
 /// All outcomes of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NotifyResult {
@@ -285,6 +299,9 @@ pub fn notify_after_operation(
     let report = Report::from_operation(record, alerts);
     let res = notify(&settings, &report, Purpose::Run);
     log_outcomes(&res, log);
+    for o in &res.outcomes {
+        log.event(&crate::record::events::Event::Notification(o.into()));
+    }
     if let Some(retry) = result.get_mut("retry") {
         retry["notifications"] = serde_json::to_value(&res.outcomes).unwrap_or_default();
     }

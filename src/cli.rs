@@ -13,9 +13,10 @@ use crate::classify::ErrorClass;
 use crate::clock::RealTimer;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
 use crate::exit_codes::USAGE;
-use crate::log::Logger;
 use crate::policy::{JitterKind, PolicyKind};
+use crate::record::events::Event;
 use crate::run::{RunOptions, run_operation};
+use crate::run_io::{Outputs, RunIo};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -56,13 +57,13 @@ pub struct RunArgs {
     /// none, proportional, full, equal, decorrelated [default: proportional]
     #[arg(short = 'j', long, value_name = "K")]
     pub jitter: Option<JitterKind>,
-    /// Seed for reproducible jitter
+    /// Seed for reproducible jitter [default: random, recorded]
     #[arg(long, value_name = "N")]
     pub jitter_seed: Option<u64>,
-    /// Per-attempt timeout: the attempt's process group is killed (TERM, grace, KILL)
+    /// Per-attempt timeout: the attempt's process group is killed (TERM, grace, KILL) [default: none]
     #[arg(short = 't', long, value_name = "D")]
     pub timeout: Option<DurationSpec>,
-    /// Bound on the whole operation, waits included
+    /// Bound on the whole operation, waits included [default: none]
     #[arg(long, value_name = "D")]
     pub deadline: Option<DurationSpec>,
     /// Grace between TERM and KILL [default: 2s]
@@ -71,49 +72,61 @@ pub struct RunArgs {
     /// Exit codes that are retried, e.g. 1,75,100-110 [default: any non-zero]
     #[arg(long, value_name = "CODES")]
     pub retry_on_exit: Option<String>,
-    /// Exit codes never retried (wins over everything)
+    /// Exit codes never retried (wins over everything) [default: none]
     #[arg(long, value_name = "CODES")]
     pub fail_on_exit: Option<String>,
-    /// Retry when the output matches (repeatable)
+    /// Retry when the output matches (repeatable) [default: none]
     #[arg(long, value_name = "REGEX")]
     pub retry_if: Vec<String>,
-    /// Never retry when the output matches (repeatable; wins over --retry-if)
+    /// Never retry when the output matches (repeatable; wins over --retry-if) [default: none]
     #[arg(long, value_name = "REGEX")]
     pub fail_if: Vec<String>,
-    /// Error classes that are retried, comma-separated
+    /// Error classes that are retried, comma-separated [default: the retryable classes and unknown_error]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub retry_conditions: Option<Vec<ErrorClass>>,
-    /// Wait the seconds captured by this pattern in the output (e.g. 'Retry-After: (\d+)'), capped
+    /// Wait the seconds captured by this pattern in the output (e.g. 'Retry-After: (\d+)'), capped [default: none]
     #[arg(long, value_name = "REGEX")]
     pub delay_from_output: Option<String>,
     /// Operation name: picks operation_configs, keys guards and records [default: command]
-    #[arg(short = 'o', long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     pub operation: Option<String>,
-    /// JSON config, same schema as the module args
+    /// The old spelling of --operation, kept for one release with a warning (-o will mean --output)
+    #[arg(short = 'o', value_name = "NAME", hide = true)]
+    pub operation_short: Option<String>,
+    /// JSON config, same schema as the module args [default: none]
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Write records there (none unless asked)
+    /// Write records there [default: none, then $RETRYX_ARTIFACTS_DIR; no records without one]
     #[arg(long, value_name = "DIR")]
     pub artifacts_dir: Option<String>,
     /// Where guard state lives [default: <artifacts-dir>/state]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
-    /// Add this operation to an existing session
+    /// Add this operation to an existing session (needs an artifacts directory) [default: a new session]
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
-    /// Write the result document to PATH (- for stdout)
+    /// Leave the session this run opens open for more operations [default: closed at the end]
+    #[arg(long)]
+    pub keep_open: bool,
+    /// Write the result document to PATH; with -, stdout holds only it (the command's stdout goes to stderr) [default: none]
     #[arg(long, value_name = "PATH")]
     pub result_json: Option<String>,
+    /// Write the event stream (JSON Lines: start, attempt_start, attempt_end, wait, guard, notification, end) to PATH, or - for stdout [default: none]
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<String>,
+    /// The live progress line on stderr during waits
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub progress: crate::progress::ProgressWhen,
     /// Run the command through /bin/sh -c (the arguments joined by spaces)
     #[arg(long)]
     pub shell: bool,
     /// Capture stdin once and replay it to every attempt
     #[arg(long)]
     pub stdin_replay: bool,
-    /// Fewer log lines on stderr (-qq: none)
+    /// Fewer lines on stderr: no progress, errors and the reason the run failed only (-qq: none)
     #[arg(short = 'q', long, action = ArgAction::Count)]
     pub quiet: u8,
-    /// More log lines on stderr
+    /// More lines on stderr (-v: each attempt's exit, class, matched text, guard decisions; -vv: also the resolved config)
     #[arg(short = 'v', long, action = ArgAction::Count)]
     pub verbose: u8,
     /// The command and its arguments, after --
@@ -127,16 +140,26 @@ pub enum Sub {
     Validate {
         /// The JSON config file
         file: PathBuf,
-        /// The operation whose merged config to check
-        #[arg(short = 'o', long)]
+        /// The operation whose merged config to check [default: none, the top level]
+        #[arg(long, value_name = "NAME")]
         operation: Option<String>,
+        /// The old spelling of --operation, kept for one release with a warning
+        #[arg(short = 'o', value_name = "NAME", hide = true)]
+        operation_short: Option<String>,
     },
-    /// Print the JSON Schema of module args and config files, or of a record
+    /// Print the JSON Schema of module args and config files, or of a record or the event stream
     Schema {
-        /// A record's schema instead: operation, session or attempt
+        /// Another document's schema: session, operation, attempt, performance, session_error, records_pack, events [default: the module args]
         #[arg(long, value_name = "NAME")]
         document: Option<String>,
     },
+    /// Print a completion script: retryx completions bash > /etc/bash_completion.d/retryx
+    Completions {
+        /// bash, zsh or fish
+        shell: crate::shell::Shell,
+    },
+    /// Print the man page (roff): retryx man | man -l -
+    Man,
     /// Sessions of records: list, show (json, text, svg, html), finalize
     Session(crate::record::cmd::SessionArgs),
     /// Remove old records (retention_days, max_sessions; never an open session or a file not
@@ -158,8 +181,8 @@ pub enum Sub {
         /// Where guard state lives [default: <artifacts-dir>/state, else /tmp/ansible_retry/state]
         #[arg(long, value_name = "DIR", global = true)]
         state_dir: Option<String>,
-        /// Records directory (its state/ subdirectory holds guard state when --state-dir is not given)
-        #[arg(long, value_name = "DIR", global = true)]
+        /// Records directory (its state/ subdirectory holds guard state when --state-dir is not given) [default: none]
+        #[arg(long, value_name = "DIR", global = true, env = crate::record::cmd::ARTIFACTS_ENV)]
         artifacts_dir: Option<String>,
     },
 }
@@ -442,60 +465,150 @@ fn capture_stdin() -> Result<tempfile::TempPath, Usage> {
     Ok(file.into_temp_path())
 }
 
-fn write_result(path: &str, result: &Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(result).map_err(|e| e.to_string())?;
-    if path == "-" {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{text}").map_err(|e| e.to_string())
-    } else {
-        std::fs::write(path, format!("{text}\n")).map_err(|e| format!("writing {path}: {e}"))
+/// `-o` on a run or `validate` was `--operation`; it is becoming `--output`. A value that looks
+/// like a file is refused rather than guessed at; a plain name still works, with a warning.
+fn operation_from_short(
+    long: Option<String>,
+    short: Option<String>,
+) -> Result<Option<String>, Usage> {
+    let Some(name) = short else {
+        return Ok(long);
+    };
+    if long.is_some() {
+        return Err(Usage(
+            "-o and --operation both given: use --operation NAME".into(),
+        ));
+    }
+    if name.contains('/') || name.contains('.') {
+        return Err(Usage(format!(
+            "-o {name:?} is ambiguous: -o was --operation and is becoming --output; use --operation NAME, or --result-json PATH for the result document"
+        )));
+    }
+    eprintln!(
+        "retryx: warning: -o for --operation is deprecated (-o will mean --output): use --operation {name}"
+    );
+    Ok(Some(name))
+}
+
+fn verbosity(verbose: u8, quiet: u8) -> i8 {
+    i8::try_from(i16::from(verbose) - i16::from(quiet)).unwrap_or(0)
+}
+
+fn run_command(mut a: RunArgs) -> Result<i32, Usage> {
+    let io = RunIo::open(&Outputs {
+        result_json: a.result_json.as_deref(),
+        events: a.events.as_deref(),
+        progress: a.progress,
+        verbosity: verbosity(a.verbose, a.quiet),
+    })
+    .map_err(Usage)?;
+    // From here on every way out writes the stream's `end` line.
+    match prepare_run(&mut a, &io) {
+        Ok((resolved, replay)) => Ok(run_prepared(&a, &resolved, replay, &io)),
+        Err(Usage(msg)) => {
+            io.end(&Event::not_started(USAGE, &msg));
+            Err(Usage(msg))
+        }
     }
 }
 
-fn run_command(a: RunArgs) -> Result<i32, Usage> {
+/// Flags and config resolved into what will run, every check made before anything runs.
+fn prepare_run(
+    a: &mut RunArgs,
+    io: &RunIo,
+) -> Result<(Resolved, Option<tempfile::TempPath>), Usage> {
     if a.command.is_empty() && a.config.is_none() {
         return Err(Usage(
             "no command: usage is `retryx [OPTIONS] -- COMMAND [ARGS...]` (see --help)".into(),
         ));
     }
+    a.operation = operation_from_short(a.operation.take(), a.operation_short.take())?;
+    if a.artifacts_dir.is_none() {
+        a.artifacts_dir = std::env::var(crate::record::cmd::ARTIFACTS_ENV)
+            .ok()
+            .filter(|d| !d.is_empty());
+    }
     let raw = match &a.config {
         Some(p) => read_config(p)?,
         None => json!({}),
     };
-    let overrides = flags_to_overrides(&a)?;
+    let overrides = flags_to_overrides(a)?;
     let mut resolved =
         Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
-    let _replay_guard = if a.stdin_replay {
+    let records = crate::record::actions::artifacts_dir(&resolved.config, false);
+    let env = crate::record::cmd::ARTIFACTS_ENV;
+    if records.is_none() && resolved.config.session_id.is_some() {
+        return Err(Usage(format!(
+            "--session-id needs an artifacts directory: give --artifacts-dir DIR or set {env}"
+        )));
+    }
+    if records.is_none() && a.keep_open {
+        return Err(Usage(format!(
+            "--keep-open needs an artifacts directory: give --artifacts-dir DIR or set {env}"
+        )));
+    }
+    io.show_resolved(&resolved);
+    let replay = if a.stdin_replay {
         let path = capture_stdin()?;
         resolved.plan.stdin = StdinSpec::ReplayFile(path.to_path_buf());
         Some(path)
     } else {
         None
     };
-    let verbosity = i8::try_from(i16::from(a.verbose) - i16::from(a.quiet)).unwrap_or(0);
-    let log = Logger::stderr(verbosity);
+    Ok((resolved, replay))
+}
+
+/// Runs what `prepare_run` resolved; the session it opened is closed with it, and the event
+/// stream's `end` line is the last thing told.
+fn run_prepared(
+    a: &RunArgs,
+    resolved: &Resolved,
+    _replay: Option<tempfile::TempPath>,
+    io: &RunIo,
+) -> i32 {
+    let log = &io.log;
     let cancel = Cancel::new();
     if let Err(e) = cancel.install_signal_handlers() {
         log.warn("signals will not be forwarded", &[("error", e)]);
     }
     let timer = RealTimer::new();
     let report = run_operation(
-        &resolved,
+        resolved,
         &RunOptions {
             passthrough: true,
-            want_result: a.result_json.is_some(),
+            want_result: io.wants_result(),
             ..Default::default()
         },
-        &log,
+        log,
         &cancel,
         &timer,
     );
-    if let Some(path) = &a.result_json
-        && let Err(e) = write_result(path, &report.result)
+    if let Some(outcome) = &report.outcome
+        && resolved.config.session_id.is_none()
+        && !a.keep_open
     {
-        log.error("cannot write the result document", &[("error", e)]);
+        crate::record::actions::close_own_session(&resolved.config, &outcome.record, log);
     }
-    Ok(report.exit_code)
+    if let Err(e) = io.write_result(&report.result) {
+        io.log
+            .error("cannot write the result document", &[("error", e)]);
+    }
+    match &report.outcome {
+        Some(o) => io.end(&Event::end(&o.record, report.exit_code, o.aborted_by)),
+        None => {
+            let why = report
+                .result
+                .get("msg")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if report.result.get("failed") == Some(&Value::Bool(true)) {
+                io.log
+                    .error("operation not started", &[("error", why.to_string())]);
+            }
+            io.end(&Event::not_started(report.exit_code, why));
+        }
+    }
+    report.exit_code
 }
 
 /// `Name: value` into a header pair; the value is never echoed in an error.
@@ -564,8 +677,16 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         );
     }
     let resolved = Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
-    let verbosity = i8::try_from(i16::from(a.verbose) - i16::from(a.quiet)).unwrap_or(0);
-    let log = Logger::stderr(verbosity);
+    // The stdout contract of a run (`--result-json -`: stdout holds only the document); the
+    // download has its own progress bar.
+    let io = RunIo::open(&Outputs {
+        result_json: a.result_json.as_deref(),
+        events: None,
+        progress: crate::progress::ProgressWhen::Never,
+        verbosity: verbosity(a.verbose, a.quiet),
+    })
+    .map_err(Usage)?;
+    let log = &io.log;
     let cancel = Cancel::new();
     if let Err(e) = cancel.install_signal_handlers() {
         log.warn("signals will not be handled", &[("error", e)]);
@@ -592,9 +713,7 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
     {
         log.info(msg, &[]);
     }
-    if let Some(path) = &a.result_json
-        && let Err(e) = write_result(path, &report.result)
-    {
+    if let Err(e) = io.write_result(&report.result) {
         log.error("cannot write the result document", &[("error", e)]);
     }
     Ok(report.exit_code)
@@ -659,14 +778,73 @@ fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(args)
 }
 
+/// `retryx ls -l`: a command given without `--` reads as an unknown subcommand or argument.
+/// The hint shows the same words with `--` put before the command.
+fn command_without_dashes(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(word)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if word.starts_with('-') || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    let words: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let at = words.iter().position(|w| w == word)?;
+    let mut fixed = vec!["retryx".to_string()];
+    fixed.extend(words[..at].iter().cloned());
+    fixed.push("--".into());
+    fixed.extend(words[at..].iter().cloned());
+    use clap::CommandFactory;
+    let near = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .find(|name| word.len() > 3 && edit_distance(word, name) <= 2);
+    Some(match near {
+        Some(name) => format!(
+            "retryx: no subcommand '{word}' (did you mean '{name}'?); to run a command, put it after --: {}",
+            fixed.join(" ")
+        ),
+        None => format!("retryx: put the command after --: {}", fixed.join(" ")),
+    })
+}
+
+/// Levenshtein distance, for "did you mean" (words are a few characters long).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Runs the CLI; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
     crate::exec::limit_malloc_arenas();
-    let cli = match parse(args) {
+    let cli = match parse(args.clone()) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { USAGE } else { 0 };
             let _ = e.print();
+            if let Some(hint) = command_without_dashes(&e, &args) {
+                eprintln!("{hint}");
+            }
             return code;
         }
     };
@@ -687,11 +865,22 @@ pub fn main(args: Vec<OsString>) -> i32 {
                     })
                     .map_err(|e| Usage(e.to_string())),
                 None => Err(Usage(
-                    "--document: expected session, operation, attempt, performance, session_error or records_pack".into(),
+                    "--document: expected session, operation, attempt, performance, session_error, records_pack or events".into(),
                 )),
             }
         }
-        Some(Sub::Validate { file, operation }) => validate(&file, operation),
+        Some(Sub::Validate {
+            file,
+            operation,
+            operation_short,
+        }) => operation_from_short(operation, operation_short).and_then(|op| validate(&file, op)),
+        Some(Sub::Completions { shell }) => {
+            crate::shell::completions(shell, &mut std::io::stdout().lock());
+            Ok(0)
+        }
+        Some(Sub::Man) => crate::shell::man(&mut std::io::stdout().lock())
+            .map(|()| 0)
+            .map_err(|e| Usage(format!("writing the man page: {e}"))),
         Some(Sub::Session(a)) => Ok(crate::record::cmd::session(a)),
         Some(Sub::Cleanup(a)) => Ok(crate::record::cmd::cleanup(a)),
         Some(Sub::Compress(a)) => Ok(crate::record::cmd::compress(a)),

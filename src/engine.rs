@@ -313,7 +313,11 @@ pub fn run(
             stderr_bytes: out.stderr_bytes,
             download: None,
         };
-        log.event(&Event::attempt_end(&record, plan.max_attempts, interrupted.is_some()));
+        log.event(&Event::attempt_end(
+            &record,
+            plan.max_attempts,
+            interrupted.is_some(),
+        ));
         exit_code = out.exit.shell_code();
         let exit_for_log = out.exit.clone();
         last = Some(out);
@@ -354,7 +358,7 @@ pub fn run(
             record.should_retry = false;
             attempts.push(record);
             stop_reason = format!("not retryable: {}", verdict.reason);
-            log.warn(
+            log.warn_reason(
                 "operation failed with non-retryable error",
                 &[
                     ("operation", op.clone()),
@@ -491,7 +495,7 @@ pub fn run(
         status = OperationStatus::Aborted;
         stop_reason = format!("stopped by signal {sig}");
         exit_code = 128 + sig;
-        log.warn(
+        log.warn_reason(
             "operation aborted by signal",
             &[
                 ("operation", op.clone()),

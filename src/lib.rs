@@ -23,6 +23,7 @@ pub mod progress;
 pub mod record;
 pub mod result;
 pub mod run;
+pub mod run_io;
 pub mod shell;
 pub mod sinks;
 pub mod startup;

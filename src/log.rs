@@ -90,9 +90,12 @@ impl Logger {
     }
 
     pub fn log(&self, level: Level, message: &str, fields: &[(&str, String)]) {
-        if !self.enabled(level) {
-            return;
+        if self.enabled(level) {
+            self.write(level, message, fields);
         }
+    }
+
+    fn write(&self, level: Level, message: &str, fields: &[(&str, String)]) {
         let line = format_line(chrono::Local::now().naive_local(), level, message, fields);
         if self.to_stderr {
             use std::io::Write;
@@ -109,6 +112,15 @@ impl Logger {
     }
     pub fn warn(&self, message: &str, fields: &[(&str, String)]) {
         self.log(Level::Warn, message, fields)
+    }
+    /// A WARN line that says why the run ended (a command that could not start, a
+    /// non-retryable failure, a stop signal): `-q` keeps it, only `-qq` drops it.
+    pub fn warn_reason(&self, message: &str, fields: &[(&str, String)]) {
+        if self.enabled(Level::Error) && !self.enabled(Level::Warn) {
+            self.write(Level::Warn, message, fields);
+        } else {
+            self.log(Level::Warn, message, fields);
+        }
     }
     pub fn info(&self, message: &str, fields: &[(&str, String)]) {
         self.log(Level::Info, message, fields)

@@ -123,7 +123,10 @@ fn clear(st: &mut State) {
 
 /// `attempt 2/5 failed (connection_error) · ` (the countdown follows).
 pub fn wait_text(w: &WaitData, color: bool) -> String {
-    let class = w.class.map(|c| c.to_string()).unwrap_or_else(|| "failed".into());
+    let class = w
+        .class
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "failed".into());
     let (red, yellow, dim, reset) = if color {
         ("\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[0m")
     } else {
@@ -224,7 +227,10 @@ mod tests {
             text,
             "attempt 2/5 failed (connection_error) · retrying in 3.2s"
         );
-        assert_eq!(countdown(Duration::from_secs(125), false), "retrying in 2m05s");
+        assert_eq!(
+            countdown(Duration::from_secs(125), false),
+            "retrying in 2m05s"
+        );
         assert!(wait_text(&w, true).contains("\x1b[33mconnection_error\x1b[0m"));
     }
 

@@ -51,7 +51,10 @@ mod tests {
         let mut out = Vec::new();
         man(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with(".ie") || text.contains(".TH retryx"), "{text:.200}");
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH retryx"),
+            "{text:.200}"
+        );
         assert!(text.contains("max\\-attempts"));
     }
 }

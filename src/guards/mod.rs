@@ -26,7 +26,13 @@ use crate::log::Logger;
 use crate::record::events::{Event, GuardData, GuardDecision};
 
 /// Tells the run's observers (`--events`, `-v`) what a guard decided.
-fn tell(ctx: &GuardCtx, guard: &str, decision: GuardDecision, class: Option<ErrorClass>, reason: &str) {
+fn tell(
+    ctx: &GuardCtx,
+    guard: &str,
+    decision: GuardDecision,
+    class: Option<ErrorClass>,
+    reason: &str,
+) {
     ctx.log.event(&Event::Guard(GuardData {
         guard: guard.to_string(),
         attempt: ctx.attempt,
@@ -205,7 +211,9 @@ impl GuardSet {
             RetryVerdict::Deny { reason } => {
                 tell(ctx, by, GuardDecision::DenyRetry, Some(class), reason)
             }
-            RetryVerdict::Done { reason } => tell(ctx, by, GuardDecision::Done, Some(class), reason),
+            RetryVerdict::Done { reason } => {
+                tell(ctx, by, GuardDecision::Done, Some(class), reason)
+            }
         }
         verdict
     }

@@ -103,7 +103,10 @@ pub fn close_own_session(config: &Config, record: &OperationRecord, log: &Logger
         }
         Err(e) => log.warn(
             "session not finalized",
-            &[("session", record.session_id.clone()), ("error", e.to_string())],
+            &[
+                ("session", record.session_id.clone()),
+                ("error", e.to_string()),
+            ],
         ),
     }
 }

@@ -220,8 +220,7 @@ fn list(a: &ListArgs) -> Result<i32, String> {
             continue;
         }
         if let Some(since) = a.since
-            && chrono::DateTime::parse_from_rfc3339(&s.session_start)
-                .map_or(true, |t| t < since)
+            && chrono::DateTime::parse_from_rfc3339(&s.session_start).map_or(true, |t| t < since)
         {
             continue;
         }

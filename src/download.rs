@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::cancel::Cancel;
 use crate::config::{Config, Plan};
 use crate::engine::Attempter;
 use crate::exec::{AttemptOutput, ExitKind};
+use crate::front::document::REDACTED;
 use crate::log::{Level, Logger};
 use crate::record::{DownloadAttempt, OperationRecord};
-use crate::result::REDACTED;
+use crate::sys::stop::Cancel;
 
 /// Bytes read from the network (and written to disk) at a time.
 pub const CHUNK: usize = 64 * 1024;
@@ -258,7 +258,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 #[derive(Debug, Clone)]
 pub enum Before {
     Missing,
-    Exists { size: u64, sha256: String },
+    Exists { sha256: String },
 }
 
 /// Whether there is anything to download.
@@ -295,7 +295,7 @@ pub fn precheck(spec: &DownloadSpec) -> Result<Precheck, DownloadError> {
     let sha256 = sha256_file(&spec.dest).map_err(io)?;
     let size = meta.len();
     if spec.force {
-        return Ok(Precheck::Fetch(Before::Exists { size, sha256 }));
+        return Ok(Precheck::Fetch(Before::Exists { sha256 }));
     }
     match &spec.checksum {
         Some(want) if *want == sha256 => Ok(Precheck::UpToDate {
@@ -303,7 +303,7 @@ pub fn precheck(spec: &DownloadSpec) -> Result<Precheck, DownloadError> {
             sha256,
             reason: "dest already matches the checksum".into(),
         }),
-        Some(_) => Ok(Precheck::Fetch(Before::Exists { size, sha256 })),
+        Some(_) => Ok(Precheck::Fetch(Before::Exists { sha256 })),
         None => Ok(Precheck::UpToDate {
             size,
             sha256,
@@ -1092,7 +1092,7 @@ pub fn prepare(config: &Config, plan: &mut Plan, session_id: &str, no_log: bool)
     };
     let spec = match DownloadSpec::from_config(config) {
         Ok(spec) => spec,
-        Err(e) => return fail(e.to_string(), crate::exit_codes::USAGE),
+        Err(e) => return fail(e.to_string(), crate::app::exit::USAGE),
     };
     plan.classifier.user_patterns.push(client_error_pattern());
     match precheck(&spec) {

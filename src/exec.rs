@@ -14,8 +14,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use regex::bytes::Regex as BytesRegex;
 
-use crate::cancel::Cancel;
 use crate::config::{CommandLine, StdinSpec};
+use crate::sys::stop::Cancel;
 
 /// One malloc arena for the whole process: every thread that allocates (a stdin writer, the
 /// record readers of compress) would otherwise get its own (glibc), each costing more resident
@@ -52,13 +52,13 @@ impl ExitKind {
         match self {
             ExitKind::Code(c) => *c,
             ExitKind::Signal(s) => 128 + s,
-            ExitKind::TimedOut => crate::exit_codes::TIMEOUT,
+            ExitKind::TimedOut => crate::app::exit::TIMEOUT,
             ExitKind::SpawnFailed {
                 not_found: true, ..
-            } => crate::exit_codes::NOT_FOUND,
+            } => crate::app::exit::NOT_FOUND,
             ExitKind::SpawnFailed {
                 not_found: false, ..
-            } => crate::exit_codes::NOT_EXECUTABLE,
+            } => crate::app::exit::NOT_EXECUTABLE,
         }
     }
 }

@@ -1,30 +1,27 @@
 //! retryx: run a command until it succeeds, under a stated retry policy, telling transient
 //! failures from permanent ones, protecting the service it calls, and leaving a record.
 //!
-//! Data flows one way: front door (`cli`, `module`) → `config` → `engine` (with `policy`,
-//! `classify`, `exec`, `guards`) → `record` → `sinks`. See DESIGN.md for the rooms.
+//! Data flows one way: front door (`front`: cli, module) → `app` (one file per action) →
+//! `config` resolved once → `engine` (with `policy`, `classify`, `exec`, `guards`) → `record`
+//! → `sinks` → an `app::Answer` → the front door, which alone turns it into an exit code or the
+//! Ansible result document. See DESIGN.md for the rooms; `tests/layering.rs` keeps them.
+//!
+//! The public surface is what the integration tests and benches drive directly: the config
+//! resolution, the engine with its attempter, timer and stop latch, the guards and the logger.
+//! Everything else is `pub(crate)`.
 
-pub mod cancel;
-pub mod classify;
-pub mod cli;
-pub mod clock;
+pub(crate) mod app;
+pub(crate) mod classify;
 pub mod config;
-pub mod download;
+pub(crate) mod download;
 pub mod engine;
-pub mod entropy;
 pub mod exec;
-pub mod exit_codes;
-pub mod fsx;
+pub(crate) mod front;
 pub mod guards;
 pub mod log;
-pub mod module;
-pub mod policy;
-pub mod progress;
-pub mod record;
-pub mod result;
-pub mod run;
-pub mod run_io;
-pub mod shell;
-pub mod sinks;
-pub mod startup;
-pub mod stdout_doc;
+pub(crate) mod policy;
+pub(crate) mod record;
+pub(crate) mod sinks;
+pub mod sys;
+
+pub use front::main;

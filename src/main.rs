@@ -1,17 +1,12 @@
 //! Picks the front door: an Ansible binary module (one argument, the JSON args file) or the CLI.
-//! `no_main`: std's start-up is replaced by `retryx::startup`, which skips the stack-guard
+//! `no_main`: std's start-up is replaced by `retryx::sys::startup`, which skips the stack-guard
 //! set-up that costs every run ~0.15 ms (see there).
 //! Only on glibc Linux, where std gets the arguments before `main` without its start-up.
 #![cfg_attr(all(not(test), target_os = "linux", target_env = "gnu"), no_main)]
 
 #[cfg_attr(test, allow(dead_code))] // the test harness brings its own main
 fn front_door() -> i32 {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if retryx::module::is_module_invocation(&args) {
-        retryx::module::main(args)
-    } else {
-        retryx::cli::main(args)
-    }
+    retryx::main(std::env::args_os().collect())
 }
 
 #[cfg(all(not(test), target_os = "linux", target_env = "gnu"))]
@@ -21,7 +16,7 @@ pub extern "C" fn main(
     _argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
     // glibc hands std the arguments before `main` (an .init_array hook), so they are there.
-    retryx::startup::run(front_door)
+    retryx::sys::startup::run(front_door)
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

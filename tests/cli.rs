@@ -731,7 +731,7 @@ fn big_output_passes_through_and_the_tail_stays_bounded() {
     assert_eq!(doc["retry"]["attempts"][0]["stdout_bytes"], 5_000_004);
 }
 
-/// main.rs skips std's start-up, so retryx::startup ignores SIGPIPE itself: a reader that goes
+/// main.rs skips std's start-up, so retryx::sys::startup ignores SIGPIPE itself: a reader that goes
 /// away is seen as EPIPE, and the run stops as a plain pipeline would (SIGPIPE to the child's
 /// group, no retry, 128+13), records and log written rather than retryx killed mid-way.
 #[test]

@@ -6,13 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use retryx::cancel::Cancel;
-use retryx::clock::RealTimer;
 use retryx::config::Resolved;
 use retryx::engine::{self, Attempter, Identity};
 use retryx::exec::{AttemptOutput, ExitKind};
 use retryx::guards::{self, GuardSet};
 use retryx::log::Logger;
+use retryx::sys::clock::RealTimer;
+use retryx::sys::stop::Cancel;
 use serde_json::{Map, json};
 
 struct Succeeds;

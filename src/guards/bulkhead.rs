@@ -16,7 +16,7 @@ use super::state::StateFile;
 use super::{Admission, AttemptView, Guard, GuardCtx};
 use crate::classify::ErrorClass;
 use crate::config::format_duration;
-use crate::fsx::LockGuard;
+use crate::sys::safe_fs::LockGuard;
 
 pub const DEFAULT_MAX_CONCURRENT: u32 = 1;
 const FIRST_PAUSE: Duration = Duration::from_millis(2);
@@ -170,9 +170,9 @@ impl Guard for Bulkhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cancel::Cancel;
-    use crate::clock::{FakeTimer, Timer};
     use crate::log::Logger;
+    use crate::sys::clock::{FakeTimer, Timer};
+    use crate::sys::stop::Cancel;
 
     fn ctx<'a>(t: &'a FakeTimer, c: &'a Cancel, l: &'a Logger) -> GuardCtx<'a> {
         GuardCtx {

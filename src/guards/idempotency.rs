@@ -268,9 +268,9 @@ impl Guard for Idempotency {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cancel::Cancel;
-    use crate::clock::FakeTimer;
     use crate::log::Logger;
+    use crate::sys::clock::FakeTimer;
+    use crate::sys::stop::Cancel;
 
     fn ctx<'a>(t: &'a FakeTimer, c: &'a Cancel, l: &'a Logger) -> GuardCtx<'a> {
         GuardCtx {

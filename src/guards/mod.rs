@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::cancel::Cancel;
 use crate::classify::ErrorClass;
-use crate::clock::Timer;
 use crate::config::Plan;
 use crate::log::Logger;
+use crate::sys::clock::Timer;
+use crate::sys::stop::Cancel;
 use crate::record::events::{Event, GuardData, GuardDecision};
 
 /// Tells the run's observers (`--events`, `-v`) what a guard decided.

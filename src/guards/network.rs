@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{Guard, GuardCtx, RetryVerdict};
-use crate::cancel::Cancel;
 use crate::classify::ErrorClass;
-use crate::clock::Timer;
 use crate::config::format_duration;
+use crate::sys::clock::Timer;
+use crate::sys::stop::Cancel;
 
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(300);
 const SLICE: Duration = Duration::from_millis(50);
@@ -535,8 +535,8 @@ impl Guard for NetworkWait {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FakeTimer;
     use crate::log::Logger;
+    use crate::sys::clock::FakeTimer;
 
     /// Links that come up once the fake clock reaches `up_at`.
     struct Scripted {

@@ -5,7 +5,7 @@
 //! document. The kernel drops the locks of a holder that dies.
 //!
 //! The new document is written in place (write at offset 0, then cut to length) rather than as
-//! temp file + rename + fsync (`fsx::write_atomic`): on ext4 each rename over a file starts a
+//! temp file + rename + fsync (`safe_fs::write_atomic`): on ext4 each rename over a file starts a
 //! flush (auto_da_alloc) and each fsync waits for the disk, 0.3-4 ms apiece, ten times the
 //! guards' whole budget per run. Guard state is advisory: a document torn by a power cut is
 //! reported and started afresh. Hand-made changes (`update_durable`, used by
@@ -21,8 +21,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::fsx::{self, FsError, LockGuard};
 use crate::record::sanitize_name;
+use crate::sys::safe_fs::{self, FsError, LockGuard};
 
 /// Documents larger than this are refused (a breaker window of 100000 calls fits easily).
 const MAX_STATE_BYTES: u64 = 8 * 1024 * 1024;
@@ -91,7 +91,7 @@ impl StateFile {
     /// Makes sure the state directory is a private one of ours (once per file object).
     pub fn ensure_dir(&self) -> Result<(), StateError> {
         if !self.dir_ready.get() {
-            fsx::ensure_private_dir(&self.dir)?;
+            safe_fs::ensure_private_dir(&self.dir)?;
             self.dir_ready.set(true);
         }
         Ok(())

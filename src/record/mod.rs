@@ -1,12 +1,9 @@
 //! The records: the seed's per-attempt and "Operation Details" shapes, and the ids that name
 //! them. Shapes and naming are pure; writing them to disk lives in `store`, statistics in
-//! `stats`, alert evaluation in `alerts`, pictures in `render`, the event stream in `events`,
-//! front-door glue in `actions`.
+//! `stats`, alert evaluation in `alerts`, pictures in `render`, the event stream in `events`.
 
-pub mod actions;
 pub mod alerts;
-pub mod cmd;
-pub mod events;
+pub(crate) mod events;
 pub mod render;
 pub mod stats;
 pub mod store;
@@ -174,7 +171,7 @@ pub fn sanitize_file_part(id: &str) -> String {
 }
 
 fn random_part() -> String {
-    let u = crate::entropy::uuid_v4().simple().to_string();
+    let u = crate::sys::entropy::uuid_v4().simple().to_string();
     u[..16].to_string()
 }
 

@@ -41,11 +41,6 @@ impl OperationSummary {
             alert_count,
         }
     }
-
-    /// Skipped counts as success, as in the result document: nothing had to be done.
-    pub fn succeeded(&self) -> bool {
-        is_success(self.status)
-    }
 }
 
 pub fn is_success(s: OperationStatus) -> bool {
@@ -117,10 +112,6 @@ impl StatsAcc {
         if execution_time.is_finite() && execution_time > 0.0 {
             self.execution_time += execution_time;
         }
-    }
-
-    pub fn add_summary(&mut self, s: &OperationSummary) {
-        self.add(s.status, s.attempt_count, s.execution_time);
     }
 
     /// Back from the statistics of an open session (they carry every additive part).

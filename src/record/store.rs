@@ -30,7 +30,7 @@ use super::alerts::{self, Alert};
 use super::stats::{self, Distribution, FinalStatistics, OperationSummary, StatsAcc};
 use super::{AttemptRecord, OperationRecord, timestamp};
 use crate::config::notify::AlertThresholds;
-use crate::fsx::{self, FsError, LockGuard};
+use crate::sys::safe_fs::{self, FsError, LockGuard};
 
 /// Where the module writes records when not told otherwise (seed "Log Files").
 pub const DEFAULT_DIR: &str = "/tmp/ansible_retry";
@@ -221,14 +221,10 @@ impl Store {
         Store { dir: dir.into() }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Opens the directory for writing: created 0700, refused when a symlink or not ours.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, RecordError> {
         let s = Store::new(dir);
-        fsx::ensure_private_dir(&s.dir)?;
+        safe_fs::ensure_private_dir(&s.dir)?;
         Ok(s)
     }
 
@@ -265,10 +261,10 @@ impl Store {
     /// Reads a JSON document, or its `.gz` twin, transparently.
     pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecordError> {
         let gz = PathBuf::from(format!("{}.gz", path.display()));
-        let (p, bytes) = match fsx::read_private(path, MAX_DOC_BYTES) {
+        let (p, bytes) = match safe_fs::read_private(path, MAX_DOC_BYTES) {
             Ok(b) => (path.to_path_buf(), b),
             Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                (gz.clone(), fsx::read_private(&gz, MAX_DOC_BYTES)?)
+                (gz.clone(), safe_fs::read_private(&gz, MAX_DOC_BYTES)?)
             }
             Err(e) => return Err(e.into()),
         };
@@ -290,7 +286,7 @@ impl Store {
 
     /// A plain (not gzipped) record file's bytes, checked to be one JSON value.
     fn checked_json(p: &Path) -> Result<Vec<u8>, RecordError> {
-        let bytes = fsx::read_private(p, MAX_DOC_BYTES)?;
+        let bytes = safe_fs::read_private(p, MAX_DOC_BYTES)?;
         serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(json_err(p))?;
         Ok(bytes)
     }
@@ -306,9 +302,9 @@ impl Store {
     ) -> Result<Written, RecordError> {
         let sid = &record.session_id;
         check_session_id(sid)?;
-        fsx::ensure_private_dir(&self.dir)?;
+        safe_fs::ensure_private_dir(&self.dir)?;
         let sdir = self.session_dir(sid);
-        fsx::ensure_private_dir(&sdir)?;
+        safe_fs::ensure_private_dir(&sdir)?;
         let op_alerts = thresholds
             .map(|t| alerts::operation_alerts(record, t))
             .unwrap_or_default();
@@ -322,9 +318,11 @@ impl Store {
             alerts: op_alerts.clone(),
         };
         let path = sdir.join(&name);
-        written
-            .files
-            .push(fsx::write_atomic(&sdir, &name, &to_bytes(&doc, &path)?)?);
+        written.files.push(safe_fs::write_atomic(
+            &sdir,
+            &name,
+            &to_bytes(&doc, &path)?,
+        )?);
         if log_attempts {
             for a in &record.attempts {
                 let name = format!("attempt_{oid}_{}.json", a.attempt_number);
@@ -337,7 +335,7 @@ impl Store {
                 let bytes = to_bytes(&d, &self.dir.join(&name))?;
                 written
                     .files
-                    .push(fsx::write_atomic(&self.dir, &name, &bytes)?);
+                    .push(safe_fs::write_atomic(&self.dir, &name, &bytes)?);
             }
         }
         let _lock = self.lock(sid)?;
@@ -387,7 +385,7 @@ impl Store {
         }
         session.last_update = timestamp(now);
         let bytes = to_bytes(&session, &spath)?;
-        written.files.push(fsx::write_atomic(
+        written.files.push(safe_fs::write_atomic(
             &self.dir,
             &format!("retry_session_{sid}.json"),
             &bytes,
@@ -471,7 +469,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(SessionDocument, Vec<PathBuf>), RecordError> {
         check_session_id(sid)?;
-        fsx::ensure_private_dir(&self.dir)?;
+        safe_fs::ensure_private_dir(&self.dir)?;
         let _lock = self.lock(sid)?;
         let previous = match self.read_session(sid) {
             Ok(s) => Some(s),
@@ -592,7 +590,7 @@ impl Store {
         };
         let name = format!("retry_performance_{sid}.json");
         let bytes = to_bytes(&perf, &self.dir.join(&name))?;
-        files.push(fsx::write_atomic(&self.dir, &name, &bytes)?);
+        files.push(safe_fs::write_atomic(&self.dir, &name, &bytes)?);
         let ename = format!("retry_session_error_{sid}.json");
         if failed {
             let reason = if force_failed {
@@ -612,7 +610,7 @@ impl Store {
                 error_distribution: errors,
             };
             let bytes = to_bytes(&e, &self.dir.join(&ename))?;
-            files.push(fsx::write_atomic(&self.dir, &ename, &bytes)?);
+            files.push(safe_fs::write_atomic(&self.dir, &ename, &bytes)?);
         } else {
             // A session re-finalized after a later success must not keep a stale error record.
             let _ = std::fs::remove_file(self.dir.join(&ename));
@@ -621,7 +619,7 @@ impl Store {
         let bytes = to_bytes(&session, &spath)?;
         files.insert(
             0,
-            fsx::write_atomic(&self.dir, &format!("retry_session_{sid}.json"), &bytes)?,
+            safe_fs::write_atomic(&self.dir, &format!("retry_session_{sid}.json"), &bytes)?,
         );
         Ok((session, files))
     }
@@ -680,7 +678,7 @@ impl Store {
         only: Option<&str>,
         threshold: u64,
     ) -> Result<CompressReport, RecordError> {
-        fsx::ensure_private_dir(&self.dir)?;
+        safe_fs::ensure_private_dir(&self.dir)?;
         let mut report = CompressReport::default();
         let ids = match only {
             Some(s) => {
@@ -772,7 +770,7 @@ impl Store {
             // skipped; the rest are read and checked on several threads (the cost is system
             // calls) and streamed in the order they come.
             let todo = not_packed(&op_paths, &packed);
-            fsx::for_each_loaded(&todo, Self::checked_json, |bytes| {
+            safe_fs::for_each_loaded(&todo, Self::checked_json, |bytes| {
                 before += bytes.len() as u64;
                 put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)
             })?;
@@ -800,16 +798,16 @@ impl Store {
                 })
                 .collect();
             let todo = not_packed(&attempt_paths, &packed);
-            fsx::for_each_loaded(&todo, Self::checked_json, |bytes| {
+            safe_fs::for_each_loaded(&todo, Self::checked_json, |bytes| {
                 before += bytes.len() as u64;
                 put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)
             })?;
             enc.write_all(b"]}").map_err(io)?;
             let gz = enc.finish().map_err(io)?;
-            fsx::write_atomic(&self.dir, &pack_name, &gz)?;
+            safe_fs::write_atomic(&self.dir, &pack_name, &gz)?;
             // Only once the pack is safely on disk do the originals go.
             let originals: Vec<PathBuf> = op_paths.iter().chain(&attempt_paths).cloned().collect();
-            fsx::remove_files(&originals);
+            safe_fs::remove_files(&originals);
             let _ = std::fs::remove_dir(&sdir);
             report.files.push(Compressed {
                 file: pack_name,
@@ -846,10 +844,10 @@ impl Store {
             if !meta.is_file() || meta.len() <= threshold {
                 continue;
             }
-            let bytes = fsx::read_private(&e.path(), MAX_DOC_BYTES)?;
+            let bytes = safe_fs::read_private(&e.path(), MAX_DOC_BYTES)?;
             let gz = gzip(&bytes);
             let gz_name = format!("{name}.gz");
-            fsx::write_atomic(&self.dir, &gz_name, &gz)?;
+            safe_fs::write_atomic(&self.dir, &gz_name, &gz)?;
             let _ = std::fs::remove_file(e.path());
             report.files.push(Compressed {
                 file: gz_name,
@@ -871,7 +869,7 @@ impl Store {
         max_sessions: u32,
         now: DateTime<Utc>,
     ) -> Result<CleanupReport, RecordError> {
-        fsx::ensure_private_dir(&self.dir)?;
+        safe_fs::ensure_private_dir(&self.dir)?;
         let mut report = CleanupReport::default();
         let mut finished: Vec<(String, String)> = Vec::new();
         for sid in self.session_ids()? {
@@ -936,10 +934,10 @@ impl Store {
                     doomed.push(e.path());
                 }
             }
-            n += fsx::remove_files(&doomed);
+            n += safe_fs::remove_files(&doomed);
             let _ = std::fs::remove_dir(&sdir);
         }
-        n += fsx::remove_files(&self.attempt_files(&oids));
+        n += safe_fs::remove_files(&self.attempt_files(&oids));
         for name in [
             format!("retry_performance_{sid}.json"),
             format!("retry_performance_{sid}.json.gz"),
@@ -1158,7 +1156,7 @@ mod tests {
         let r = store.compress(Some("s"), u64::MAX).unwrap();
         assert_eq!(r.files.len(), 1);
         // As if compress had been killed after writing the pack: the originals are back.
-        fsx::ensure_private_dir(&store.session_dir("s")).unwrap();
+        safe_fs::ensure_private_dir(&store.session_dir("s")).unwrap();
         for (p, b) in &kept {
             std::fs::write(p, b).unwrap();
         }
@@ -1166,7 +1164,7 @@ mod tests {
         assert_eq!(s.final_statistics.total_operations, 2);
         store.compress(Some("s"), u64::MAX).unwrap();
         let pack: RecordsPack =
-            Store::read_json(&store.dir().join("retry_session_s.records.json.gz")).unwrap();
+            Store::read_json(&store.dir.join("retry_session_s.records.json.gz")).unwrap();
         assert_eq!((pack.operations.len(), pack.attempts.len()), (2, 1));
         // Another operation reopens the session: its list and alerts wait for the next finalize.
         store

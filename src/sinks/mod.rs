@@ -31,8 +31,8 @@ use metrics::{counter_samples, last_run_samples};
 use system::{is_metric_sink, judge_for, prepare};
 
 pub use metrics::{COUNTERS, LAST_RUN, Metric, MetricKind, PromFamily, PromKind};
-pub use report::{Alert, AttemptPoint, Report, ReportKind, hostname, threshold_alerts};
-pub use system::{SystemError, default_notify_on, infer_type, parse_auth_header, type_name};
+pub use report::{Alert, Report, ReportKind, threshold_alerts};
+pub use system::{default_notify_on, infer_type, type_name};
 
 /// Default per-request timeout (seed: `timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -486,6 +486,7 @@ pub fn describe(o: &NotificationOutcome) -> String {
 mod tests {
     use super::*;
     use crate::config::notify::{AlertThresholds, NotifyOn};
+    use system::{SystemError, parse_auth_header};
 
     fn sys(name: &str, url: &str) -> ExternalSystem {
         ExternalSystem {

@@ -13,7 +13,6 @@ pub const MAX_HEADER: usize = 150;
 pub const MAX_SECTION: usize = 3000;
 pub const MAX_FIELD: usize = 2000;
 pub const MAX_FIELDS: usize = 10;
-pub const MAX_CONTEXT_ELEMENTS: usize = 10;
 /// Slack truncates messages past 40 000 characters; the fallback stays far below.
 pub const MAX_TEXT: usize = 3000;
 

@@ -21,12 +21,12 @@ pub fn completions(shell: Shell, out: &mut dyn Write) {
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(kind, &mut crate::cli::Cli::command(), "retryx", out);
+    clap_complete::generate(kind, &mut crate::front::cli::Cli::command(), "retryx", out);
 }
 
 /// The man page, section 1, in roff.
 pub fn man(out: &mut dyn Write) -> std::io::Result<()> {
-    let cmd = crate::cli::Cli::command();
+    let cmd = crate::front::cli::Cli::command();
     clap_mangen::Man::new(cmd).render(out)
 }
 

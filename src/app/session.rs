@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use super::OperationRecord;
-use super::store::{self, RecordError, Store};
 use crate::config::notify::AlertThresholds;
 use crate::config::{Action, Config};
 use crate::log::Logger;
+use crate::record::OperationRecord;
+use crate::record::store::{self, RecordError, Store};
 
 /// Defaults of cleanup and compress (config keys retention_days, max_sessions, compress_threshold).
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
@@ -234,7 +234,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ),
         (
             "retry_events.schema.json",
-            s(schemars::schema_for!(super::events::EventLine<'static>)),
+            s(schemars::schema_for!(crate::record::events::EventLine<'static>)),
         ),
     ]
 }

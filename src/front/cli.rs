@@ -8,15 +8,15 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
-use crate::cancel::Cancel;
+use crate::app::exit::USAGE;
+use crate::app::run_command::{RunOptions, run_operation};
 use crate::classify::ErrorClass;
-use crate::clock::RealTimer;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
-use crate::exit_codes::USAGE;
+use crate::front::run_io::{Outputs, RunIo};
 use crate::policy::{JitterKind, PolicyKind};
 use crate::record::events::Event;
-use crate::run::{RunOptions, run_operation};
-use crate::run_io::{Outputs, RunIo};
+use crate::sys::clock::RealTimer;
+use crate::sys::stop::Cancel;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -116,7 +116,7 @@ pub struct RunArgs {
     pub events: Option<String>,
     /// The live progress line on stderr during waits
     #[arg(long, value_name = "WHEN", default_value = "auto")]
-    pub progress: crate::progress::ProgressWhen,
+    pub progress: crate::front::progress::ProgressWhen,
     /// Run the command through /bin/sh -c (the arguments joined by spaces)
     #[arg(long)]
     pub shell: bool,
@@ -156,17 +156,17 @@ pub enum Sub {
     /// Print a completion script: retryx completions bash > /etc/bash_completion.d/retryx
     Completions {
         /// bash, zsh or fish
-        shell: crate::shell::Shell,
+        shell: crate::front::shell::Shell,
     },
     /// Print the man page (roff): retryx man | man -l -
     Man,
     /// Sessions of records: list, show (json, text, svg, html), finalize
-    Session(crate::record::cmd::SessionArgs),
+    Session(crate::front::session_cmd::SessionArgs),
     /// Remove old records (retention_days, max_sessions; never an open session or a file not
     /// ours); with --session-id, close that session as failed
-    Cleanup(crate::record::cmd::CleanupArgs),
+    Cleanup(crate::front::session_cmd::CleanupArgs),
     /// Gzip finished sessions and record files above a size threshold
-    Compress(crate::record::cmd::CompressArgs),
+    Compress(crate::front::session_cmd::CompressArgs),
     /// Download URL to FILE, resuming with HTTP Range requests after transient failures
     Download(Box<DownloadArgs>),
     /// Notifications to external systems
@@ -182,7 +182,7 @@ pub enum Sub {
         #[arg(long, value_name = "DIR", global = true)]
         state_dir: Option<String>,
         /// Records directory (its state/ subdirectory holds guard state when --state-dir is not given) [default: none]
-        #[arg(long, value_name = "DIR", global = true, env = crate::record::cmd::ARTIFACTS_ENV)]
+        #[arg(long, value_name = "DIR", global = true, env = crate::front::session_cmd::ARTIFACTS_ENV)]
         artifacts_dir: Option<String>,
     },
 }
@@ -524,7 +524,7 @@ fn prepare_run(
     }
     a.operation = operation_from_short(a.operation.take(), a.operation_short.take())?;
     if a.artifacts_dir.is_none() {
-        a.artifacts_dir = std::env::var(crate::record::cmd::ARTIFACTS_ENV)
+        a.artifacts_dir = std::env::var(crate::front::session_cmd::ARTIFACTS_ENV)
             .ok()
             .filter(|d| !d.is_empty());
     }
@@ -535,8 +535,8 @@ fn prepare_run(
     let overrides = flags_to_overrides(a)?;
     let mut resolved =
         Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
-    let records = crate::record::actions::artifacts_dir(&resolved.config, false);
-    let env = crate::record::cmd::ARTIFACTS_ENV;
+    let records = crate::app::session::artifacts_dir(&resolved.config, false);
+    let env = crate::front::session_cmd::ARTIFACTS_ENV;
     if records.is_none() && resolved.config.session_id.is_some() {
         return Err(Usage(format!(
             "--session-id needs an artifacts directory: give --artifacts-dir DIR or set {env}"
@@ -587,7 +587,7 @@ fn run_prepared(
         && resolved.config.session_id.is_none()
         && !a.keep_open
     {
-        crate::record::actions::close_own_session(&resolved.config, &outcome.record, log);
+        crate::app::session::close_own_session(&resolved.config, &outcome.record, log);
     }
     if let Err(e) = io.write_result(&report.result) {
         io.log
@@ -682,7 +682,7 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
     let io = RunIo::open(&Outputs {
         result_json: a.result_json.as_deref(),
         events: None,
-        progress: crate::progress::ProgressWhen::Never,
+        progress: crate::front::progress::ProgressWhen::Never,
         verbosity: verbosity(a.verbose, a.quiet),
     })
     .map_err(Usage)?;
@@ -852,7 +852,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some(Sub::Schema { document }) => {
             let schema = match document.as_deref() {
                 None => Some(schema_json()),
-                Some(name) => crate::record::actions::schemas()
+                Some(name) => crate::app::session::schemas()
                     .into_iter()
                     .find(|(n, _)| *n == format!("retry_{name}.schema.json"))
                     .map(|(_, v)| v),
@@ -875,15 +875,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
             operation_short,
         }) => operation_from_short(operation, operation_short).and_then(|op| validate(&file, op)),
         Some(Sub::Completions { shell }) => {
-            crate::shell::completions(shell, &mut std::io::stdout().lock());
+            crate::front::shell::completions(shell, &mut std::io::stdout().lock());
             Ok(0)
         }
-        Some(Sub::Man) => crate::shell::man(&mut std::io::stdout().lock())
+        Some(Sub::Man) => crate::front::shell::man(&mut std::io::stdout().lock())
             .map(|()| 0)
             .map_err(|e| Usage(format!("writing the man page: {e}"))),
-        Some(Sub::Session(a)) => Ok(crate::record::cmd::session(a)),
-        Some(Sub::Cleanup(a)) => Ok(crate::record::cmd::cleanup(a)),
-        Some(Sub::Compress(a)) => Ok(crate::record::cmd::compress(a)),
+        Some(Sub::Session(a)) => Ok(crate::front::session_cmd::session(a)),
+        Some(Sub::Cleanup(a)) => Ok(crate::front::session_cmd::cleanup(a)),
+        Some(Sub::Compress(a)) => Ok(crate::front::session_cmd::compress(a)),
         Some(Sub::Download(a)) => download(*a),
         Some(Sub::Notify {
             action: NotifySub::Test { config, json },

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use super::actions::{
+use crate::app::exit::USAGE;
+use crate::app::session::{
     DEFAULT_COMPRESS_THRESHOLD, DEFAULT_MAX_SESSIONS, DEFAULT_RETENTION_DAYS, thresholds,
 };
-use super::render;
-use super::store::{DEFAULT_DIR, RecordError, Store};
 use crate::config::Config;
-use crate::exit_codes::USAGE;
+use crate::record::render;
+use crate::record::store::{DEFAULT_DIR, RecordError, Store};
 
 #[derive(Args, Debug)]
 pub struct SessionArgs {

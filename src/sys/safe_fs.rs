@@ -88,7 +88,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, FsE
 }
 
 /// As `write_atomic`, but without the fsyncs when `durable` is false: for batches that make
-/// themselves durable once at the end (`sync_dir_fs`), such as compressing many files.
+/// themselves durable once at the end (syncfs), such as compressing many files.
 pub fn write_renamed(
     dir: &Path,
     name: &str,
@@ -116,13 +116,6 @@ pub fn write_renamed(
         let _ = d.sync_all();
     }
     Ok(target)
-}
-
-/// Flushes the whole filesystem holding `dir` to disk in one call (after a batch of
-/// `write_renamed(.., false)`).
-pub fn sync_dir_fs(dir: &Path) -> Result<(), FsError> {
-    let d = File::open(dir).map_err(io(dir))?;
-    nix::unistd::syncfs(&d).map_err(|e| io(dir)(std::io::Error::from(e)))
 }
 
 /// Opens (creating 0600) a file for locking or read-modify-write, never through a symlink.

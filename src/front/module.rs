@@ -8,11 +8,11 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::cancel::Cancel;
-use crate::clock::RealTimer;
+use crate::app::run_command::{RunOptions, run_operation};
 use crate::config::{Action, Resolved, StdinSpec};
 use crate::log::Logger;
-use crate::run::{RunOptions, run_operation};
+use crate::sys::clock::RealTimer;
+use crate::sys::stop::Cancel;
 
 /// Ansible's own keys the module reads.
 #[derive(Debug, Default, Clone)]
@@ -20,7 +20,6 @@ pub struct AnsibleFlags {
     pub check_mode: bool,
     pub no_log: bool,
     pub verbosity: i64,
-    pub diff: bool,
 }
 
 /// Args files larger than this are refused (nothing legitimate comes near it).
@@ -74,7 +73,6 @@ pub fn split_ansible_keys(args: &mut Map<String, Value>) -> AnsibleFlags {
     let flags = AnsibleFlags {
         check_mode: truthy(args.get("_ansible_check_mode")),
         no_log: truthy(args.get("_ansible_no_log")),
-        diff: truthy(args.get("_ansible_diff")),
         verbosity: args
             .get("_ansible_verbosity")
             .and_then(Value::as_i64)
@@ -204,7 +202,7 @@ fn run_module(path: &Path) -> Value {
         }
         // Issue 4: the role's finalize / cleanup / compress handlers.
         a @ (Action::Finalize | Action::Cleanup | Action::Compress) => {
-            crate::record::actions::module_action(a, &resolved.config, flags.check_mode)
+            crate::app::session::module_action(a, &resolved.config, flags.check_mode)
         }
     }
 }

@@ -4,15 +4,15 @@
 
 use serde_json::{Value, json};
 
-use crate::cancel::Cancel;
-use crate::clock::Timer;
 use crate::config::{Action, CommandLine, Resolved};
 use crate::download::{self, DownloadAttempter, ProgressMode};
 use crate::engine::{self, Attempter, Identity, Outcome, ProcessAttempter};
+use crate::front::document::{self, REDACTED};
 use crate::log::Logger;
 use crate::record::events::{Event, StartData};
 use crate::record::{new_operation_id, new_session_id};
-use crate::result::{self, REDACTED};
+use crate::sys::clock::Timer;
+use crate::sys::stop::Cancel;
 
 /// How the front door wants the operation run.
 #[derive(Debug, Clone, Default)]
@@ -93,8 +93,8 @@ pub fn run_operation(
     if plan.command.is_none() && fetch.is_none() {
         let msg = "no command to run: give 'command' (run by /bin/sh -c) or 'argv' (a list), at the top level or in operation_configs.<operation>".to_string();
         return RunReport {
-            result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": msg}),
-            exit_code: crate::exit_codes::USAGE,
+            result: json!({"failed": true, "changed": false, "rc": crate::app::exit::USAGE, "msg": msg}),
+            exit_code: crate::app::exit::USAGE,
             outcome: None,
         };
     }
@@ -105,8 +105,8 @@ pub fn run_operation(
         Ok(g) => g,
         Err(e) => {
             return RunReport {
-                result: json!({"failed": true, "changed": false, "rc": crate::exit_codes::USAGE, "msg": e.to_string()}),
-                exit_code: crate::exit_codes::USAGE,
+                result: json!({"failed": true, "changed": false, "rc": crate::app::exit::USAGE, "msg": e.to_string()}),
+                exit_code: crate::app::exit::USAGE,
                 outcome: None,
             };
         }
@@ -139,7 +139,7 @@ pub fn run_operation(
             }
         });
         if opts.no_log {
-            result::redact_result(&mut result);
+            document::redact_result(&mut result);
         }
         return RunReport {
             result,
@@ -194,13 +194,13 @@ pub fn run_operation(
         f.finish(&mut outcome.record);
     }
     if opts.no_log {
-        result::redact_record(&mut outcome.record);
+        document::redact_record(&mut outcome.record);
     }
     let needed = opts.want_result
-        || crate::record::actions::artifacts_dir(config, opts.records_by_default).is_some()
+        || crate::app::session::artifacts_dir(config, opts.records_by_default).is_some()
         || crate::sinks::notifications_configured(config);
     let mut result = if needed {
-        result::build(&outcome, cmd, opts.no_log)
+        document::build(&outcome, cmd, opts.no_log)
     } else {
         Value::Null
     };
@@ -209,7 +209,7 @@ pub fn run_operation(
     }
     // Records (src/record, issue 4): written from the already-redacted record, before the
     // notifications so they can send the alerts.
-    crate::record::actions::after_run(
+    crate::app::session::after_run(
         config,
         opts.records_by_default,
         &outcome.record,

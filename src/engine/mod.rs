@@ -7,15 +7,15 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::cancel::Cancel;
 use crate::classify::{AttemptFacts, ErrorClass, Verdict};
-use crate::clock::Timer;
 use crate::config::{Plan, format_duration};
 use crate::exec::{AttemptOutput, AttemptSpec, ExitKind, run_attempt};
 use crate::guards::{Admission, AttemptView, GuardCtx, GuardSet, RetryVerdict};
 use crate::log::Logger;
 use crate::record::events::{AttemptStartData, Event, WaitData};
 use crate::record::{AttemptRecord, AttemptStatus, OperationRecord, OperationStatus, timestamp};
+use crate::sys::clock::Timer;
+use crate::sys::stop::Cancel;
 
 /// Runs one attempt. The real one spawns the plan's command; tests use scripted ones.
 pub trait Attempter {
@@ -126,7 +126,9 @@ pub fn run(
     log: &Logger,
     who: Identity,
 ) -> Outcome {
-    let seed = plan.jitter_seed.unwrap_or_else(crate::entropy::random_u64);
+    let seed = plan
+        .jitter_seed
+        .unwrap_or_else(crate::sys::entropy::random_u64);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let start = timer.now();
     let wall_start = timer.wall();
@@ -173,7 +175,7 @@ pub fn run(
             stop_reason = message.clone();
             final_class = Some(class);
             final_message = Some(message);
-            exit_code = crate::exit_codes::REFUSED;
+            exit_code = crate::app::exit::REFUSED;
         }
         Admission::Skip { message } => {
             log.info(
@@ -211,7 +213,7 @@ pub fn run(
             final_class = Some(class);
             final_message = Some(message.clone());
             stop_reason = message;
-            exit_code = crate::exit_codes::REFUSED;
+            exit_code = crate::app::exit::REFUSED;
             break;
         }
         let elapsed = timer.now().saturating_sub(start);
@@ -494,7 +496,7 @@ pub fn run(
     if let Some(sig) = aborted_by {
         status = OperationStatus::Aborted;
         stop_reason = format!("stopped by signal {sig}");
-        exit_code = 128 + sig;
+        exit_code = crate::app::exit::SIGNAL_BASE + sig;
         log.warn_reason(
             "operation aborted by signal",
             &[
@@ -548,8 +550,8 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FakeTimer;
     use crate::config::Resolved;
+    use crate::sys::clock::FakeTimer;
     use serde_json::{Map, json};
 
     /// Plays back scripted attempt results, moving the fake clock by each one's duration.

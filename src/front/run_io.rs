@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::Resolved;
 use crate::log::Logger;
-use crate::progress::{Progress, ProgressWhen};
+use crate::front::progress::{Progress, ProgressWhen};
 use crate::record::events::{Event, JsonLines};
 
 /// What the caller asked for.
@@ -50,7 +50,7 @@ impl RunIo {
         }
         let mut doc_out = if result_stdout || events_stdout {
             Some(
-                crate::stdout_doc::take_stdout()
+                crate::sys::stdout_doc::take_stdout()
                     .map_err(|e| format!("cannot keep stdout for the document: {e}"))?,
             )
         } else {
@@ -68,7 +68,7 @@ impl RunIo {
             };
             log = log.with_observer(Box::new(sink));
         }
-        if let Some(colour) = crate::progress::decide(o.progress, o.verbosity < 0) {
+        if let Some(colour) = crate::front::progress::decide(o.progress, o.verbosity < 0) {
             log = log.with_observer(Box::new(Progress::new(colour)));
         }
         let result = match (o.result_json, doc_out) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::cancel::Cancel;
+use crate::sys::stop::Cancel;
 
 pub trait Timer {
     /// Monotonic time since the timer was made.

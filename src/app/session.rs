@@ -234,7 +234,9 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ),
         (
             "retry_events.schema.json",
-            s(schemars::schema_for!(crate::record::events::EventLine<'static>)),
+            s(schemars::schema_for!(
+                crate::record::events::EventLine<'static>
+            )),
         ),
     ]
 }

@@ -10,8 +10,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::config::Resolved;
-use crate::log::Logger;
 use crate::front::progress::{Progress, ProgressWhen};
+use crate::log::Logger;
 use crate::record::events::{Event, JsonLines};
 
 /// What the caller asked for.

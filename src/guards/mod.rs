@@ -21,9 +21,9 @@ use serde_json::{Map, Value};
 use crate::classify::ErrorClass;
 use crate::config::Plan;
 use crate::log::Logger;
+use crate::record::events::{Event, GuardData, GuardDecision};
 use crate::sys::clock::Timer;
 use crate::sys::stop::Cancel;
-use crate::record::events::{Event, GuardData, GuardDecision};
 
 /// Tells the run's observers (`--events`, `-v`) what a guard decided.
 fn tell(

@@ -5,9 +5,9 @@ TARGET := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(TARGET)/release/retryx
 ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
-APT_TEST_PACKAGES := iproute2 procps curl chromium
+APT_TEST_PACKAGES := iproute2 procps curl chromium man-db
 
-.PHONY: demo test build setup rust-test lint bench ansible-test notify-test
+.PHONY: demo test build setup rust-test lint bench ansible-test notify-test deb deb-test
 
 # The functions retryx runs on its common paths go first in .text (lld, Rust's default linker on
 # this target since 1.90), so start-up faults in a few contiguous pages instead of pages all over
@@ -38,7 +38,22 @@ lint:
 	cargo clippy --locked --all-targets -- -D warnings
 
 rust-test:
-	cargo test --locked
+	RETRYX_REQUIRE_MAN=1 cargo test --locked
+
+## A Debian package for people without Ansible: the static binary, `man retryx`, completions.
+## cargo-deb comes from crates.io the first time (~3 min).
+deb: build
+	command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+	mkdir -p target/deb
+	$(RELEASE_BIN) man | gzip -9n > target/deb/retryx.1.gz
+	$(RELEASE_BIN) completions bash > target/deb/retryx.bash
+	$(RELEASE_BIN) completions zsh > target/deb/_retryx
+	$(RELEASE_BIN) completions fish > target/deb/retryx.fish
+	cargo deb --no-build --target $(TARGET) --output dist/
+
+## Installs the package into a private root with dpkg and runs it from there.
+deb-test: deb
+	bash tests/deb/run.sh
 
 ansible-test: build
 	bash tests/ansible/run.sh
@@ -48,7 +63,7 @@ ansible-test: build
 notify-test: build
 	bash tests/receivers/run.sh
 
-test: setup build lint rust-test ansible-test notify-test
+test: setup build lint rust-test ansible-test notify-test deb-test
 
 bench: build
 	bash bench/overhead.sh

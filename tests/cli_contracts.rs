@@ -436,3 +436,111 @@ fn the_countdown_shows_on_a_terminal_and_not_on_a_pipe() {
     );
     assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
 }
+
+#[test]
+fn the_timeline_tells_timeouts_aborts_and_every_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("r");
+    let ds = d.to_str().unwrap();
+    let cfg = dir.path().join("cfg.json");
+    std::fs::write(
+        &cfg,
+        r#"{"monitoring": {"alerts": {"max_average_retries": 0.5, "min_success_rate": 99}}, "jitter": "none"}"#,
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let common = [
+        "-q",
+        "-c",
+        c,
+        "--artifacts-dir",
+        ds,
+        "--session-id",
+        "retry_pic",
+    ];
+    // An attempt cut by its timeout, then one that succeeds.
+    let mut args = common.to_vec();
+    args.extend([
+        "--operation",
+        "slow",
+        "-n",
+        "2",
+        "-d",
+        "10ms",
+        "-t",
+        "200ms",
+        "--kill-grace",
+        "100ms",
+    ]);
+    args.extend(["--", "sh", "-c", "[ \"$RETRYX_ATTEMPT\" = 2 ] || sleep 5"]);
+    assert!(run(&args).status.success());
+    // An operation stopped by SIGTERM during its 30 s wait.
+    let events = dir.path().join("e.jsonl");
+    let mut child = retryx()
+        .args(common)
+        .args([
+            "--operation",
+            "stopped",
+            "-n",
+            "3",
+            "-d",
+            "30s",
+            "--events",
+            events.to_str().unwrap(),
+        ])
+        .args(["--", "sh", "-c", "echo 'connection refused' >&2; exit 1"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !lines(&events).iter().any(|e| e["type"] == "wait") {
+        assert!(Instant::now() < until);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let out = run(&["session", "finalize", "retry_pic", "--artifacts-dir", ds]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&[
+        "session",
+        "show",
+        "retry_pic",
+        "--artifacts-dir",
+        ds,
+        "--format",
+        "svg",
+    ]);
+    let svg = text(&out.stdout);
+    // The timeout has its own colour and its class on the bar; the abort is not "retried".
+    assert!(
+        svg.contains("#7b3fb0") && svg.contains(">timeout</text>"),
+        "{svg}"
+    );
+    assert!(svg.contains("stopped · aborted"), "{svg}");
+    assert!(
+        svg.contains("cut after") && svg.contains("retryx was stopped"),
+        "{svg}"
+    );
+    assert!(
+        svg.contains("attempt 1: failed, final connection_error"),
+        "{svg}"
+    );
+    // Both alerts written out, not only the first.
+    assert!(svg.matches("⚠ [").count() >= 2, "{svg}");
+    let out = run(&[
+        "session",
+        "show",
+        "retry_pic",
+        "--artifacts-dir",
+        ds,
+        "--format",
+        "text",
+    ]);
+    let t = text(&out.stdout);
+    assert!(t.contains("✗timeout ✓") && t.contains("~wait cut"), "{t}");
+    assert!(t.matches("ALERT [").count() >= 2, "{t}");
+}

@@ -242,10 +242,10 @@ pub struct DownloadArgs {
     /// Destination file (an existing directory takes the URL's file name); written as FILE.part first
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: String,
-    /// Expected checksum, sha256:<hex>: verified before FILE is put in place; FILE already matching means nothing to do
+    /// Expected checksum, sha256:<hex>: verified before FILE is put in place; FILE already matching means nothing to do [default: none]
     #[arg(long, value_name = "sha256:HEX")]
     pub checksum: Option<String>,
-    /// Request header 'Name: value' (repeatable; values are never logged or recorded)
+    /// Request header 'Name: value' (repeatable; values are never logged or recorded) [default: none]
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub header: Vec<String>,
     /// Download even when FILE exists (or matches the checksum)
@@ -269,34 +269,34 @@ pub struct DownloadArgs {
     /// none, proportional, full, equal, decorrelated [default: proportional]
     #[arg(short = 'j', long, value_name = "K")]
     pub jitter: Option<JitterKind>,
-    /// Seed for reproducible jitter
+    /// Seed for reproducible jitter [default: random, recorded]
     #[arg(long, value_name = "N")]
     pub jitter_seed: Option<u64>,
-    /// Per-attempt timeout (the attempt is cut and classed timeout)
+    /// Per-attempt timeout (the attempt is cut and classed timeout) [default: none]
     #[arg(short = 't', long, value_name = "D")]
     pub timeout: Option<DurationSpec>,
-    /// Bound on the whole download, waits included
+    /// Bound on the whole download, waits included [default: none]
     #[arg(long, value_name = "D")]
     pub deadline: Option<DurationSpec>,
-    /// Error classes that are retried, comma-separated
+    /// Error classes that are retried, comma-separated [default: the retryable classes and unknown_error]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub retry_conditions: Option<Vec<ErrorClass>>,
     /// Operation name: picks operation_configs, keys guards and records [default: download <file name>]
     #[arg(long, value_name = "NAME")]
     pub operation: Option<String>,
-    /// JSON config, same schema as the module args
+    /// JSON config, same schema as the module args [default: none]
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Write records there (none unless asked)
+    /// Write records there [default: none, then $RETRYX_ARTIFACTS_DIR; no records without one]
     #[arg(long, value_name = "DIR")]
     pub artifacts_dir: Option<String>,
     /// Where guard state lives [default: <artifacts-dir>/state]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
-    /// Add this operation to an existing session
+    /// Add this operation to an existing session (needs an artifacts directory) [default: a new session]
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
-    /// Write the result document to PATH (- for stdout)
+    /// Write the result document to PATH; with -, stdout holds only it [default: none]
     #[arg(long, value_name = "PATH")]
     pub result_json: Option<String>,
     /// Fewer log lines on stderr (-qq: none)
@@ -328,7 +328,7 @@ pub enum BreakerCmd {
     /// Open the breaker: until `reset`, or for the time given with --for
     Open {
         key: String,
-        /// Open for this long (e.g. 10m) instead of until reset
+        /// Open for this long (e.g. 10m) instead of until reset [default: until reset]
         #[arg(long = "for", value_name = "D")]
         for_: Option<DurationSpec>,
     },
@@ -913,6 +913,31 @@ mod tests {
             .chain(s.iter().copied())
             .map(OsString::from)
             .collect()
+    }
+
+    /// `--help` shows the default of every flag that takes a value: clap's own
+    /// `[default: ...]` or one written in the help text.
+    #[test]
+    fn help_shows_every_default() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let takes_value = matches!(a.get_action(), ArgAction::Set | ArgAction::Append);
+                if !takes_value || a.is_positional() || a.is_hide_set() || a.is_required_set() {
+                    continue;
+                }
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if a.get_default_values().is_empty() && !help.contains("[default:") {
+                    missing.push(format!("{path} --{}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "retryx", &mut missing);
+        assert!(missing.is_empty(), "no default shown: {missing:#?}");
     }
 
     /// The run-only fast path must parse exactly as the full command does, errors included.

@@ -43,7 +43,7 @@ pub enum SessionCmd {
         dir: DirArgs,
         #[arg(long, default_value = "text")]
         format: Format,
-        /// Write to FILE instead of stdout
+        /// Write to FILE [default: stdout]
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
@@ -52,7 +52,7 @@ pub enum SessionCmd {
         id: String,
         #[command(flatten)]
         dir: DirArgs,
-        /// JSON config whose monitoring.alerts thresholds to apply (default: the session's own)
+        /// JSON config whose monitoring.alerts thresholds to apply [default: the session's own]
         #[arg(short = 'c', long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Close it as failed (as the role's "cleanup retry session on error")
@@ -66,13 +66,13 @@ pub enum SessionCmd {
 pub struct ListArgs {
     #[command(flatten)]
     pub dir: DirArgs,
-    /// Only sessions with this status
+    /// Only sessions with this status [default: any]
     #[arg(long, value_name = "STATUS")]
     pub status: Option<SessionStatus>,
-    /// Only sessions holding an operation of this name
+    /// Only sessions holding an operation of this name [default: any]
     #[arg(long, value_name = "NAME")]
     pub operation: Option<String>,
-    /// Only sessions started since WHEN: a duration ago (30m, 2h, 1d) or a time (2026-01-21, RFC 3339)
+    /// Only sessions started since WHEN: a duration ago (30m, 2h, 1d) or a time (2026-01-21, RFC 3339) [default: any time]
     #[arg(long, value_name = "WHEN", value_parser = parse_since)]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     #[arg(long, value_name = "FORMAT", default_value = "text")]
@@ -128,10 +128,10 @@ pub struct CleanupArgs {
     /// Keep at most this many finished sessions
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SESSIONS)]
     pub max_sessions: u32,
-    /// Guard state directory (never touched by cleanup)
+    /// Guard state directory (never touched by cleanup) [default: <artifacts-dir>/state]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Instead: close this session as failed ("cleanup retry session on error"; records kept)
+    /// Instead: close this session as failed ("cleanup retry session on error"; records kept) [default: none]
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
 }
@@ -140,7 +140,7 @@ pub struct CleanupArgs {
 pub struct CompressArgs {
     #[command(flatten)]
     pub dir: DirArgs,
-    /// Only this session
+    /// Only this session [default: every finished session]
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
     /// Files above this many bytes are gzipped

@@ -470,6 +470,7 @@ fn capture_stdin() -> Result<tempfile::TempPath, Usage> {
 fn operation_from_short(
     long: Option<String>,
     short: Option<String>,
+    warn: bool,
 ) -> Result<Option<String>, Usage> {
     let Some(name) = short else {
         return Ok(long);
@@ -484,9 +485,11 @@ fn operation_from_short(
             "-o {name:?} is ambiguous: -o was --operation and is becoming --output; use --operation NAME, or --result-json PATH for the result document"
         )));
     }
-    eprintln!(
-        "retryx: warning: -o for --operation is deprecated (-o will mean --output): use --operation {name}"
-    );
+    if warn {
+        eprintln!(
+            "retryx: warning: -o for --operation is deprecated (-o will mean --output): use --operation {name}"
+        );
+    }
     Ok(Some(name))
 }
 
@@ -522,7 +525,7 @@ fn prepare_run(
             "no command: usage is `retryx [OPTIONS] -- COMMAND [ARGS...]` (see --help)".into(),
         ));
     }
-    a.operation = operation_from_short(a.operation.take(), a.operation_short.take())?;
+    a.operation = operation_from_short(a.operation.take(), a.operation_short.take(), a.quiet < 2)?;
     if a.artifacts_dir.is_none() {
         a.artifacts_dir = std::env::var(crate::front::session_cmd::ARTIFACTS_ENV)
             .ok()
@@ -873,7 +876,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
             file,
             operation,
             operation_short,
-        }) => operation_from_short(operation, operation_short).and_then(|op| validate(&file, op)),
+        }) => operation_from_short(operation, operation_short, true)
+            .and_then(|op| validate(&file, op)),
         Some(Sub::Completions { shell }) => {
             crate::front::shell::completions(shell, &mut std::io::stdout().lock());
             Ok(0)

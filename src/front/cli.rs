@@ -515,6 +515,32 @@ fn run_command(mut a: RunArgs) -> Result<i32, Usage> {
     }
 }
 
+/// `RETRYX_ARTIFACTS_DIR`, the one default artifacts directory (an empty value is none).
+fn artifacts_from_env() -> Option<String> {
+    std::env::var(crate::front::session_cmd::ARTIFACTS_ENV)
+        .ok()
+        .filter(|d| !d.is_empty())
+}
+
+/// `--session-id` and `--keep-open` are about records: without a directory for them they
+/// would be silently ignored, so they are refused.
+fn records_for_session(resolved: &Resolved, keep_open: bool) -> Result<(), Usage> {
+    if crate::app::session::artifacts_dir(&resolved.config, false).is_some() {
+        return Ok(());
+    }
+    let env = crate::front::session_cmd::ARTIFACTS_ENV;
+    let flag = if resolved.config.session_id.is_some() {
+        "--session-id"
+    } else if keep_open {
+        "--keep-open"
+    } else {
+        return Ok(());
+    };
+    Err(Usage(format!(
+        "{flag} needs an artifacts directory: give --artifacts-dir DIR or set {env}"
+    )))
+}
+
 /// Flags and config resolved into what will run, every check made before anything runs.
 fn prepare_run(
     a: &mut RunArgs,
@@ -527,9 +553,7 @@ fn prepare_run(
     }
     a.operation = operation_from_short(a.operation.take(), a.operation_short.take(), a.quiet < 2)?;
     if a.artifacts_dir.is_none() {
-        a.artifacts_dir = std::env::var(crate::front::session_cmd::ARTIFACTS_ENV)
-            .ok()
-            .filter(|d| !d.is_empty());
+        a.artifacts_dir = artifacts_from_env();
     }
     let raw = match &a.config {
         Some(p) => read_config(p)?,
@@ -538,18 +562,7 @@ fn prepare_run(
     let overrides = flags_to_overrides(a)?;
     let mut resolved =
         Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
-    let records = crate::app::session::artifacts_dir(&resolved.config, false);
-    let env = crate::front::session_cmd::ARTIFACTS_ENV;
-    if records.is_none() && resolved.config.session_id.is_some() {
-        return Err(Usage(format!(
-            "--session-id needs an artifacts directory: give --artifacts-dir DIR or set {env}"
-        )));
-    }
-    if records.is_none() && a.keep_open {
-        return Err(Usage(format!(
-            "--keep-open needs an artifacts directory: give --artifacts-dir DIR or set {env}"
-        )));
-    }
+    records_for_session(&resolved, a.keep_open)?;
     io.show_resolved(&resolved);
     let replay = if a.stdin_replay {
         let path = capture_stdin()?;
@@ -644,7 +657,7 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         deadline: a.deadline,
         retry_conditions: a.retry_conditions.clone(),
         operation: a.operation.clone(),
-        artifacts_dir: a.artifacts_dir.clone(),
+        artifacts_dir: a.artifacts_dir.clone().or_else(artifacts_from_env),
         state_dir: a.state_dir.clone(),
         session_id: a.session_id.clone(),
         ..Default::default()
@@ -680,6 +693,7 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         );
     }
     let resolved = Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
+    records_for_session(&resolved, false)?;
     // The stdout contract of a run (`--result-json -`: stdout holds only the document); the
     // download has its own progress bar.
     let io = RunIo::open(&Outputs {
@@ -715,6 +729,11 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
     {
         log.info(msg, &[]);
+    }
+    if let Some(outcome) = &report.outcome
+        && resolved.config.session_id.is_none()
+    {
+        crate::app::session::close_own_session(&resolved.config, &outcome.record, log);
     }
     if let Err(e) = io.write_result(&report.result) {
         log.error("cannot write the result document", &[("error", e)]);

@@ -312,9 +312,12 @@ impl JsonLines {
             .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .open(path)?;
-        // A file that existed keeps its mode through open(2): make it ours.
+        // A file that existed keeps its mode through open(2): make it ours. (A FIFO or a
+        // terminal named on purpose is left as it is.)
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        if file.metadata()?.is_file() {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         Ok(Self::new(Box::new(file)))
     }
 }

@@ -16,14 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Plan};
 use crate::engine::Attempter;
 use crate::exec::{AttemptOutput, ExitKind};
-use crate::front::document::REDACTED;
 use crate::log::{Level, Logger};
+use crate::record::REDACTED;
 use crate::record::{DownloadAttempt, OperationRecord};
 use crate::sys::stop::Cancel;
 
@@ -659,6 +658,13 @@ impl<'a> DownloadAttempter<'a> {
         self.done.as_ref()
     }
 
+    /// Whether an attempt resumed a partial file (the server answered 206 to a Range).
+    pub(crate) fn resumed(&self) -> bool {
+        self.facts
+            .iter()
+            .any(|(_, f)| f.resumed_from > 0 && f.http_status == Some(206))
+    }
+
     /// Body bytes received over all attempts.
     pub fn bytes_transferred(&self) -> u64 {
         self.facts.iter().map(|(_, f)| f.bytes_transferred).sum()
@@ -1068,31 +1074,33 @@ impl Attempter for DownloadAttempter<'_> {
 }
 
 /// A download ready to run: what to fetch and what `dest` held before.
-pub struct Ready {
+pub(crate) struct Ready {
     pub spec: DownloadSpec,
     pub before: Before,
 }
 
 /// What `prepare` decided.
-pub enum Prepared {
+pub(crate) enum Prepared {
     Fetch(Box<Ready>),
-    /// Nothing to run: bad keys, or `dest` is already what was asked for.
-    Answer {
-        result: Value,
-        exit_code: i32,
+    /// `dest` is already what was asked for: nothing to run.
+    UpToDate {
+        spec: Box<DownloadSpec>,
+        size: u64,
+        sha256: String,
+        reason: String,
     },
+    /// A download key is wrong (bad usage).
+    BadKeys(DownloadError),
+    /// `dest` could not be looked at.
+    Unusable(DownloadError),
 }
 
 /// Everything a download needs before the engine runs: the keys checked, `dest` looked at,
 /// and the classifier told that other client errors (410, 405...) are final.
-pub fn prepare(config: &Config, plan: &mut Plan, session_id: &str, no_log: bool) -> Prepared {
-    let fail = |msg: String, rc: i32| Prepared::Answer {
-        result: json!({"failed": true, "changed": false, "rc": rc, "msg": msg}),
-        exit_code: rc,
-    };
+pub(crate) fn prepare(config: &Config, plan: &mut Plan) -> Prepared {
     let spec = match DownloadSpec::from_config(config) {
         Ok(spec) => spec,
-        Err(e) => return fail(e.to_string(), crate::app::exit::USAGE),
+        Err(e) => return Prepared::BadKeys(e),
     };
     plan.classifier.user_patterns.push(client_error_pattern());
     match precheck(&spec) {
@@ -1101,90 +1109,14 @@ pub fn prepare(config: &Config, plan: &mut Plan, session_id: &str, no_log: bool)
             size,
             sha256,
             reason,
-        }) => Prepared::Answer {
-            result: up_to_date_result(
-                &spec,
-                size,
-                &sha256,
-                &reason,
-                session_id,
-                &plan.operation,
-                no_log,
-            ),
-            exit_code: 0,
+        }) => Prepared::UpToDate {
+            spec: Box::new(spec),
+            size,
+            sha256,
+            reason,
         },
-        Err(e) => fail(e.to_string(), 1),
+        Err(e) => Prepared::Unusable(e),
     }
-}
-
-/// The get_url-like keys a download adds to the result document.
-pub fn decorate_result(
-    result: &mut Value,
-    ready: &Ready,
-    attempter: &DownloadAttempter,
-    no_log: bool,
-) {
-    let (spec, before) = (&ready.spec, &ready.before);
-    let url = if no_log {
-        json!(REDACTED)
-    } else {
-        json!(spec.shown_url)
-    };
-    result["dest"] = json!(spec.dest.display().to_string());
-    result["url"] = url;
-    let mut summary = json!({
-        "bytes_transferred": attempter.bytes_transferred(),
-        "resumed": attempter.facts.iter().any(|(_, f)| f.resumed_from > 0 && f.http_status == Some(206)),
-    });
-    if let Some(done) = attempter.done() {
-        result["size"] = json!(done.size);
-        result["sha256"] = json!(done.sha256);
-        result["checksum_dest"] = json!(format!("sha256:{}", done.sha256));
-        summary["size"] = json!(done.size);
-        let same = matches!(before, Before::Exists { sha256, .. } if *sha256 == done.sha256);
-        if same {
-            result["changed"] = json!(false);
-        }
-    }
-    if let Some(retry) = result.get_mut("retry") {
-        retry["download"] = summary;
-    }
-}
-
-/// The result when `dest` is already what was asked for: nothing ran.
-pub fn up_to_date_result(
-    spec: &DownloadSpec,
-    size: u64,
-    sha256: &str,
-    reason: &str,
-    session_id: &str,
-    operation: &str,
-    no_log: bool,
-) -> Value {
-    json!({
-        "changed": false,
-        "failed": false,
-        "rc": 0,
-        "cmd": if no_log { json!(REDACTED) } else { json!(spec.cmd()) },
-        "msg": format!("nothing to do: {reason}"),
-        "dest": spec.dest.display().to_string(),
-        "url": if no_log { json!(REDACTED) } else { json!(spec.shown_url) },
-        "size": size,
-        "sha256": sha256,
-        "checksum_dest": format!("sha256:{sha256}"),
-        "retry": {
-            "session_id": session_id,
-            "operation": operation,
-            "status": "skipped",
-            "stop_reason": reason,
-            "attempt_count": 0,
-            "attempts": [],
-            "download": {"bytes_transferred": 0, "resumed": false, "size": size},
-            "alerts": [],
-            "notifications": [],
-            "artifacts": [],
-        }
-    })
 }
 
 #[cfg(test)]

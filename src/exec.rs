@@ -47,19 +47,23 @@ impl ExitKind {
         matches!(self, ExitKind::Code(0))
     }
 
-    /// The shell-style exit code (124 timeout, 126/127 spawn, 128+N signal).
-    pub fn shell_code(&self) -> i32 {
+    /// How it ended, for the exit code (`crate::exit` decides the number).
+    pub(crate) fn end(&self) -> crate::exit::AttemptEnd {
+        use crate::exit::AttemptEnd;
         match self {
-            ExitKind::Code(c) => *c,
-            ExitKind::Signal(s) => 128 + s,
-            ExitKind::TimedOut => crate::app::exit::TIMEOUT,
+            ExitKind::Code(c) => AttemptEnd::Code(*c),
+            ExitKind::Signal(s) => AttemptEnd::Signal(*s),
+            ExitKind::TimedOut => AttemptEnd::TimedOut,
             ExitKind::SpawnFailed {
                 not_found: true, ..
-            } => crate::app::exit::NOT_FOUND,
-            ExitKind::SpawnFailed {
-                not_found: false, ..
-            } => crate::app::exit::NOT_EXECUTABLE,
+            } => AttemptEnd::NotFound,
+            ExitKind::SpawnFailed { .. } => AttemptEnd::NotExecutable,
         }
+    }
+
+    /// The shell-style exit code (124 timeout, 126/127 spawn, 128+N signal).
+    pub fn shell_code(&self) -> i32 {
+        crate::exit::of_attempt(self.end())
     }
 }
 

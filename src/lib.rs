@@ -16,6 +16,7 @@ pub mod config;
 pub(crate) mod download;
 pub mod engine;
 pub mod exec;
+pub(crate) mod exit;
 pub(crate) mod front;
 pub mod guards;
 pub mod log;

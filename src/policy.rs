@@ -100,6 +100,36 @@ fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error>
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// The waits of one operation: the backoff with its own seeded RNG and the previous wait (for
+/// decorrelated jitter), so the engine carries no RNG state (as backon's iterators own theirs).
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
+    backoff: Backoff,
+    rng: rand_chacha::ChaCha8Rng,
+    previous: Duration,
+}
+
+impl Schedule {
+    pub(crate) fn new(backoff: Backoff, seed: u64) -> Self {
+        use rand::SeedableRng;
+        Schedule {
+            backoff,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            previous: Duration::ZERO,
+        }
+    }
+
+    /// The policy's wait after failed attempt `attempt` (draws from the RNG only when asked).
+    pub(crate) fn next_delay(&mut self, attempt: u32) -> Duration {
+        self.backoff.delay(attempt, self.previous, &mut self.rng)
+    }
+
+    /// The wait that was actually taken (whatever chose it): decorrelated jitter grows from it.
+    pub(crate) fn waited(&mut self, delay: Duration) {
+        self.previous = delay;
+    }
+}
+
 impl Backoff {
     /// The nominal wait after failed attempt `n` (1-based), before jitter, capped at `max`.
     pub fn nominal(&self, attempt: u32) -> Duration {

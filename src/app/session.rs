@@ -1,12 +1,14 @@
-//! The front doors' entry points into the records: the hook after a run, the module's
-//! `finalize` / `cleanup` / `compress` actions, and the JSON schemas of every document. Decides
-//! where records go (module: /tmp/ansible_retry by default; CLI: only when asked) and turns
-//! record errors into result fields; the work itself is in `store`.
+//! The session actions: the hook that records an operation after a run, `finalize` /
+//! `cleanup` / `compress` (the role's handlers, `retryx session|cleanup|compress`), and the
+//! JSON schemas of every record. Decides where records go (module: /tmp/ansible_retry by
+//! default; CLI: only when asked) and turns record errors into answers; the work itself is in
+//! `record::store`.
 
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
+use super::Answer;
 use crate::config::notify::AlertThresholds;
 use crate::config::{Action, Config};
 use crate::log::Logger;
@@ -39,12 +41,12 @@ pub fn artifacts_dir(config: &Config, by_default: bool) -> Option<PathBuf> {
 
 /// After a run: writes the operation's records and fills `retry.artifacts`, `retry.alerts`
 /// and `retry.statistics.session`. A record that cannot be written does not change the
-/// operation's outcome: it becomes `retry.record_error` and an Ansible warning.
-pub fn after_run(
+/// operation's outcome: it becomes `retry.record_error` and a warning.
+pub(crate) fn after_run(
     config: &Config,
     by_default: bool,
     record: &OperationRecord,
-    result: &mut Value,
+    answer: &mut Answer,
     log: &Logger,
 ) {
     let Some(dir) = artifacts_dir(config, by_default) else {
@@ -54,18 +56,26 @@ pub fn after_run(
     let log_attempts = config.log_individual_attempts.unwrap_or(false);
     let outcome = Store::open(&dir)
         .and_then(|s| s.record_operation(record, log_attempts, t.as_ref(), chrono::Utc::now()));
-    let Some(retry) = result.get_mut("retry") else {
+    if answer.data.is_empty() {
+        // Nobody reads the document: the records are what mattered.
+        if let Err(e) = outcome {
+            log.warn("records not written", &[("error", e.to_string())]);
+        }
         return;
-    };
+    }
     match outcome {
         Ok(w) => {
-            retry["artifacts"] = json!(
-                w.files
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
+            let retry = answer.retry_mut();
+            retry.insert(
+                "artifacts".into(),
+                json!(
+                    w.files
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                ),
             );
-            retry["alerts"] = store::to_value(&w.alerts);
+            retry.insert("alerts".into(), store::to_value(&w.alerts));
             if let Some(stats) = retry.get_mut("statistics").and_then(Value::as_object_mut) {
                 stats.insert("session".into(), store::to_value(&w.session_statistics));
             }
@@ -76,13 +86,8 @@ pub fn after_run(
         Err(e) => {
             let msg = format!("records not written: {e}");
             log.warn("records not written", &[("error", e.to_string())]);
-            retry["record_error"] = json!(msg);
-            if let Some(obj) = result.as_object_mut() {
-                obj.entry("warnings").or_insert_with(|| json!([]));
-                if let Some(w) = obj.get_mut("warnings").and_then(Value::as_array_mut) {
-                    w.push(json!(msg));
-                }
-            }
+            answer.retry_mut().insert("record_error".into(), json!(msg));
+            answer.warnings.push(msg);
         }
     }
 }
@@ -90,7 +95,7 @@ pub fn after_run(
 /// The end of a CLI run that opened its own session: the session is finalized (statistics,
 /// status, alerts) so that it does not stay `open` for ever and `cleanup` can retire it. Its
 /// session-wide alerts are logged (the operation's own were, by `after_run`).
-pub fn close_own_session(config: &Config, record: &OperationRecord, log: &Logger) {
+pub(crate) fn close_own_session(config: &Config, record: &OperationRecord, log: &Logger) {
     let Some(dir) = artifacts_dir(config, false) else {
         return;
     };
@@ -111,33 +116,39 @@ pub fn close_own_session(config: &Config, record: &OperationRecord, log: &Logger
     }
 }
 
-fn fail(msg: String) -> Value {
-    json!({"failed": true, "changed": false, "msg": msg})
-}
-
-/// The module's session actions (the role's handlers). In check mode nothing is written.
-pub fn module_action(action: Action, config: &Config, check_mode: bool) -> Value {
+/// The session actions (the role's handlers; `retryx session finalize`, `cleanup`,
+/// `compress`). In check mode nothing is written.
+pub(crate) fn action(action: Action, config: &Config, check_mode: bool) -> Answer {
     let dir = artifacts_dir(config, true).unwrap_or_else(|| PathBuf::from(store::DEFAULT_DIR));
     let store = Store::new(&dir);
     let sid = config.session_id.as_deref();
     if check_mode {
-        return json!({"changed": false, "skipped": true, "failed": false,
-            "msg": format!("would {} in {} if not in check mode", action_name(action), dir.display()),
-            "retry": {"session_id": sid, "artifacts": [], "alerts": []}});
+        return Answer::skipped(format!(
+            "would {} in {} if not in check mode",
+            action_name(action),
+            dir.display()
+        ))
+        .with(
+            "retry",
+            json!({"session_id": sid, "artifacts": [], "alerts": []}),
+        );
     }
-    let done = |r: Result<Value, RecordError>| r.unwrap_or_else(|e| fail(e.to_string()));
+    let done =
+        |r: Result<Answer, RecordError>| r.unwrap_or_else(|e| Answer::failure(e.to_string()));
     match action {
         Action::Finalize => {
             let Some(sid) = sid else {
-                return fail("action finalize needs session_id (the role passes retry_session_id)".into());
+                return Answer::failure(
+                    "action finalize needs session_id (the role passes retry_session_id)",
+                );
             };
-            done(finalize_result(&store, sid, config, false))
+            done(finalize(&store, sid, config, false))
         }
         // With a session id: the role's "cleanup retry session on error" closes the session
         // as failed (records kept for the audit, an error record written). Without one:
         // "cleanup old retry files", retention by age and count.
         Action::Cleanup => match sid {
-            Some(sid) => done(finalize_result(&store, sid, config, true)),
+            Some(sid) => done(finalize(&store, sid, config, true)),
             None => done(
                 store
                     .cleanup(
@@ -146,25 +157,52 @@ pub fn module_action(action: Action, config: &Config, check_mode: bool) -> Value
                         chrono::Utc::now(),
                     )
                     .map(|r| {
-                        json!({"changed": !r.removed_sessions.is_empty() || r.removed_files > 0,
-                            "failed": false,
-                            "msg": format!("removed {} session(s), {} file(s); kept {} open", r.removed_sessions.len(), r.removed_files, r.kept_open.len()),
-                            "retry": {"cleanup": store::to_value(&r), "artifacts": [], "alerts": []}})
+                        let changed = !r.removed_sessions.is_empty() || r.removed_files > 0;
+                        Answer::done(
+                            changed,
+                            format!(
+                                "removed {} session(s), {} file(s); kept {} open",
+                                r.removed_sessions.len(),
+                                r.removed_files,
+                                r.kept_open.len()
+                            ),
+                        )
+                        .with(
+                            "retry",
+                            json!({"cleanup": store::to_value(&r), "artifacts": [], "alerts": []}),
+                        )
                     }),
             ),
         },
         Action::Compress => done(
             store
-                .compress(sid, config.compress_threshold.unwrap_or(DEFAULT_COMPRESS_THRESHOLD))
+                .compress(
+                    sid,
+                    config
+                        .compress_threshold
+                        .unwrap_or(DEFAULT_COMPRESS_THRESHOLD),
+                )
                 .map(|r| {
-                    json!({"changed": !r.files.is_empty(), "failed": false,
-                        "msg": format!("compressed {} file(s)", r.files.len()),
-                        "retry": {"session_id": sid, "compress": store::to_value(&r),
-                            "artifacts": r.files.iter().map(|f| dir.join(&f.file).display().to_string()).collect::<Vec<_>>(),
-                            "alerts": []}})
+                    let files: Vec<String> = r
+                        .files
+                        .iter()
+                        .map(|f| dir.join(&f.file).display().to_string())
+                        .collect();
+                    Answer::done(
+                        !r.files.is_empty(),
+                        format!("compressed {} file(s)", r.files.len()),
+                    )
+                    .with(
+                        "retry",
+                        json!({"session_id": sid, "compress": store::to_value(&r),
+                                "artifacts": files, "alerts": []}),
+                    )
                 }),
         ),
-        other => fail(format!("action '{}' is not a records action", action_name(other))),
+        other => Answer::failure(format!(
+            "action '{}' is not a records action",
+            action_name(other)
+        )),
     }
 }
 
@@ -175,23 +213,27 @@ fn action_name(a: Action) -> String {
         .unwrap_or_default()
 }
 
-fn finalize_result(
+fn finalize(
     store: &Store,
     sid: &str,
     config: &Config,
     on_error: bool,
-) -> Result<Value, RecordError> {
+) -> Result<Answer, RecordError> {
     let (s, files) = store.finalize(
         sid,
         thresholds(config).as_ref(),
         on_error,
         chrono::Utc::now(),
     )?;
-    Ok(json!({
-        "changed": true,
-        "failed": false,
-        "msg": format!("session {sid} {}: {} operation(s), {} alert(s)", s.session_status, s.final_statistics.total_operations, s.alerts.len()),
-        "retry": {
+    let msg = format!(
+        "session {sid} {}: {} operation(s), {} alert(s)",
+        s.session_status,
+        s.final_statistics.total_operations,
+        s.alerts.len()
+    );
+    Ok(Answer::done(true, msg).with(
+        "retry",
+        json!({
             "session_id": sid,
             "status": s.session_status,
             "session_start": s.session_start,
@@ -200,8 +242,8 @@ fn finalize_result(
             "statistics": s.final_statistics,
             "alerts": s.alerts,
             "artifacts": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        }
-    }))
+        }),
+    ))
 }
 
 /// The JSON Schema of each record document, by file name under `schemas/`.

@@ -1,21 +1,23 @@
-//! The loop: guards → attempt → classify → decide → wait. It takes a timer, an attempter and a
-//! stop handle as values, so tests drive time and outcomes without sleeping or spawning. It
-//! emits log lines and returns the operation record; it writes nothing.
+//! The loop: guards → attempt → classify → decide (`decide.rs`, pure) → wait. It takes a timer,
+//! an attempter and a stop handle as values, so tests drive time and outcomes without sleeping
+//! or spawning. It emits log lines and returns the operation record; it writes nothing.
+
+mod decide;
 
 use std::time::Duration;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
-use crate::classify::{AttemptFacts, ErrorClass, Verdict};
+use crate::classify::{AttemptFacts as ClassifyFacts, ErrorClass, Verdict};
 use crate::config::{Plan, format_duration};
 use crate::exec::{AttemptOutput, AttemptSpec, ExitKind, run_attempt};
-use crate::guards::{Admission, AttemptView, GuardCtx, GuardSet, RetryVerdict};
+use crate::exit::End;
+use crate::guards::{Admission, AttemptView, GuardCtx, GuardSet};
 use crate::log::Logger;
+use crate::policy::Schedule;
 use crate::record::events::{AttemptStartData, Event, WaitData};
 use crate::record::{AttemptRecord, AttemptStatus, OperationRecord, OperationStatus, timestamp};
 use crate::sys::clock::Timer;
 use crate::sys::stop::Cancel;
+use decide::{AttemptFacts, Decision, Stop};
 
 /// Runs one attempt. The real one spawns the plan's command; tests use scripted ones.
 pub trait Attempter {
@@ -129,98 +131,159 @@ pub fn run(
     let seed = plan
         .jitter_seed
         .unwrap_or_else(crate::sys::entropy::random_u64);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let start = timer.now();
-    let wall_start = timer.wall();
     let adjustments = guards.adjust(plan, log);
-    let plan = &*plan;
-    let op = plan.operation.clone();
-    let ctx = |attempt: u32| GuardCtx {
+    let mut op = Operation {
+        plan: &*plan,
         timer,
         cancel,
         log,
-        operation: &op,
-        attempt,
-        elapsed: timer.now().saturating_sub(start),
+        start: timer.now(),
+        wall_start: timer.wall(),
+        schedule: Schedule::new(plan.backoff.clone(), seed),
+        progress: Progress::default(),
     };
-
-    let mut attempts: Vec<AttemptRecord> = Vec::new();
-    let mut last: Option<AttemptOutput> = None;
-    let mut status = OperationStatus::Failed;
-    let mut stop_reason = String::new();
-    let mut final_class: Option<ErrorClass> = None;
-    let mut final_message: Option<String> = None;
-    let mut exit_code = 1;
-    let mut aborted_by = None;
-    let mut previous_delay = Duration::ZERO;
-
-    match guards.before_operation(&ctx(0)) {
-        Admission::Proceed => {}
-        // A guard that gave up because retryx was asked to stop (e.g. while queued for a
-        // bulkhead slot) is an abort, not a refusal.
-        Admission::Refuse { .. } if cancel.signal().is_some() => {
-            aborted_by = cancel.signal();
-            stop_reason = "stopped while waiting on a guard".into();
+    op.admit(guards);
+    let mut n = 0;
+    while op.progress.open() && n < plan.max_attempts {
+        n += 1;
+        if let Some(sig) = cancel.signal() {
+            op.progress.aborted_by = Some(sig);
+            break;
         }
-        Admission::Refuse { class, message } => {
-            log.error(
-                "operation refused",
-                &[
-                    ("operation", op.clone()),
-                    ("error_type", class.to_string()),
-                    ("error", message.clone()),
-                ],
-            );
-            status = OperationStatus::Refused;
-            stop_reason = message.clone();
-            final_class = Some(class);
-            final_message = Some(message);
-            exit_code = crate::app::exit::REFUSED;
+        if !op.attempt(n, attempter, guards) {
+            break;
         }
-        Admission::Skip { message } => {
-            log.info(
-                "operation skipped, nothing to do",
-                &[("operation", op.clone()), ("reason", message.clone())],
-            );
-            status = OperationStatus::Skipped;
-            stop_reason = message;
-            exit_code = 0;
+    }
+    op.finish(n, guards, who, seed, adjustments)
+}
+
+/// Where the operation stands between attempts.
+struct Progress {
+    attempts: Vec<AttemptRecord>,
+    last: Option<AttemptOutput>,
+    status: OperationStatus,
+    stop_reason: String,
+    final_class: Option<ErrorClass>,
+    final_message: Option<String>,
+    aborted_by: Option<i32>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            attempts: Vec::new(),
+            last: None,
+            status: OperationStatus::Failed,
+            stop_reason: String::new(),
+            final_class: None,
+            final_message: None,
+            aborted_by: None,
+        }
+    }
+}
+
+impl Progress {
+    /// Still failing with nothing decided: another attempt may run.
+    fn open(&self) -> bool {
+        self.status == OperationStatus::Failed && self.stop_reason.is_empty()
+    }
+
+    fn refuse(&mut self, class: ErrorClass, message: String) {
+        self.status = OperationStatus::Refused;
+        self.stop_reason = message.clone();
+        self.final_class = Some(class);
+        self.final_message = Some(message);
+    }
+}
+
+/// One operation under way: what it runs with, and where it stands.
+struct Operation<'a> {
+    plan: &'a Plan,
+    timer: &'a dyn Timer,
+    cancel: &'a Cancel,
+    log: &'a Logger,
+    start: Duration,
+    wall_start: chrono::DateTime<chrono::Utc>,
+    schedule: Schedule,
+    progress: Progress,
+}
+
+impl Operation<'_> {
+    fn ctx(&self, attempt: u32) -> GuardCtx<'_> {
+        GuardCtx {
+            timer: self.timer,
+            cancel: self.cancel,
+            log: self.log,
+            operation: &self.plan.operation,
+            attempt,
+            elapsed: self.elapsed(),
         }
     }
 
-    let mut n = 0;
-    while status == OperationStatus::Failed && stop_reason.is_empty() && n < plan.max_attempts {
-        n += 1;
-        if let Some(sig) = cancel.signal() {
-            aborted_by = Some(sig);
-            break;
-        }
-        if let Admission::Refuse { class, message } = guards.before_attempt(&ctx(n)) {
-            if let Some(sig) = cancel.signal() {
-                aborted_by = Some(sig);
-                break;
+    fn elapsed(&self) -> Duration {
+        self.timer.now().saturating_sub(self.start)
+    }
+
+    fn fields(&self, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut f = vec![("operation", self.plan.operation.clone())];
+        f.extend_from_slice(extra);
+        f
+    }
+
+    /// The guards' word before anything runs.
+    fn admit(&mut self, guards: &mut GuardSet) {
+        match guards.before_operation(&self.ctx(0)) {
+            Admission::Proceed => {}
+            // A guard that gave up because retryx was asked to stop (e.g. while queued for a
+            // bulkhead slot) is an abort, not a refusal.
+            Admission::Refuse { .. } if self.cancel.signal().is_some() => {
+                self.progress.aborted_by = self.cancel.signal();
+                self.progress.stop_reason = "stopped while waiting on a guard".into();
             }
-            log.error(
+            Admission::Refuse { class, message } => {
+                self.log.error(
+                    "operation refused",
+                    &self.fields(&[
+                        ("error_type", class.to_string()),
+                        ("error", message.clone()),
+                    ]),
+                );
+                self.progress.refuse(class, message);
+            }
+            Admission::Skip { message } => {
+                self.log.info(
+                    "operation skipped, nothing to do",
+                    &self.fields(&[("reason", message.clone())]),
+                );
+                self.progress.status = OperationStatus::Skipped;
+                self.progress.stop_reason = message;
+            }
+        }
+    }
+
+    /// Runs attempt `n` and carries out the decision; false when the operation is over.
+    fn attempt(&mut self, n: u32, attempter: &mut dyn Attempter, guards: &mut GuardSet) -> bool {
+        if let Admission::Refuse { class, message } = guards.before_attempt(&self.ctx(n)) {
+            if let Some(sig) = self.cancel.signal() {
+                self.progress.aborted_by = Some(sig);
+                return false;
+            }
+            self.log.error(
                 "operation refused",
-                &[
-                    ("operation", op.clone()),
+                &self.fields(&[
                     ("attempt", n.to_string()),
                     ("error_type", class.to_string()),
                     ("error", message.clone()),
-                ],
+                ]),
             );
-            status = OperationStatus::Refused;
-            final_class = Some(class);
-            final_message = Some(message.clone());
-            stop_reason = message;
-            exit_code = crate::app::exit::REFUSED;
-            break;
+            self.progress.refuse(class, message);
+            return false;
         }
-        let elapsed = timer.now().saturating_sub(start);
-        let remaining = plan.deadline.map(|d| d.saturating_sub(elapsed));
+        let plan = self.plan;
+        let remaining = plan.deadline.map(|d| d.saturating_sub(self.elapsed()));
         if remaining == Some(Duration::ZERO) {
-            stop_reason = "deadline reached".into();
-            break;
+            self.progress.stop_reason = "deadline reached".into();
+            return false;
         }
         let cut_by_deadline = match (plan.timeout, remaining) {
             (Some(t), Some(r)) => r < t,
@@ -232,318 +295,346 @@ pub fn run(
             (t, r) => t.or(r),
         };
         if n > 1 {
-            log.info(
+            self.log.info(
                 "retrying operation",
-                &[
-                    ("operation", op.clone()),
+                &self.fields(&[
                     ("attempt", n.to_string()),
                     ("max_attempts", plan.max_attempts.to_string()),
-                ],
+                ]),
             );
         }
-        log.event(&Event::AttemptStart(AttemptStartData {
+        self.log.event(&Event::AttemptStart(AttemptStartData {
             attempt: n,
             max_attempts: plan.max_attempts,
             timeout: attempt_timeout.map(|d| d.as_secs_f64()),
         }));
-        let a_start = timer.now();
-        let a_wall = timer.wall();
-        let out = attempter.attempt(n, plan.max_attempts, attempt_timeout, cancel);
-        let a_dur = timer.now().saturating_sub(a_start);
-        let a_wall_end = timer.wall();
-        let interrupted = out.interrupted_by.or_else(|| cancel.signal());
-
+        let a_start = self.timer.now();
+        let a_wall = self.timer.wall();
+        let out = attempter.attempt(n, plan.max_attempts, attempt_timeout, self.cancel);
+        let a_dur = self.timer.now().saturating_sub(a_start);
+        let interrupted = out.interrupted_by.or_else(|| self.cancel.signal());
         let success = out.exit.success() && interrupted.is_none();
-        let verdict: Option<Verdict> = (!success).then(|| {
-            let stderr = lossy(&out.stderr_tail);
-            let stdout = lossy(&out.stdout_tail);
-            let spawn_msg = match &out.exit {
-                ExitKind::SpawnFailed { message, .. } => Some(message.clone()),
-                _ => None,
-            };
-            plan.classifier.classify(&AttemptFacts {
-                exit_code: match out.exit {
-                    ExitKind::Code(c) => Some(c),
-                    _ => None,
-                },
-                signal: match out.exit {
-                    ExitKind::Signal(s) => Some(s),
-                    _ => None,
-                },
-                timed_out: out.exit == ExitKind::TimedOut,
-                spawn_error: spawn_msg.as_deref(),
-                stderr_tail: &stderr,
-                stdout_tail: &stdout,
-                fail_if_hit: out.fail_if_hit,
-                retry_if_hit: out.retry_if_hit,
-            })
-        });
+        let verdict = (!success).then(|| classify(plan, &out));
         guards.after_attempt(
-            &ctx(n),
+            &self.ctx(n),
             &AttemptView {
                 success,
                 class: verdict.as_ref().map(|v| v.class),
                 duration: a_dur,
             },
         );
+        let record = attempt_record(n, &out, verdict.as_ref(), a_wall, self.timer.wall(), a_dur);
+        let stopped = interrupted.is_some();
+        self.log
+            .event(&Event::attempt_end(&record, plan.max_attempts, stopped));
+        let timed_out = out.exit == ExitKind::TimedOut;
+        self.progress.last = Some(out);
 
-        let mut record = AttemptRecord {
-            attempt_number: n,
-            start_time: timestamp(a_wall),
-            end_time: timestamp(a_wall_end),
-            status: if success {
-                AttemptStatus::Success
-            } else {
-                AttemptStatus::Failed
-            },
-            error_type: verdict.as_ref().map(|v| v.class),
-            error_message: verdict.as_ref().map(|v| v.message.clone()),
-            should_retry: false,
-            delay_before_retry: 0.0,
-            execution_time: a_dur.as_secs_f64(),
-            exit_code: match out.exit {
-                ExitKind::Code(c) => Some(c),
-                _ => None,
-            },
-            signal: match out.exit {
-                ExitKind::Signal(s) => Some(s),
-                _ => None,
-            },
-            timed_out: out.exit == ExitKind::TimedOut,
-            retry_reason: verdict.as_ref().map(|v| v.reason.clone()),
-            stdout_bytes: out.stdout_bytes,
-            stderr_bytes: out.stderr_bytes,
-            download: None,
+        let facts = AttemptFacts {
+            attempt: n,
+            max_attempts: plan.max_attempts,
+            interrupted,
+            verdict: verdict.as_ref(),
+            timed_out_by_deadline: timed_out && cut_by_deadline,
         };
-        log.event(&Event::attempt_end(
-            &record,
-            plan.max_attempts,
-            interrupted.is_some(),
-        ));
-        exit_code = out.exit.shell_code();
-        let exit_for_log = out.exit.clone();
-        last = Some(out);
-
-        if let Some(sig) = interrupted {
-            record.status = AttemptStatus::Aborted;
-            record.retry_reason = Some(format!("retryx was stopped by signal {sig}"));
-            attempts.push(record);
-            aborted_by = Some(sig);
-            break;
-        }
-        let Some(verdict) = verdict else {
-            attempts.push(record);
-            status = OperationStatus::Completed;
-            stop_reason = "succeeded".into();
-            exit_code = 0;
-            if n > 1 {
-                log.info(
-                    "operation succeeded after retry",
-                    &[
-                        ("operation", op.clone()),
-                        ("attempt", n.to_string()),
-                        ("max_attempts", plan.max_attempts.to_string()),
-                    ],
-                );
-            } else {
-                log.debug(
-                    "operation succeeded",
-                    &[("operation", op.clone()), ("attempt", "1".into())],
-                );
+        let decision = match decide::after_attempt(&facts) {
+            Some(stop) => Decision::Stop(stop),
+            None => {
+                let class = verdict
+                    .as_ref()
+                    .map_or(ErrorClass::UnknownError, |v| v.class);
+                let asked = self
+                    .progress
+                    .last
+                    .as_ref()
+                    .and_then(|o| delay_from_output(plan, o));
+                let delay = asked.unwrap_or_else(|| self.schedule.next_delay(n));
+                let guard = guards.before_retry(&self.ctx(n), class);
+                decide::retry_or_stop(delay, guard, self.elapsed(), plan.deadline)
             }
-            break;
         };
-        final_class = Some(verdict.class);
-        final_message = Some(verdict.message.clone());
+        if let Some(v) = &verdict
+            && !matches!(decision, Decision::Stop(Stop::Aborted(_)))
+        {
+            self.progress.final_class = Some(v.class);
+            self.progress.final_message = Some(v.message.clone());
+        }
+        self.carry_out(n, decision, record, verdict.as_ref())
+    }
 
-        if !verdict.retryable {
-            record.should_retry = false;
-            attempts.push(record);
-            stop_reason = format!("not retryable: {}", verdict.reason);
-            log.warn_reason(
-                "operation failed with non-retryable error",
-                &[
-                    ("operation", op.clone()),
-                    ("attempt", n.to_string()),
-                    ("error", verdict.message.clone()),
-                    ("error_type", verdict.class.to_string()),
-                ],
-            );
-            break;
-        }
-        if n >= plan.max_attempts {
-            attempts.push(record);
-            stop_reason = "max attempts reached".into();
-            log.error(
-                "operation failed after max attempts",
-                &[
-                    ("operation", op.clone()),
-                    ("attempts", n.to_string()),
-                    ("error", verdict.message.clone()),
-                    ("error_type", verdict.class.to_string()),
-                ],
-            );
-            break;
-        }
-        if exit_for_log == ExitKind::TimedOut && cut_by_deadline {
-            attempts.push(record);
-            stop_reason = "deadline reached".into();
-            log.error(
-                "operation failed, deadline reached",
-                &[
-                    ("operation", op.clone()),
-                    ("attempts", n.to_string()),
-                    ("error", verdict.message.clone()),
-                ],
-            );
-            break;
-        }
-        let mut delay = delay_from_output(
-            plan,
-            last.as_ref()
-                .map_or(&AttemptOutput::synthetic(ExitKind::Code(1)), |o| o),
-        )
-        .unwrap_or_else(|| plan.backoff.delay(n, previous_delay, &mut rng));
-        match guards.before_retry(&ctx(n), verdict.class) {
-            RetryVerdict::Allow => {}
-            RetryVerdict::AllowNow { reason } => {
-                delay = Duration::ZERO;
-                record.retry_reason = Some(format!("{}; {reason}", verdict.reason));
-            }
-            RetryVerdict::Deny { reason } => {
-                record.retry_reason = Some(reason.clone());
-                attempts.push(record);
-                stop_reason = reason.clone();
-                log.error(
-                    "operation failed, retry refused",
-                    &[
-                        ("operation", op.clone()),
+    /// Logs and records the decision; waits when it is a retry. False when the operation ends.
+    fn carry_out(
+        &mut self,
+        n: u32,
+        decision: Decision,
+        mut record: AttemptRecord,
+        verdict: Option<&Verdict>,
+    ) -> bool {
+        let error = || verdict.map(|v| v.message.clone()).unwrap_or_default();
+        let class = || verdict.map(|v| v.class.to_string()).unwrap_or_default();
+        let max = self.plan.max_attempts.to_string();
+        let stop = match decision {
+            Decision::Retry { delay, note } => {
+                if let (Some(note), Some(v)) = (note, verdict) {
+                    record.retry_reason = Some(format!("{}; {note}", v.reason));
+                }
+                record.should_retry = true;
+                record.delay_before_retry = delay.as_secs_f64();
+                self.progress.attempts.push(record);
+                self.log.warn(
+                    "operation failed, retrying",
+                    &self.fields(&[
                         ("attempt", n.to_string()),
-                        ("reason", reason),
-                        ("error", verdict.message.clone()),
-                    ],
+                        ("max_attempts", max),
+                        ("delay", format_duration(delay)),
+                        ("error", error()),
+                        ("error_type", class()),
+                    ]),
                 );
-                break;
+                self.log.event(&Event::Wait(WaitData {
+                    attempt: n,
+                    next_attempt: n + 1,
+                    max_attempts: self.plan.max_attempts,
+                    delay: delay.as_secs_f64(),
+                    class: verdict.map(|v| v.class),
+                }));
+                if let Some(sig) = self.timer.sleep(delay, self.cancel) {
+                    self.progress.aborted_by = Some(sig);
+                    return false;
+                }
+                self.schedule.waited(delay);
+                return true;
             }
-            RetryVerdict::Done { reason } => {
+            Decision::Stop(stop) => stop,
+        };
+        let p = &mut self.progress;
+        match stop {
+            Stop::Aborted(sig) => {
+                record.status = AttemptStatus::Aborted;
+                record.retry_reason = Some(format!("retryx was stopped by signal {sig}"));
+                p.aborted_by = Some(sig);
+            }
+            Stop::Succeeded => {
+                p.status = OperationStatus::Completed;
+                p.stop_reason = "succeeded".into();
+            }
+            Stop::NotRetryable { ref reason } => p.stop_reason = format!("not retryable: {reason}"),
+            Stop::MaxAttempts => p.stop_reason = "max attempts reached".into(),
+            Stop::DeadlineReached => p.stop_reason = "deadline reached".into(),
+            Stop::RetryRefused { ref reason } => {
                 record.retry_reason = Some(reason.clone());
-                attempts.push(record);
-                status = OperationStatus::Skipped;
-                stop_reason = reason.clone();
-                exit_code = 0;
-                final_class = None;
-                final_message = None;
-                log.info(
-                    "operation already done, not retrying",
-                    &[
-                        ("operation", op.clone()),
-                        ("attempt", n.to_string()),
-                        ("reason", reason),
-                    ],
-                );
-                break;
+                p.stop_reason = reason.clone();
             }
-        }
-        if let Some(deadline) = plan.deadline {
-            let now = timer.now().saturating_sub(start);
-            if now + delay >= deadline {
+            Stop::AlreadyDone { ref reason } => {
+                record.retry_reason = Some(reason.clone());
+                p.status = OperationStatus::Skipped;
+                p.stop_reason = reason.clone();
+                p.final_class = None;
+                p.final_message = None;
+            }
+            Stop::WaitCrossesDeadline { delay, .. } => {
                 record.retry_reason = Some(format!(
                     "the wait of {} would cross the deadline",
                     format_duration(delay)
                 ));
-                attempts.push(record);
-                stop_reason = "deadline reached".into();
-                log.error(
-                    "operation failed, deadline reached",
-                    &[
-                        ("operation", op.clone()),
-                        ("attempts", n.to_string()),
-                        ("deadline", format_duration(deadline)),
-                        ("error", verdict.message.clone()),
-                    ],
-                );
-                break;
+                p.stop_reason = "deadline reached".into();
             }
         }
-        record.should_retry = true;
-        record.delay_before_retry = delay.as_secs_f64();
-        attempts.push(record);
-        log.warn(
-            "operation failed, retrying",
-            &[
-                ("operation", op.clone()),
-                ("attempt", n.to_string()),
-                ("max_attempts", plan.max_attempts.to_string()),
-                ("delay", format_duration(delay)),
-                ("error", verdict.message.clone()),
-                ("error_type", verdict.class.to_string()),
-            ],
-        );
-        log.event(&Event::Wait(WaitData {
-            attempt: n,
-            next_attempt: n + 1,
-            max_attempts: plan.max_attempts,
-            delay: delay.as_secs_f64(),
-            class: Some(verdict.class),
-        }));
-        if let Some(sig) = timer.sleep(delay, cancel) {
-            aborted_by = Some(sig);
-            break;
+        p.attempts.push(record);
+        self.log_stop(n, &stop, error(), class());
+        false
+    }
+
+    /// The seed's log line for each way an operation ends after an attempt.
+    fn log_stop(&self, n: u32, stop: &Stop, error: String, class: String) {
+        let (log, attempt) = (self.log, n.to_string());
+        match stop {
+            // The abort is logged once, when the operation is finished.
+            Stop::Aborted(_) => {}
+            Stop::Succeeded if n > 1 => log.info(
+                "operation succeeded after retry",
+                &self.fields(&[
+                    ("attempt", attempt),
+                    ("max_attempts", self.plan.max_attempts.to_string()),
+                ]),
+            ),
+            Stop::Succeeded => log.debug(
+                "operation succeeded",
+                &self.fields(&[("attempt", "1".into())]),
+            ),
+            Stop::NotRetryable { .. } => log.warn_reason(
+                "operation failed with non-retryable error",
+                &self.fields(&[
+                    ("attempt", attempt),
+                    ("error", error),
+                    ("error_type", class),
+                ]),
+            ),
+            Stop::MaxAttempts => log.error(
+                "operation failed after max attempts",
+                &self.fields(&[
+                    ("attempts", attempt),
+                    ("error", error),
+                    ("error_type", class),
+                ]),
+            ),
+            Stop::DeadlineReached => log.error(
+                "operation failed, deadline reached",
+                &self.fields(&[("attempts", attempt), ("error", error)]),
+            ),
+            Stop::RetryRefused { reason } => log.error(
+                "operation failed, retry refused",
+                &self.fields(&[
+                    ("attempt", attempt),
+                    ("reason", reason.clone()),
+                    ("error", error),
+                ]),
+            ),
+            Stop::AlreadyDone { reason } => log.info(
+                "operation already done, not retrying",
+                &self.fields(&[("attempt", attempt), ("reason", reason.clone())]),
+            ),
+            Stop::WaitCrossesDeadline { deadline, .. } => log.error(
+                "operation failed, deadline reached",
+                &self.fields(&[
+                    ("attempts", attempt),
+                    ("deadline", format_duration(*deadline)),
+                    ("error", error),
+                ]),
+            ),
         }
-        previous_delay = delay;
     }
 
-    if let Some(sig) = aborted_by {
-        status = OperationStatus::Aborted;
-        stop_reason = format!("stopped by signal {sig}");
-        exit_code = crate::app::exit::SIGNAL_BASE + sig;
-        log.warn_reason(
-            "operation aborted by signal",
-            &[
-                ("operation", op.clone()),
-                ("attempts", attempts.len().to_string()),
-                ("signal", sig.to_string()),
-            ],
-        );
-    } else if stop_reason.is_empty() {
-        stop_reason = "max attempts reached".into();
-    }
-    guards.after_operation(
-        &ctx(n),
-        matches!(
-            status,
+    /// Closes the operation: the abort (if any), the guards' last word, the record.
+    fn finish(
+        mut self,
+        n: u32,
+        guards: &mut GuardSet,
+        who: Identity,
+        seed: u64,
+        adjustments: Vec<String>,
+    ) -> Outcome {
+        let p = &mut self.progress;
+        if let Some(sig) = p.aborted_by {
+            p.status = OperationStatus::Aborted;
+            p.stop_reason = format!("stopped by signal {sig}");
+            self.log.warn_reason(
+                "operation aborted by signal",
+                &[
+                    ("operation", self.plan.operation.clone()),
+                    ("attempts", p.attempts.len().to_string()),
+                    ("signal", sig.to_string()),
+                ],
+            );
+        } else if p.stop_reason.is_empty() {
+            p.stop_reason = "max attempts reached".into();
+        }
+        let succeeded = matches!(
+            p.status,
             OperationStatus::Completed | OperationStatus::Skipped
-        ),
-    );
+        );
+        guards.after_operation(&self.ctx(n), succeeded);
+        let p = self.progress;
+        let plan = self.plan;
+        let end = match (p.status, p.aborted_by) {
+            (_, Some(sig)) => End::Aborted(sig),
+            (OperationStatus::Completed | OperationStatus::Skipped, _) => End::Succeeded,
+            (OperationStatus::Refused, _) => End::Refused,
+            _ => End::Failed(p.last.as_ref().map(|o| o.exit.end())),
+        };
+        let record = OperationRecord {
+            operation_id: who.operation_id,
+            operation_name: plan.operation.clone(),
+            session_id: who.session_id,
+            start_time: timestamp(self.wall_start),
+            end_time: timestamp(self.timer.wall()),
+            status: p.status,
+            attempt_count: p.attempts.len() as u32,
+            max_attempts: plan.max_attempts,
+            execution_time: self.timer.now().saturating_sub(self.start).as_secs_f64(),
+            attempts: p.attempts,
+            exit_code: crate::exit::of_operation(end),
+            final_error_type: p.final_class,
+            final_error_message: p.final_message,
+            stop_reason: p.stop_reason,
+            command: who.command,
+            context: who.context,
+            host: who.host,
+            policy: serde_json::to_value(&plan.backoff).unwrap_or_default(),
+            jitter_seed: seed,
+            guards: guards.report(),
+        };
+        Outcome {
+            record,
+            last: p.last,
+            aborted_by: p.aborted_by,
+            adjustments,
+        }
+    }
+}
 
-    let end = timer.now();
-    let record = OperationRecord {
-        operation_id: who.operation_id,
-        operation_name: op.clone(),
-        session_id: who.session_id,
-        start_time: timestamp(wall_start),
-        end_time: timestamp(timer.wall()),
-        status,
-        attempt_count: attempts.len() as u32,
-        max_attempts: plan.max_attempts,
-        execution_time: end.saturating_sub(start).as_secs_f64(),
-        attempts,
-        exit_code,
-        final_error_type: final_class,
-        final_error_message: final_message,
-        stop_reason,
-        command: who.command,
-        context: who.context,
-        host: who.host,
-        policy: serde_json::to_value(&plan.backoff).unwrap_or_default(),
-        jitter_seed: seed,
-        guards: guards.report(),
+/// The classification of a failed attempt, from its exit, output and the plan's rules.
+fn classify(plan: &Plan, out: &AttemptOutput) -> Verdict {
+    let stderr = lossy(&out.stderr_tail);
+    let stdout = lossy(&out.stdout_tail);
+    let spawn_msg = match &out.exit {
+        ExitKind::SpawnFailed { message, .. } => Some(message.clone()),
+        _ => None,
     };
-    Outcome {
-        record,
-        last,
-        aborted_by,
-        adjustments,
+    plan.classifier.classify(&ClassifyFacts {
+        exit_code: match out.exit {
+            ExitKind::Code(c) => Some(c),
+            _ => None,
+        },
+        signal: match out.exit {
+            ExitKind::Signal(s) => Some(s),
+            _ => None,
+        },
+        timed_out: out.exit == ExitKind::TimedOut,
+        spawn_error: spawn_msg.as_deref(),
+        stderr_tail: &stderr,
+        stdout_tail: &stdout,
+        fail_if_hit: out.fail_if_hit,
+        retry_if_hit: out.retry_if_hit,
+    })
+}
+
+/// The seed's per-attempt record, before the decision adds whether and when it is retried.
+fn attempt_record(
+    n: u32,
+    out: &AttemptOutput,
+    verdict: Option<&Verdict>,
+    wall_start: chrono::DateTime<chrono::Utc>,
+    wall_end: chrono::DateTime<chrono::Utc>,
+    took: Duration,
+) -> AttemptRecord {
+    AttemptRecord {
+        attempt_number: n,
+        start_time: timestamp(wall_start),
+        end_time: timestamp(wall_end),
+        status: if verdict.is_none() {
+            AttemptStatus::Success
+        } else {
+            AttemptStatus::Failed
+        },
+        error_type: verdict.map(|v| v.class),
+        error_message: verdict.map(|v| v.message.clone()),
+        should_retry: false,
+        delay_before_retry: 0.0,
+        execution_time: took.as_secs_f64(),
+        exit_code: match out.exit {
+            ExitKind::Code(c) => Some(c),
+            _ => None,
+        },
+        signal: match out.exit {
+            ExitKind::Signal(s) => Some(s),
+            _ => None,
+        },
+        timed_out: out.exit == ExitKind::TimedOut,
+        retry_reason: verdict.map(|v| v.reason.clone()),
+        stdout_bytes: out.stdout_bytes,
+        stderr_bytes: out.stderr_bytes,
+        download: None,
     }
 }
 

@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
-use crate::app::exit::USAGE;
-use crate::app::run_command::{RunOptions, run_operation};
+use crate::app::Answer;
+use crate::app::operation::RunOptions;
 use crate::classify::ErrorClass;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
+use crate::exit::USAGE;
 use crate::front::run_io::{Outputs, RunIo};
 use crate::policy::{JitterKind, PolicyKind};
 use crate::record::events::Event;
@@ -217,7 +218,7 @@ fn notify_test(config: &PathBuf, as_json: bool) -> Result<i32, Usage> {
         println!("external_integration is false: nothing sent");
         return Ok(0);
     }
-    let res = crate::sinks::notify_test(cfg);
+    let res = crate::app::notify::test(cfg);
     if as_json {
         let text = serde_json::to_string_pretty(&res.outcomes).map_err(|e| Usage(e.to_string()))?;
         println!("{text}");
@@ -588,43 +589,33 @@ fn run_prepared(
         log.warn("signals will not be forwarded", &[("error", e)]);
     }
     let timer = RealTimer::new();
-    let report = run_operation(
-        resolved,
-        &RunOptions {
-            passthrough: true,
-            want_result: io.wants_result(),
-            ..Default::default()
-        },
-        log,
-        &cancel,
-        &timer,
-    );
-    if let Some(outcome) = &report.outcome
-        && resolved.config.session_id.is_none()
-        && !a.keep_open
-    {
-        crate::app::session::close_own_session(&resolved.config, &outcome.record, log);
+    let opts = RunOptions {
+        passthrough: true,
+        want_result: io.wants_result(),
+        close_own_session: !a.keep_open,
+        ..Default::default()
+    };
+    let answer = crate::app::run_command::run(resolved, &opts, log, &cancel, &timer);
+    present(&answer, io, "operation not started")
+}
+
+/// Logs why an operation did not start, writes the result document when asked, and ends the
+/// event stream of a run that did not start (one that ran ended it after its notifications).
+/// The answer's exit code is the process's.
+fn present(answer: &Answer, io: &RunIo, not_started: &str) -> i32 {
+    if !answer.ran && answer.failed() {
+        io.log.error(not_started, &[("error", answer.msg.clone())]);
+    } else if !answer.ran && !answer.msg.is_empty() {
+        io.log.info(&answer.msg, &[]);
     }
-    if let Err(e) = io.write_result(&report.result) {
+    if let Err(e) = io.write_result(&super::document::of(answer)) {
         io.log
             .error("cannot write the result document", &[("error", e)]);
     }
-    match &report.outcome {
-        Some(o) => io.end(&Event::end(&o.record, report.exit_code, o.aborted_by)),
-        None => {
-            let why = report
-                .result
-                .get("msg")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if report.result.get("failed") == Some(&Value::Bool(true)) {
-                io.log
-                    .error("operation not started", &[("error", why.to_string())]);
-            }
-            io.end(&Event::not_started(report.exit_code, why));
-        }
+    if !answer.ran {
+        io.end(&Event::not_started(answer.exit_code, &answer.msg));
     }
-    report.exit_code
+    answer.exit_code
 }
 
 /// `Name: value` into a header pair; the value is never echoed in an error.
@@ -709,36 +700,14 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         log.warn("signals will not be handled", &[("error", e)]);
     }
     let timer = RealTimer::new();
-    let report = run_operation(
-        &resolved,
-        &RunOptions {
-            passthrough: true,
-            want_result: a.result_json.is_some(),
-            ..Default::default()
-        },
-        &log,
-        &cancel,
-        &timer,
-    );
-    if report.outcome.is_none()
-        && report.result.get("failed") == Some(&Value::Bool(true))
-        && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
-    {
-        log.error("download not started", &[("error", msg.to_string())]);
-    } else if report.outcome.is_none()
-        && let Some(msg) = report.result.get("msg").and_then(Value::as_str)
-    {
-        log.info(msg, &[]);
-    }
-    if let Some(outcome) = &report.outcome
-        && resolved.config.session_id.is_none()
-    {
-        crate::app::session::close_own_session(&resolved.config, &outcome.record, log);
-    }
-    if let Err(e) = io.write_result(&report.result) {
-        log.error("cannot write the result document", &[("error", e)]);
-    }
-    Ok(report.exit_code)
+    let opts = RunOptions {
+        passthrough: true,
+        want_result: io.wants_result(),
+        close_own_session: true,
+        ..Default::default()
+    };
+    let answer = crate::app::run_command::run(&resolved, &opts, log, &cancel, &timer);
+    Ok(present(&answer, &io, "download not started"))
 }
 
 fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {

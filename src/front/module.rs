@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::app::run_command::{RunOptions, run_operation};
+use super::document;
+use crate::app::operation::RunOptions;
 use crate::config::{Action, Resolved, StdinSpec};
 use crate::log::Logger;
 use crate::sys::clock::RealTimer;
@@ -57,7 +58,7 @@ pub fn is_module_invocation(args: &[OsString]) -> bool {
 }
 
 fn failure(msg: impl Into<String>) -> Value {
-    json!({"failed": true, "changed": false, "msg": msg.into()})
+    document::failure(msg)
 }
 
 /// Splits Ansible's `_ansible_*` keys from the task's args (unknown ones are ignored).
@@ -171,7 +172,7 @@ fn run_module(path: &Path) -> Value {
         Err(e) => return failure(e.to_string()),
     };
     let action = resolved.config.action.unwrap_or_default();
-    match action {
+    let answer = match action {
         Action::Run | Action::Download => {
             // The module's stdin is Ansible's, never the user's: attempts get nothing unless asked.
             if resolved.plan.stdin == StdinSpec::Inherit {
@@ -188,23 +189,26 @@ fn run_module(path: &Path) -> Value {
                 check_mode: flags.check_mode,
                 records_by_default: true,
                 want_result: true,
+                // The role's finalize handler closes its session.
+                close_own_session: false,
             };
-            let mut report = run_operation(&resolved, &opts, &log, &cancel, &timer);
-            if !no_log && let Some(retry) = report.result.get_mut("retry") {
-                retry["log"] = json!(log.lines());
+            let mut answer = crate::app::run_command::run(&resolved, &opts, &log, &cancel, &timer);
+            if !no_log {
+                answer.retry_mut().insert("log".into(), json!(log.lines()));
             }
-            report.result
+            answer
         }
         // Issue 5: the role's "send retry metrics to external systems" / "send retry alerts".
         Action::Notify => {
             let log = Logger::memory(0);
-            crate::sinks::module_notify(&resolved.config, flags.check_mode, &log)
+            crate::app::notify::action(&resolved.config, flags.check_mode, &log)
         }
         // Issue 4: the role's finalize / cleanup / compress handlers.
         a @ (Action::Finalize | Action::Cleanup | Action::Compress) => {
-            crate::app::session::module_action(a, &resolved.config, flags.check_mode)
+            crate::app::session::action(a, &resolved.config, flags.check_mode)
         }
-    }
+    };
+    document::of(&answer)
 }
 
 /// Runs the module and prints its one JSON object. Always exits 0 when the result was printed
@@ -223,7 +227,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         failure(format!("internal error in retryx (please report): {what}"))
     });
     let text = serde_json::to_string(&result).unwrap_or_else(|_| {
-        r#"{"failed": true, "msg": "retryx could not serialise its result"}"#.to_string()
+        // serde_json cannot fail on a Value with string keys; this is the last resort anyway.
+        r#"{"failed": true, "changed": false, "msg": "retryx could not serialise its result"}"#
+            .to_string()
     });
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}").and_then(|_| out.flush()) {

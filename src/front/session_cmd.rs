@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::app::exit::USAGE;
 use crate::app::session::{
     DEFAULT_COMPRESS_THRESHOLD, DEFAULT_MAX_SESSIONS, DEFAULT_RETENTION_DAYS, thresholds,
 };
 use crate::config::Config;
+use crate::exit::USAGE;
 use crate::record::render;
 use crate::record::store::{DEFAULT_DIR, RecordError, Store};
 

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::ErrorClass;
 
+/// What Ansible shows in place of a value hidden by `no_log` (results and records alike).
+pub(crate) const REDACTED: &str = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER";
+
 /// How one attempt ended (seed: "success" / "failed").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

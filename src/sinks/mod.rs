@@ -18,12 +18,10 @@ pub mod system;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::config::Config;
 use crate::config::notify::{ExternalSystem, SystemType};
 use crate::log::Logger;
-use crate::record::OperationRecord;
 use deliver::{Delivery, DeliveryPolicy};
 use redact::{Redactor, redact_url};
 
@@ -275,61 +273,6 @@ pub fn notifications_configured(config: &Config) -> bool {
     !NotifySettings::from_config(config).systems.is_empty()
 }
 
-/// The hook the run calls after an operation: notifies the configured systems about
-/// `record` (alerts read from `result.retry.alerts`), puts the outcomes in
-/// `result.retry.notifications`, logs failed deliveries (redacted), and, only when a system
-/// with `required: true` failed, marks the result failed (exit code 1 if the operation
-/// itself succeeded). Returns the outcomes for the session record.
-pub fn notify_after_operation(
-    config: &Config,
-    record: &OperationRecord,
-    result: &mut Value,
-    exit_code: &mut i32,
-    log: &Logger,
-) -> NotifyResult {
-    let settings = NotifySettings::from_config(config);
-    if settings.systems.is_empty() {
-        return NotifyResult::default();
-    }
-    let alerts = result
-        .pointer("/retry/alerts")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Alert::from_value).collect())
-        .unwrap_or_default();
-    let report = Report::from_operation(record, alerts);
-    let res = notify(&settings, &report, Purpose::Run);
-    log_outcomes(&res, log);
-    for o in &res.outcomes {
-        log.event(&crate::record::events::Event::Notification(o.into()));
-    }
-    if let Some(retry) = result.get_mut("retry") {
-        retry["notifications"] = serde_json::to_value(&res.outcomes).unwrap_or_default();
-    }
-    if res.required_failed {
-        let names: Vec<&str> = res
-            .outcomes
-            .iter()
-            .filter(|o| o.required && o.status == "failed")
-            .map(|o| o.system.as_str())
-            .collect();
-        result["failed"] = Value::Bool(true);
-        let msg = result
-            .get("msg")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        result["msg"] = Value::String(format!(
-            "{msg}{}required notification failed: {}",
-            if msg.is_empty() { "" } else { "; " },
-            names.join(", ")
-        ));
-        if *exit_code == 0 {
-            *exit_code = 1;
-        }
-    }
-    res
-}
-
 /// One log line per delivery that failed (already redacted).
 pub fn log_outcomes(res: &NotifyResult, log: &Logger) {
     for o in &res.outcomes {
@@ -356,107 +299,6 @@ pub fn log_outcomes(res: &NotifyResult, log: &Logger) {
             );
         }
     }
-}
-
-/// `retryx notify test`: a test message to every enabled system.
-pub fn notify_test(config: &Config) -> NotifyResult {
-    let session = config
-        .session_id
-        .clone()
-        .unwrap_or_else(|| crate::record::new_session_id(chrono::Utc::now().timestamp()));
-    notify(
-        &NotifySettings::from_config(config),
-        &Report::test_message(&session),
-        Purpose::Test,
-    )
-}
-
-/// The module's `action: notify` (the role's "send retry metrics to external systems" with
-/// `notify_kind: metrics`, "send retry alerts" with `notify_kind: alerts`, or `test`). Metrics
-/// and alerts describe the session record `retry_session_<session_id>.json` in
-/// `artifacts_dir`. Returns the module result; in check mode nothing is sent.
-pub fn module_notify(config: &Config, check_mode: bool, log: &Logger) -> Value {
-    let kind = config.notify_kind.as_deref().unwrap_or("metrics");
-    let purpose = match kind {
-        "metrics" => Purpose::Metrics,
-        "alerts" => Purpose::Alerts,
-        "test" => Purpose::Test,
-        other => {
-            return serde_json::json!({"failed": true, "changed": false,
-                "msg": format!("notify_kind must be metrics, alerts or test, got {other:?}")});
-        }
-    };
-    let settings = NotifySettings::from_config(config);
-    if settings.systems.is_empty() || settings.external_integration == Some(false) {
-        return serde_json::json!({"failed": false, "changed": false,
-            "msg": "no external system to notify (external_systems empty or external_integration false)",
-            "retry": {"notifications": []}});
-    }
-    let report = if purpose == Purpose::Test {
-        let session = config
-            .session_id
-            .clone()
-            .unwrap_or_else(|| crate::record::new_session_id(chrono::Utc::now().timestamp()));
-        Report::test_message(&session)
-    } else {
-        let Some(session) = config.session_id.as_deref() else {
-            return serde_json::json!({"failed": true, "changed": false,
-                "msg": "action notify needs session_id (the role passes retry_session_id)"});
-        };
-        if session.is_empty() || session.contains(['/', '\\']) || session.starts_with('.') {
-            return serde_json::json!({"failed": true, "changed": false,
-                "msg": "session_id must be a plain name such as retry_1640995200_123456"});
-        }
-        let dir = config
-            .artifacts_dir
-            .as_deref()
-            .unwrap_or("/tmp/ansible_retry");
-        let path = std::path::Path::new(dir).join(format!("retry_session_{session}.json"));
-        let doc = match std::fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
-        {
-            Ok(d) => d,
-            Err(e) => {
-                return serde_json::json!({"failed": true, "changed": false,
-                    "msg": format!("cannot read the session record {}: {e}", path.display())});
-            }
-        };
-        match Report::from_session(&doc) {
-            Some(mut r) => {
-                let thresholds = config.monitoring.as_ref().and_then(|m| m.alerts.as_ref());
-                if doc.get("alerts").is_none()
-                    && let Some(t) = thresholds
-                {
-                    let stats = doc.get("final_statistics").cloned().unwrap_or(Value::Null);
-                    r.alerts = threshold_alerts(&stats, t);
-                }
-                r
-            }
-            None => {
-                return serde_json::json!({"failed": true, "changed": false,
-                    "msg": format!("{} is not a session record (no session_id)", path.display())});
-            }
-        }
-    };
-    if check_mode {
-        return serde_json::json!({"failed": false, "changed": false, "skipped": true,
-            "msg": format!("would notify {} system(s) ({kind}) if not in check mode", settings.systems.len()),
-            "retry": {"session_id": report.session_id, "notifications": []}});
-    }
-    let res = notify(&settings, &report, purpose);
-    log_outcomes(&res, log);
-    let sent = res.outcomes.iter().filter(|o| o.status == "sent").count();
-    let failed = res.outcomes.iter().filter(|o| o.status == "failed").count();
-    serde_json::json!({
-        "failed": res.required_failed,
-        "changed": sent > 0,
-        "msg": format!("notify {kind}: {sent} sent, {failed} failed"),
-        "retry": {
-            "session_id": report.session_id,
-            "notifications": res.outcomes,
-        }
-    })
 }
 
 /// A human line for `retryx notify test`.

@@ -544,3 +544,54 @@ fn the_timeline_tells_timeouts_aborts_and_every_alert() {
     assert!(t.contains("✗timeout ✓") && t.contains("~wait cut"), "{t}");
     assert!(t.matches("ALERT [").count() >= 2, "{t}");
 }
+
+#[test]
+fn a_guard_decision_is_an_event_and_a_v_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.json");
+    std::fs::write(
+        &cfg,
+        r#"{"retry_budget": {"max_tokens": 4, "token_ratio": 0.5}, "jitter": "none"}"#,
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let events = dir.path().join("e.jsonl");
+    let out = run(&[
+        "-v",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--operation",
+        "ctl",
+        "--events",
+        events.to_str().unwrap(),
+        "-n",
+        "10",
+        "-d",
+        "1ms",
+        "--",
+        "false",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let ev = lines(&events);
+    let guard = ev
+        .iter()
+        .find(|e| e["type"] == "guard")
+        .expect("a guard event");
+    assert_eq!(guard["data"]["guard"], "retry_budget");
+    assert_eq!(guard["data"]["decision"], "deny_retry");
+    assert!(
+        guard["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exhausted")
+    );
+    assert_eq!(ev.last().unwrap()["type"], "end");
+    assert_schema(&ev);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("DEBUG: guard decision | guard=retry_budget"),
+        "{err}"
+    );
+}

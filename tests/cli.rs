@@ -835,3 +835,68 @@ fn a_stalled_non_blocking_stdout_does_not_hold_the_timeout() {
     assert_eq!(status.code(), Some(124));
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+/// Every config a run refuses with 125 before running anything, `retryx validate` refuses
+/// with the same message (issue 13: validate runs the run's own resolution).
+#[test]
+fn validate_rejects_what_a_run_rejects_with_the_same_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let rejected = [
+        r#"{"circuit_breaker": {"enabled": true, "slow_call_rate_threshold": 50}}"#,
+        r#"{"circuit_breaker": {"enabled": true, "window_size": 5, "minimum_calls": 10}}"#,
+        r#"{"wait_for_network": true, "required_interfaces": ["bad/name"]}"#,
+        r#"{"wait_for_network": true, "network_probe": "no-port"}"#,
+        r#"{"session_id": "../x"}"#,
+        r#"{"session_id": ""}"#,
+        r#"{"artifacts_dir": ""}"#,
+        r#"{"state_dir": "  "}"#,
+        r#"{"retry_budget": {"enabled": true, "max_tokens": 0}}"#,
+        r#"{"check_before_first": true}"#,
+        r#"{"action": "download", "url": "ftp://example.invalid/x", "dest": "/tmp/x"}"#,
+        r#"{"max_delay": "40d"}"#,
+        r#"{"base_delay": 10, "max_delay": 1}"#,
+    ];
+    for (i, text) in rejected.iter().enumerate() {
+        let cfg = dir.path().join(format!("c{i}.json"));
+        std::fs::write(&cfg, text).unwrap();
+        let result = dir.path().join(format!("r{i}.json"));
+        let touch = format!("touch {}", marker.display());
+        let out = run(&[
+            "-c",
+            cfg.to_str().unwrap(),
+            "--result-json",
+            result.to_str().unwrap(),
+            "--shell",
+            "--",
+            &touch,
+        ]);
+        assert_eq!(out.status.code(), Some(125), "{text}: {}", stderr(&out));
+        assert!(!marker.exists(), "{text}: the command ran");
+        // The run's message: from its result document, else (a config refused before any
+        // document) from stderr.
+        let msg = std::fs::read(&result)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|d| d["msg"].as_str().map(String::from))
+            .unwrap_or_else(|| {
+                stderr(&out)
+                    .trim()
+                    .trim_start_matches("retryx: ")
+                    .to_string()
+            });
+        assert!(!msg.is_empty(), "{text}");
+        let v = run(&["validate", cfg.to_str().unwrap()]);
+        assert_eq!(
+            v.status.code(),
+            Some(125),
+            "{text}: validate said {}",
+            stderr(&v)
+        );
+        assert!(
+            stderr(&v).contains(&msg),
+            "{text}: run said {msg:?}, validate said {:?}",
+            stderr(&v)
+        );
+    }
+}

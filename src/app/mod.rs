@@ -9,6 +9,7 @@ pub(crate) mod report;
 pub(crate) mod run_command;
 pub(crate) mod run_download;
 pub(crate) mod session;
+pub(crate) mod validate;
 
 use serde_json::{Map, Value};
 

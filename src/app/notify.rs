@@ -41,7 +41,7 @@ pub(crate) fn after_operation(
     );
     log_outcomes(&res, log);
     for o in &res.outcomes {
-        log.event(&crate::record::events::Event::Notification(o.into()));
+        log.event(&crate::log::events::Event::Notification(o.into()));
     }
     answer.retry_mut().insert(
         "notifications".into(),

@@ -9,7 +9,7 @@ use super::report;
 use crate::config::Resolved;
 use crate::engine::{self, Attempter, Identity, Outcome};
 use crate::log::Logger;
-use crate::record::events::{Event, StartData};
+use crate::log::events::{Event, StartData};
 use crate::record::{REDACTED, new_operation_id, new_session_id};
 use crate::sys::clock::Timer;
 use crate::sys::stop::Cancel;
@@ -93,6 +93,10 @@ impl<'a> Run<'a> {
     /// mode too; building writes nothing.
     pub(crate) fn execute(mut self, shown: Shown, kind: &mut dyn Kind) -> Answer {
         let config = &self.resolved.config;
+        // The same checks as `retryx validate` (app/validate.rs), before anything runs.
+        if let Err(msg) = super::validate::check_records(config) {
+            return Answer::usage(msg);
+        }
         let state_dir = crate::guards::state_dir_for(config);
         let mut guards = match crate::guards::build(config, &self.plan, &state_dir) {
             Ok(g) => g,
@@ -159,7 +163,7 @@ impl<'a> Run<'a> {
             super::session::close_own_session(config, &outcome.record, log);
         }
         // The stream's last line: nothing of the operation is told after it.
-        log.event(&Event::end(
+        log.event(&crate::record::events::end(
             &outcome.record,
             answer.exit_code,
             outcome.aborted_by,

@@ -277,7 +277,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         (
             "retry_events.schema.json",
             s(schemars::schema_for!(
-                crate::record::events::EventLine<'static>
+                crate::log::events::EventLine<'static>
             )),
         ),
     ]

@@ -419,7 +419,18 @@ pub fn coerce_and_validate(mut value: Value, coerce_strings: bool) -> Result<Con
         return Err(ConfigError::invalid(errors.join("; ")));
     }
     match typed {
-        Err(e) => Err(ConfigError::invalid(format!("invalid configuration: {e}"))),
+        // Parsed again with the path tracked (only on this error path: it costs on every key),
+        // so the message names the key, e.g. `key 'operation_configs.api.timeout': ...`.
+        Err(e) => {
+            let path = serde_path_to_error::deserialize::<_, Config>(value)
+                .err()
+                .map(|e| e.path().to_string())
+                .filter(|p| !p.is_empty() && p != ".");
+            Err(ConfigError::invalid(match path {
+                Some(p) => format!("key '{p}': {e}"),
+                None => format!("invalid configuration: {e}"),
+            }))
+        }
         // The schema accepted what the bounds check refused: the schema is the authority.
         Ok(config) => Ok(config),
     }

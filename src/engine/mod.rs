@@ -12,8 +12,8 @@ use crate::exec::{AttemptOutput, AttemptSpec, ExitKind, run_attempt};
 use crate::exit::End;
 use crate::guards::{Admission, AttemptView, GuardCtx, GuardSet};
 use crate::log::Logger;
+use crate::log::events::{AttemptStartData, Event, WaitData};
 use crate::policy::Schedule;
-use crate::record::events::{AttemptStartData, Event, WaitData};
 use crate::record::{AttemptRecord, AttemptStatus, OperationRecord, OperationStatus, timestamp};
 use crate::sys::clock::Timer;
 use crate::sys::stop::Cancel;
@@ -325,8 +325,11 @@ impl Operation<'_> {
         );
         let record = attempt_record(n, &out, verdict.as_ref(), a_wall, self.timer.wall(), a_dur);
         let stopped = interrupted.is_some();
-        self.log
-            .event(&Event::attempt_end(&record, plan.max_attempts, stopped));
+        self.log.event(&crate::record::events::attempt_end(
+            &record,
+            plan.max_attempts,
+            stopped,
+        ));
         let timed_out = out.exit == ExitKind::TimedOut;
         self.progress.last = Some(out);
 

@@ -14,8 +14,8 @@ use crate::classify::ErrorClass;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
 use crate::exit::USAGE;
 use crate::front::run_io::{Outputs, RunIo};
+use crate::log::events::Event;
 use crate::policy::{JitterKind, PolicyKind};
-use crate::record::events::Event;
 use crate::sys::clock::RealTimer;
 use crate::sys::stop::Cancel;
 
@@ -526,6 +526,8 @@ fn artifacts_from_env() -> Option<String> {
 /// `--session-id` and `--keep-open` are about records: without a directory for them they
 /// would be silently ignored, so they are refused.
 fn records_for_session(resolved: &Resolved, keep_open: bool) -> Result<(), Usage> {
+    // The names themselves first, with the message `validate` gives.
+    crate::app::validate::check_records(&resolved.config).map_err(Usage)?;
     if crate::app::session::artifacts_dir(&resolved.config, false).is_some() {
         return Ok(());
     }
@@ -716,7 +718,9 @@ fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
     if let Some(op) = operation {
         flags.insert("operation".into(), json!(op));
     }
-    Resolved::from_value(raw, flags, true)
+    let resolved = Resolved::from_value(raw, flags, true)
+        .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+    crate::app::validate::check(&resolved)
         .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
     println!("{}: valid", file.display());
     Ok(0)

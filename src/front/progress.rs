@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::record::events::{Event, Observer, WaitData};
+use crate::log::events::{Event, Observer, WaitData};
 
 /// `--progress auto|always|never`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use crate::config::Resolved;
 use crate::front::progress::{Progress, ProgressWhen};
 use crate::log::Logger;
-use crate::record::events::{Event, JsonLines};
+use crate::log::events::Event;
+use crate::record::events::JsonLines;
 
 /// What the caller asked for.
 pub struct Outputs<'a> {

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use crate::classify::ErrorClass;
 use crate::config::Plan;
 use crate::log::Logger;
-use crate::record::events::{Event, GuardData, GuardDecision};
+use crate::log::events::{Event, GuardData, GuardDecision};
 use crate::sys::clock::Timer;
 use crate::sys::stop::Cancel;
 

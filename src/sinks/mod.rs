@@ -73,9 +73,9 @@ pub struct NotificationOutcome {
 }
 
 /// A delivery as the event stream tells it.
-impl From<&NotificationOutcome> for crate::record::events::NotificationData {
+impl From<&NotificationOutcome> for crate::log::events::NotificationData {
     fn from(o: &NotificationOutcome) -> Self {
-        crate::record::events::NotificationData {
+        crate::log::events::NotificationData {
             system: o.system.clone(),
             kind: o.kind.clone(),
             status: o.status.clone(),

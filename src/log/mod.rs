@@ -6,7 +6,9 @@
 
 use std::sync::Mutex;
 
-use crate::record::events::{Event, Observer};
+pub mod events;
+
+use events::{Event, Observer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -79,7 +81,7 @@ impl Logger {
             o.event(event);
         }
         if self.enabled(Level::Debug)
-            && let Some((message, fields)) = crate::record::events::detail(event)
+            && let Some((message, fields)) = events::detail(event)
         {
             self.debug(message, &fields);
         }

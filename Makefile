@@ -5,7 +5,7 @@ TARGET := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(TARGET)/release/retryx
 ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
-APT_TEST_PACKAGES := iproute2 procps curl chromium man-db
+APT_TEST_PACKAGES := iproute2 procps curl chromium redis-server openssl man-db
 
 .PHONY: demo test build setup rust-test lint bench ansible-test notify-test deb deb-test
 
@@ -37,8 +37,9 @@ lint:
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 
+# A test that needs redis-server or man fails (instead of skipping) when it is missing.
 rust-test:
-	RETRYX_REQUIRE_MAN=1 cargo test --locked
+	RETRYX_REQUIRE_REDIS=1 RETRYX_REQUIRE_MAN=1 cargo test --locked
 
 ## A Debian package for people without Ansible: the static binary, `man retryx`, completions.
 ## cargo-deb comes from crates.io the first time (~3 min).

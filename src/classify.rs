@@ -37,10 +37,12 @@ pub enum ErrorClass {
     CircuitOpen,
     // The bulkhead was full and the wait for a slot ran out.
     BulkheadFull,
+    // The shared guard state (Redis) could not be reached under state_backend_failure: closed.
+    BackendUnavailable,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 18] = [
+    pub const ALL: [ErrorClass; 19] = [
         Self::ConnectionError,
         Self::Timeout,
         Self::TemporaryFailure,
@@ -59,6 +61,7 @@ impl ErrorClass {
         Self::SpawnError,
         Self::CircuitOpen,
         Self::BulkheadFull,
+        Self::BackendUnavailable,
     ];
 
     /// Seed 003's retryable classes.
@@ -92,6 +95,7 @@ impl ErrorClass {
             Self::SpawnError => "spawn_error",
             Self::CircuitOpen => "circuit_open",
             Self::BulkheadFull => "bulkhead_full",
+            Self::BackendUnavailable => "backend_unavailable",
         }
     }
 

@@ -464,15 +464,16 @@ fn directory_is_private_and_refused_when_planted() {
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
     module(json!({"argv": ["true"], "artifacts_dir": open}));
     validate_all(&open);
-    // A bad session id is refused by name.
-    let r = module(json!({"argv": ["true"], "artifacts_dir": open, "session_id": "../../x"}));
+    // A bad session id is refused by name, before the command runs (issue 17).
+    let marker = t.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let r = module(json!({"command": touch, "artifacts_dir": open, "session_id": "../../x"}));
+    assert_eq!(r["failed"], json!(true), "{r}");
     assert!(
-        r["retry"]["record_error"]
-            .as_str()
-            .unwrap()
-            .contains("session id"),
+        r["msg"].as_str().unwrap().contains("key 'session_id'"),
         "{r}"
     );
+    assert!(!marker.exists(), "the command ran: {r}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! back; nothing here knows whether a shell or Ansible asked, and nothing here writes the
 //! status keys of a result document (`front::document` does).
 
+pub(crate) mod guard_admin;
 pub(crate) mod notify;
 pub(crate) mod operation;
 pub(crate) mod report;

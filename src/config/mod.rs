@@ -205,6 +205,19 @@ with_operation_keys! {
         pub artifacts_dir: Option<String>,
         /// Where guard state goes (default <artifacts_dir>/state).
         pub state_dir: Option<String>,
+        /// Where breakers, bulkheads, budgets and adaptive history are kept: `file` (default,
+        /// under state_dir) or `redis://[user:password@]host:port/db` / `rediss://...` (shared
+        /// by every host; the password is a secret).
+        pub state_backend: Option<String>,
+        /// When the state backend cannot be reached: `open` (default: warn, use the local file
+        /// guards) or `closed` (refuse: exit 75, class backend_unavailable).
+        pub state_backend_failure: Option<guards::BackendFailure>,
+        /// Key prefix on Redis: keys are `<prefix>:<kind>:<key>` (default `retryx`).
+        pub state_backend_prefix: Option<String>,
+        /// Connect and read timeouts together, half each (default 1s).
+        pub state_backend_timeout: Option<DurationSpec>,
+        /// PEM file of extra CA certificates trusted for `rediss://`.
+        pub state_backend_ca: Option<String>,
         /// Verbose log lines in the result.
         pub debug_mode: Option<bool>,
         /// Write attempt_<operation_id>_<n>.json for every attempt.

@@ -2,7 +2,6 @@
 //! mapped to exit codes at the top (ripgrep style). Knows nothing of Ansible.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
@@ -103,6 +102,9 @@ pub struct RunArgs {
     /// Where guard state lives [default: <artifacts-dir>/state]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
+    /// Guard state backend: file, or redis://[user:password@]host:port/db, rediss://... [env: RETRYX_STATE_BACKEND] [default: file]
+    #[arg(long, value_name = "URL")]
+    pub state_backend: Option<String>,
     /// Add this operation to an existing session (needs an artifacts directory) [default: a new session]
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
@@ -175,16 +177,19 @@ pub enum Sub {
         #[command(subcommand)]
         action: NotifySub,
     },
-    /// Show, reset or open a circuit breaker (shared by every process using the state dir)
+    /// Show, reset or open a circuit breaker (shared by every process using the state backend)
     Breaker {
         #[command(subcommand)]
         action: BreakerCmd,
-        /// Where guard state lives [default: <artifacts-dir>/state, else /tmp/ansible_retry/state]
-        #[arg(long, value_name = "DIR", global = true)]
-        state_dir: Option<String>,
-        /// Records directory (its state/ subdirectory holds guard state when --state-dir is not given) [default: none]
-        #[arg(long, value_name = "DIR", global = true, env = crate::front::session_cmd::ARTIFACTS_ENV)]
-        artifacts_dir: Option<String>,
+        #[command(flatten)]
+        place: super::guard_cmd::StateArgs,
+    },
+    /// Show or reset a retry budget (shared by every process using the state backend)
+    Budget {
+        #[command(subcommand)]
+        action: super::guard_cmd::BudgetCmd,
+        #[command(flatten)]
+        place: super::guard_cmd::StateArgs,
     },
 }
 
@@ -335,40 +340,6 @@ pub enum BreakerCmd {
     },
 }
 
-fn breaker_command(
-    action: BreakerCmd,
-    state_dir: Option<String>,
-    artifacts_dir: Option<String>,
-) -> Result<i32, Usage> {
-    use crate::guards::breaker::{AdminAction, admin};
-    let config = crate::config::Config {
-        state_dir,
-        artifacts_dir,
-        ..Default::default()
-    };
-    let dir = crate::guards::state_dir_for(&config);
-    let (key, what) = match action {
-        BreakerCmd::Status { key } => (key, AdminAction::Status),
-        BreakerCmd::Reset { key } => (key, AdminAction::Reset),
-        BreakerCmd::Open { key, for_ } => (key, AdminAction::Open(for_.map(|d| d.get()))),
-    };
-    if key.is_empty() {
-        return Err(Usage("breaker: expected a non-empty KEY".into()));
-    }
-    let now = chrono::Utc::now().timestamp_millis();
-    match admin(&dir, &key, what, now) {
-        Ok(v) => {
-            let text = serde_json::to_string_pretty(&v).map_err(|e| Usage(e.to_string()))?;
-            let _ = writeln!(std::io::stdout().lock(), "{text}");
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("retryx: breaker {key}: {e}");
-            Ok(1)
-        }
-    }
-}
-
 /// Bad usage: message and exit 125.
 struct Usage(String);
 
@@ -441,6 +412,9 @@ fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
     }
     if let Some(v) = &a.state_dir {
         put("state_dir", json!(v));
+    }
+    if let Some(v) = super::guard_cmd::backend_from(a.state_backend.clone()) {
+        put("state_backend", json!(v));
     }
     if let Some(v) = &a.session_id {
         put("session_id", json!(v));
@@ -884,11 +858,19 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some(Sub::Notify {
             action: NotifySub::Test { config, json },
         }) => notify_test(&config, json),
-        Some(Sub::Breaker {
-            action,
-            state_dir,
-            artifacts_dir,
-        }) => breaker_command(action, state_dir, artifacts_dir),
+        Some(Sub::Breaker { action, place }) => {
+            use crate::guards::breaker::AdminAction;
+            let (key, what) = match action {
+                BreakerCmd::Status { key } => (key, AdminAction::Status),
+                BreakerCmd::Reset { key } => (key, AdminAction::Reset),
+                BreakerCmd::Open { key, for_ } => (key, AdminAction::Open(for_.map(|d| d.get()))),
+            };
+            let answer = crate::app::guard_admin::breaker(&place.place(), &key, what);
+            super::guard_cmd::print_answer("breaker", &key, answer).map_err(Usage)
+        }
+        Some(Sub::Budget { action, place }) => {
+            super::guard_cmd::budget(action, place).map_err(Usage)
+        }
         None => run_command(cli.run),
     };
     match outcome {

@@ -4,6 +4,7 @@
 
 pub(crate) mod cli;
 pub(crate) mod document;
+pub(crate) mod guard_cmd;
 pub(crate) mod module;
 pub(crate) mod progress;
 pub(crate) mod run_io;

@@ -14,13 +14,14 @@
 //! values before and after and why. This file must not spawn anything or write records.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::state::{Found, StateFile};
+use super::backend::{STATE_TTL, Store};
+use super::state::Found;
 use super::{AttemptView, Guard, GuardCtx};
 use crate::config::{Plan, format_duration};
 use crate::log::Logger;
@@ -123,7 +124,7 @@ pub fn tune(
 }
 
 pub struct Adaptive {
-    file: StateFile,
+    store: Rc<Store>,
     key: String,
     settings: Settings,
     tuning: Option<Tuning>,
@@ -132,9 +133,9 @@ pub struct Adaptive {
 }
 
 impl Adaptive {
-    pub fn new(state_dir: &Path, key: &str, settings: Settings) -> Self {
+    pub fn new(store: Rc<Store>, key: &str, settings: Settings) -> Self {
         Adaptive {
-            file: StateFile::new(state_dir, "adaptive", key),
+            store,
             key: key.to_string(),
             settings,
             tuning: None,
@@ -150,8 +151,12 @@ impl Guard for Adaptive {
     }
 
     fn adjust(&mut self, plan: &mut Plan, log: &Logger) -> Option<String> {
-        let history = match self.file.read::<History>() {
-            Ok(h) => h.unwrap_or_default(),
+        let local = chrono::Utc::now().timestamp_millis();
+        let history = match self
+            .store
+            .read::<History>(log, "adaptive", &self.key, local)
+        {
+            Ok((h, _, _)) => h.unwrap_or_default(),
             Err(e) => {
                 log.warn(
                     "adaptive retry history unavailable, plan left alone",
@@ -197,14 +202,22 @@ impl Guard for Adaptive {
             return;
         }
         let (key, window, attempts) = (self.key.clone(), self.settings.window, self.attempts_run);
-        match self.file.update(|h: &mut History| {
-            h.key = key;
-            h.operations.push_back(Entry { success, attempts });
-            while h.operations.len() > window as usize {
-                h.operations.pop_front();
-            }
-        }) {
-            Ok((_, Found::Corrupt(e))) => self
+        let local = ctx.timer.wall().timestamp_millis();
+        match self.store.update(
+            ctx.log,
+            "adaptive",
+            &self.key,
+            Some(STATE_TTL),
+            local,
+            |h: &mut History, _, _| {
+                h.key = key.clone();
+                h.operations.push_back(Entry { success, attempts });
+                while h.operations.len() > window as usize {
+                    h.operations.pop_front();
+                }
+            },
+        ) {
+            Ok((_, Found::Corrupt(e), _)) => self
                 .errors
                 .push(format!("history was unreadable and started afresh: {e}")),
             Ok(_) => {}

@@ -1,27 +1,38 @@
-//! Circuit breaker per key, shared across processes and runs (closed / open / half-open, as in
-//! resilience4j). The state machine is pure (`admit`, `record` on a `BreakerState` with the
-//! time passed in); the guard wraps it in locked read-modify-writes of the key's state file.
-//! It never spawns anything and never writes records.
+//! Circuit breaker per key, shared across processes, runs and (with a Redis `state_backend`)
+//! hosts: closed / open / half-open, as in resilience4j. The state machine is pure (`admit`,
+//! `record` on a `BreakerState` with the time passed in); the guard wraps it in atomic
+//! read-modify-writes through the `Store`. It never spawns anything and never writes records.
 //!
 //! - Closed: every call runs; each attempt's outcome enters the window (the last `window_size`
-//!   calls, or the calls of the last `window_duration`). With at least `minimum_calls` in the
-//!   window, a failure rate ≥ `failure_rate_threshold` (or a slow-call rate ≥
+//!   calls, or the calls of the last `window_duration` counted in 60 fixed buckets, so the state
+//!   is bounded by the window, not by the traffic). With at least `minimum_calls` in the window,
+//!   a failure rate ≥ `failure_rate_threshold` (or a slow-call rate ≥
 //!   `slow_call_rate_threshold`) opens the breaker; so do `consecutive_failures` in a row.
+//!   A failed attempt counts as a failure when its class is in `record_classes` (default: the
+//!   retryable classes and `unknown_error`) and not in `ignore_classes`; other failures (a
+//!   `spawn_error`, a configuration error) do not enter the window at all.
 //! - Open: calls are refused (class `circuit_open`, exit 75) until `open_duration` has passed;
 //!   `retryx breaker open KEY` forces it open until `reset`.
-//! - Half-open: `half_open_max_calls` trial calls run (a permit per call, held by the pid; a
-//!   dead holder's permit is reclaimed); when all have reported, the same thresholds over the
+//! - Half-open: `half_open_max_calls` trial calls run, each under a permit leased to its owner
+//!   (`host:pid:salt`) for `lease_duration`, renewed while the call runs; a holder that dies
+//!   stops renewing and its permit lapses. When all have reported, the same thresholds over the
 //!   trial calls decide: open again, or closed with a fresh window.
+//! - A state document that cannot be read never closes an open breaker: it is taken as open
+//!   (for `open_duration`), with a warning.
 
-use std::collections::VecDeque;
-use std::path::Path;
+use std::collections::{BTreeSet, VecDeque};
+use std::rc::Rc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::state::{Found, StateFile, pid_alive};
+use super::backend::{
+    BackendError, BackendSpec, DEFAULT_LEASE, LeaseKeeper, STATE_TTL, StateBackend, Store,
+    lease_owner, update_doc,
+};
+use super::state::Found;
 use super::{Admission, AttemptView, Guard, GuardCtx, RetryVerdict};
 use crate::classify::ErrorClass;
 use crate::config::guards::{CircuitBreakerConfig, WindowType};
@@ -32,8 +43,8 @@ pub const DEFAULT_FAILURE_RATE: f64 = 50.0;
 pub const DEFAULT_MINIMUM_CALLS: u32 = 5;
 pub const DEFAULT_OPEN_DURATION: Duration = Duration::from_secs(30);
 pub const DEFAULT_HALF_OPEN_CALLS: u32 = 1;
-/// Most calls kept in a time window (a bound on the state file).
-const MAX_TIME_WINDOW_CALLS: usize = 100_000;
+/// A time window is counted in this many fixed buckets (its state never grows beyond them).
+pub const TIME_BUCKETS: i64 = 60;
 
 /// The breaker's settings with defaults applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +58,31 @@ pub struct Settings {
     pub slow_call_rate_threshold: f64,
     pub open_ms: u64,
     pub half_open_max_calls: u32,
+    /// How long a trial permit lasts unless renewed.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// Classes that count as failures, and classes that never count.
+    #[serde(default = "default_record")]
+    pub record_classes: BTreeSet<ErrorClass>,
+    #[serde(default)]
+    pub ignore_classes: BTreeSet<ErrorClass>,
+}
+
+fn default_lease_ms() -> u64 {
+    ms(DEFAULT_LEASE)
+}
+
+fn default_record() -> BTreeSet<ErrorClass> {
+    ErrorClass::default_retry_conditions()
+}
+
+/// What an attempt's outcome means to the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counts {
+    Success,
+    Failure,
+    /// Not a call of the service's (ignored or not recorded): enters no window.
+    Nothing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -82,6 +118,38 @@ impl Settings {
                 .map(|d| d.get())
                 .unwrap_or(DEFAULT_OPEN_DURATION)),
             half_open_max_calls: c.half_open_max_calls.unwrap_or(DEFAULT_HALF_OPEN_CALLS),
+            lease_ms: ms(c.lease_duration.map(|d| d.get()).unwrap_or(DEFAULT_LEASE)),
+            record_classes: c
+                .record_classes
+                .as_ref()
+                .map(|v| v.iter().copied().collect())
+                .unwrap_or_else(default_record),
+            ignore_classes: c
+                .ignore_classes
+                .as_ref()
+                .map(|v| v.iter().copied().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// How an attempt counts: a success always; a failure when its class is recorded and not
+    /// ignored (an unclassified failure counts as `unknown_error`).
+    pub fn counts(&self, success: bool, class: Option<ErrorClass>) -> Counts {
+        if success {
+            return Counts::Success;
+        }
+        let c = class.unwrap_or(ErrorClass::UnknownError);
+        if self.ignore_classes.contains(&c) || !self.record_classes.contains(&c) {
+            Counts::Nothing
+        } else {
+            Counts::Failure
+        }
+    }
+
+    fn bucket_ms(&self) -> Option<i64> {
+        match self.window {
+            Window::TimeMs(w) => Some((i64::try_from(w).unwrap_or(i64::MAX) / TIME_BUCKETS).max(1)),
+            Window::Count(_) => None,
         }
     }
 }
@@ -116,11 +184,22 @@ impl Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Call(pub i64, pub bool, pub bool);
 
-/// A half-open trial permit, held by a process.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// A half-open trial permit: leased to its owner until `until_ms` (renewed while it runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Permit {
-    pub pid: u32,
+    pub owner: String,
     pub at_ms: i64,
+    pub until_ms: i64,
+}
+
+/// One fixed bucket of a time window: the calls that ended in `[start_ms, start_ms + width)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Bucket {
+    pub start_ms: i64,
+    pub calls: u32,
+    pub failures: u32,
+    pub slow: u32,
 }
 
 /// The document kept in `breaker_<key>.json`.
@@ -133,7 +212,10 @@ pub struct BreakerState {
     pub since_ms: i64,
     /// Open until then (epoch ms); `None` unless open.
     pub open_until_ms: Option<i64>,
+    /// The calls of a count window.
     pub window: VecDeque<Call>,
+    /// The buckets of a time window.
+    pub buckets: VecDeque<Bucket>,
     pub consecutive_failures: u32,
     pub permits: Vec<Permit>,
     pub trial_results: Vec<Call>,
@@ -148,15 +230,34 @@ pub struct BreakerState {
     pub settings: Option<Settings>,
 }
 
-/// Failure and slow-call rates in percent over some calls.
-pub fn rates(calls: &[Call]) -> (f64, f64) {
-    if calls.is_empty() {
-        return (0.0, 0.0);
+/// Calls, failures and slow calls counted together.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Tally {
+    pub calls: u64,
+    pub failures: u64,
+    pub slow: u64,
+}
+
+impl Tally {
+    pub fn of_calls<'a>(calls: impl IntoIterator<Item = &'a Call>) -> Tally {
+        calls.into_iter().fold(Tally::default(), |t, c| Tally {
+            calls: t.calls + 1,
+            failures: t.failures + u64::from(c.1),
+            slow: t.slow + u64::from(c.2),
+        })
     }
-    let n = calls.len() as f64;
-    let failed = calls.iter().filter(|c| c.1).count() as f64;
-    let slow = calls.iter().filter(|c| c.2).count() as f64;
-    (100.0 * failed / n, 100.0 * slow / n)
+
+    /// Failure and slow-call rates in percent.
+    pub fn rates(&self) -> (f64, f64) {
+        if self.calls == 0 {
+            return (0.0, 0.0);
+        }
+        let n = self.calls as f64;
+        (
+            100.0 * self.failures as f64 / n,
+            100.0 * self.slow as f64 / n,
+        )
+    }
 }
 
 pub fn time_text(ms: i64) -> String {
@@ -184,14 +285,17 @@ impl BreakerState {
             Phase::Open => {
                 self.times_opened += 1;
                 self.window.clear();
+                self.buckets.clear();
             }
             Phase::ForcedOpen => {
                 self.times_opened += 1;
                 self.window.clear();
+                self.buckets.clear();
                 self.open_until_ms = None;
             }
             Phase::Closed => {
                 self.window.clear();
+                self.buckets.clear();
                 self.open_until_ms = None;
             }
             Phase::HalfOpen => self.open_until_ms = None,
@@ -224,8 +328,34 @@ impl BreakerState {
         self.reason.clone().unwrap_or_default()
     }
 
-    /// May a call run now? Takes a half-open permit for `pid` when it is a trial call.
-    pub fn admit(&mut self, s: &Settings, now: i64, pid: u32) -> Admit {
+    /// The time window's buckets still inside the window at `now` (older ones dropped).
+    fn expire_buckets(&mut self, s: &Settings, now: i64) {
+        if let (Some(width), Window::TimeMs(w)) = (s.bucket_ms(), s.window) {
+            let w = i64::try_from(w).unwrap_or(i64::MAX);
+            // A bucket counts while any of it is inside the window (at most TIME_BUCKETS + 1).
+            let from = now.saturating_sub(w).saturating_sub(width);
+            while self.buckets.front().is_some_and(|b| b.start_ms <= from) {
+                self.buckets.pop_front();
+            }
+            while self.buckets.len() > TIME_BUCKETS as usize + 1 {
+                self.buckets.pop_front();
+            }
+        }
+    }
+
+    /// What the window holds (a count window's calls, or a time window's buckets).
+    pub fn tally(&self) -> Tally {
+        self.buckets
+            .iter()
+            .fold(Tally::of_calls(&self.window), |t, b| Tally {
+                calls: t.calls + u64::from(b.calls),
+                failures: t.failures + u64::from(b.failures),
+                slow: t.slow + u64::from(b.slow),
+            })
+    }
+
+    /// May a call run now? Takes a half-open permit for `owner` when it is a trial call.
+    pub fn admit(&mut self, s: &Settings, now: i64, owner: &str) -> Admit {
         if self.state == Phase::Open && self.open_until_ms.is_some_and(|u| now >= u) {
             self.transition(
                 Phase::HalfOpen,
@@ -258,10 +388,15 @@ impl BreakerState {
                 }
             }
             Phase::HalfOpen => {
-                self.permits.retain(|p| pid_alive(p.pid));
+                // A holder that stopped renewing (it died) has lost its permit.
+                self.permits.retain(|p| p.until_ms > now);
                 let used = self.permits.len() + self.trial_results.len();
                 if used < s.half_open_max_calls as usize {
-                    self.permits.push(Permit { pid, at_ms: now });
+                    self.permits.push(Permit {
+                        owner: owner.to_string(),
+                        at_ms: now,
+                        until_ms: now.saturating_add(i64::try_from(s.lease_ms).unwrap_or(i64::MAX)),
+                    });
                     Admit::Yes { trial: true }
                 } else {
                     self.total_refused += 1;
@@ -278,39 +413,50 @@ impl BreakerState {
         }
     }
 
-    /// Gives back a trial permit without a result (the attempt was stopped by a signal).
-    pub fn release(&mut self, pid: u32) {
-        if let Some(i) = self.permits.iter().position(|p| p.pid == pid) {
+    /// Gives back a trial permit without a result (the attempt was stopped by a signal, or its
+    /// failure does not count).
+    pub fn release(&mut self, owner: &str) {
+        if let Some(i) = self.permits.iter().position(|p| p.owner == owner) {
             self.permits.remove(i);
         }
     }
 
+    /// Extends `owner`'s permit to `now + lease_ms`; false when it has lapsed already.
+    pub fn renew(&mut self, owner: &str, now: i64, lease_ms: u64) -> bool {
+        match self.permits.iter_mut().find(|p| p.owner == owner) {
+            Some(p) if p.until_ms > now => {
+                p.until_ms = now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Why the thresholds say "open" for these calls, if they do.
-    fn tripped(&self, s: &Settings, calls: &[Call], min_calls: usize) -> Option<String> {
-        if calls.len() < min_calls {
+    fn tripped(&self, s: &Settings, t: Tally, min_calls: u64) -> Option<String> {
+        if t.calls < min_calls.max(1) {
             return None;
         }
-        let (fail, slow) = rates(calls);
-        if let Some(t) = s.failure_rate_threshold
-            && fail >= t
+        let (fail, slow) = t.rates();
+        if let Some(th) = s.failure_rate_threshold
+            && fail >= th
         {
             return Some(format!(
-                "failure rate {fail:.0}% over {} calls reached the {t}% threshold",
-                calls.len()
+                "failure rate {fail:.0}% over {} calls reached the {th}% threshold",
+                t.calls
             ));
         }
         if s.slow_call_ms.is_some() && slow >= s.slow_call_rate_threshold {
             return Some(format!(
                 "slow-call rate {slow:.0}% over {} calls reached the {}% threshold",
-                calls.len(),
-                s.slow_call_rate_threshold
+                t.calls, s.slow_call_rate_threshold
             ));
         }
         None
     }
 
     /// Reports a call's outcome; may open or close the breaker.
-    pub fn record(&mut self, s: &Settings, now: i64, pid: u32, failed: bool, slow: bool) {
+    pub fn record(&mut self, s: &Settings, now: i64, owner: &str, failed: bool, slow: bool) {
         self.total_calls += 1;
         if failed {
             self.total_failures += 1;
@@ -318,7 +464,7 @@ impl BreakerState {
         let call = Call(now, failed, slow);
         match self.state {
             Phase::HalfOpen => {
-                let Some(i) = self.permits.iter().position(|p| p.pid == pid) else {
+                let Some(i) = self.permits.iter().position(|p| p.owner == owner) else {
                     // A call admitted before the breaker opened: it says nothing about the trial.
                     return;
                 };
@@ -326,14 +472,13 @@ impl BreakerState {
                 self.trial_results.push(call);
                 if self.trial_results.len() >= s.half_open_max_calls as usize {
                     let trials = self.trial_results.clone();
+                    let t = Tally::of_calls(&trials);
                     let verdict = match s.failure_rate_threshold {
-                        Some(_) => self.tripped(s, &trials, 1),
+                        Some(_) => self.tripped(s, t, 1),
                         // Only consecutive_failures configured: any failed trial reopens.
-                        None => trials
-                            .iter()
-                            .any(|c| c.1)
+                        None => (t.failures > 0)
                             .then(|| "a trial call failed".to_string())
-                            .or_else(|| self.tripped(s, &trials, 1)),
+                            .or_else(|| self.tripped(s, t, 1)),
                     };
                     match verdict {
                         Some(why) => self.open(now, s.open_ms, format!("trial calls: {why}")),
@@ -345,18 +490,31 @@ impl BreakerState {
             }
             Phase::Open | Phase::ForcedOpen => {}
             Phase::Closed => {
-                self.window.push_back(call);
                 match s.window {
-                    Window::Count(n) => {
-                        while self.window.len() > n as usize {
-                            self.window.pop_front();
+                    Window::TimeMs(_) => {
+                        let width = s.bucket_ms().unwrap_or(1);
+                        // A document from before buckets (one entry per call) is dropped.
+                        self.window.clear();
+                        self.expire_buckets(s, now);
+                        let start = now - now.rem_euclid(width);
+                        match self.buckets.back_mut() {
+                            Some(b) if b.start_ms == start => {
+                                b.calls = b.calls.saturating_add(1);
+                                b.failures = b.failures.saturating_add(u32::from(failed));
+                                b.slow = b.slow.saturating_add(u32::from(slow));
+                            }
+                            _ => self.buckets.push_back(Bucket {
+                                start_ms: start,
+                                calls: 1,
+                                failures: u32::from(failed),
+                                slow: u32::from(slow),
+                            }),
                         }
                     }
-                    Window::TimeMs(w) => {
-                        let from = now.saturating_sub(i64::try_from(w).unwrap_or(i64::MAX));
-                        while self.window.front().is_some_and(|c| c.0 < from)
-                            || self.window.len() > MAX_TIME_WINDOW_CALLS
-                        {
+                    Window::Count(n) => {
+                        self.buckets.clear();
+                        self.window.push_back(call);
+                        while self.window.len() > n.max(1) as usize {
                             self.window.pop_front();
                         }
                     }
@@ -373,8 +531,8 @@ impl BreakerState {
                     self.open(now, s.open_ms, why);
                     return;
                 }
-                let calls: Vec<Call> = self.window.iter().copied().collect();
-                if let Some(why) = self.tripped(s, &calls, s.minimum_calls as usize) {
+                let t = self.tally();
+                if let Some(why) = self.tripped(s, t, u64::from(s.minimum_calls)) {
                     self.open(now, s.open_ms, why);
                 }
             }
@@ -383,15 +541,19 @@ impl BreakerState {
 
     /// The document for `retryx breaker status` and the guard's report.
     pub fn summary(&self, now: i64) -> Value {
-        let calls: Vec<Call> = self.window.iter().copied().collect();
-        let (fail, slow) = rates(&calls);
+        let mut seen = self.clone();
+        if let Some(s) = &self.settings {
+            seen.expire_buckets(s, now);
+        }
+        let t = seen.tally();
+        let (fail, slow) = t.rates();
         json!({
             "key": self.key,
             "state": self.effective(now).as_str(),
             "since": (self.since_ms != 0).then(|| time_text(self.since_ms)),
             "open_until": self.open_until_ms.map(time_text),
             "reason": self.reason,
-            "window_calls": calls.len(),
+            "window_calls": t.calls,
             "failure_rate": fail,
             "slow_call_rate": slow,
             "consecutive_failures": self.consecutive_failures,
@@ -407,29 +569,54 @@ impl BreakerState {
 
 /// The guard: one breaker key for one operation.
 pub struct Breaker {
-    file: StateFile,
+    store: Rc<Store>,
     key: String,
     settings: Settings,
-    pid: u32,
+    owner: String,
     holds_permit: bool,
+    keeper: Option<LeaseKeeper>,
     state_before: Option<Phase>,
     last: Option<BreakerState>,
     refused: Option<String>,
     denied: Option<String>,
     trial_calls: u32,
     errors: Vec<String>,
-    /// The wall time (epoch ms) the guard last looked at the breaker.
+    /// The backend's time (epoch ms) when the guard last looked at the breaker.
     last_now: i64,
 }
 
+/// How long a breaker document lives untouched: long enough for its window and open time.
+fn ttl_for(s: &Settings, st: &BreakerState) -> Option<Duration> {
+    if st.state == Phase::ForcedOpen {
+        return None;
+    }
+    let window = match s.window {
+        Window::TimeMs(w) => Duration::from_millis(w),
+        Window::Count(_) => Duration::ZERO,
+    };
+    Some(STATE_TTL.max(2 * Duration::from_millis(s.open_ms) + window))
+}
+
+/// Opens an unreadable document's breaker instead of closing it (fail safe).
+fn fail_safe(st: &mut BreakerState, s: &Settings, now: i64, found: &Found) {
+    if let Found::Corrupt(e) = found {
+        st.open(
+            now,
+            s.open_ms,
+            format!("the breaker's state was unreadable ({e}); opened to be safe"),
+        );
+    }
+}
+
 impl Breaker {
-    pub fn new(state_dir: &Path, key: &str, settings: Settings) -> Self {
+    pub fn new(store: Rc<Store>, key: &str, settings: Settings) -> Self {
         Breaker {
-            file: StateFile::new(state_dir, "breaker", key),
+            store,
             key: key.to_string(),
             settings,
-            pid: std::process::id(),
+            owner: lease_owner(),
             holds_permit: false,
+            keeper: None,
             state_before: None,
             last: None,
             refused: None,
@@ -451,29 +638,93 @@ impl Breaker {
 
     fn note_corrupt(&mut self, ctx: &GuardCtx, found: &Found) {
         if let Found::Corrupt(e) = found {
-            self.note_error(ctx, "state file was unreadable and was started afresh", e);
+            let text = format!("state was unreadable ({e}): taken as open");
+            ctx.log.warn(
+                "circuit breaker state unreadable, opened to be safe",
+                &[("key", self.key.clone()), ("error", text.clone())],
+            );
+            self.errors.push(text);
         }
     }
 
-    fn update<R>(&mut self, ctx: &GuardCtx, f: impl FnOnce(&mut BreakerState) -> R) -> Option<R> {
-        let key = self.key.clone();
-        let settings = self.settings.clone();
-        match self.file.update(|st: &mut BreakerState| {
-            st.key = key;
-            st.settings = Some(settings);
-            let r = f(st);
-            (r, st.clone())
-        }) {
-            Ok(((r, st), found)) => {
+    /// An atomic read-modify-write of the breaker; `Err` only for a backend that is down
+    /// under `state_backend_failure: closed` (other errors are noted and give `Ok(None)`).
+    fn update<R>(
+        &mut self,
+        ctx: &GuardCtx,
+        f: impl Fn(&mut BreakerState, i64) -> R,
+    ) -> Result<Option<R>, String> {
+        let (key, settings) = (self.key.clone(), self.settings.clone());
+        let local = now_ms(ctx);
+        // The TTL follows the state last seen: a breaker forced open by hand never expires.
+        let ttl = ttl_for(
+            &settings,
+            self.last.as_ref().unwrap_or(&BreakerState::default()),
+        );
+        let r = self.store.update(
+            ctx.log,
+            "breaker",
+            &self.key,
+            ttl,
+            local,
+            |st: &mut BreakerState, now, found| {
+                st.key = key.clone();
+                st.settings = Some(settings.clone());
+                fail_safe(st, &settings, now, found);
+                let r = f(st, now);
+                (r, st.clone())
+            },
+        );
+        match r {
+            Ok(((r, st), found, now)) => {
                 self.note_corrupt(ctx, &found);
                 self.last = Some(st);
-                Some(r)
+                self.last_now = now;
+                Ok(Some(r))
+            }
+            Err(BackendError::Unavailable { .. }) if self.store.refusal().is_some() => {
+                Err(self.store.refusal().unwrap_or_default())
             }
             Err(e) => {
                 self.note_error(ctx, "updating", e);
-                None
+                Ok(None)
             }
         }
+    }
+
+    fn refuse_unavailable(&mut self, message: String) -> Admission {
+        self.refused = Some(message.clone());
+        Admission::Refuse {
+            class: ErrorClass::BackendUnavailable,
+            message,
+        }
+    }
+
+    /// Keeps the trial permit leased while the trial call runs.
+    fn keep_permit(&mut self) {
+        let spec: BackendSpec = self.store.active_spec();
+        let (key, owner, lease_ms) = (self.key.clone(), self.owner.clone(), self.settings.lease_ms);
+        let mut backend: Option<Box<dyn StateBackend>> = None;
+        self.keeper = Some(LeaseKeeper::start(
+            Duration::from_millis(lease_ms),
+            move |last| {
+                if last {
+                    return;
+                }
+                let b = backend.get_or_insert_with(|| spec.open());
+                let local = Utc::now().timestamp_millis();
+                // A renewal that fails lets the permit lapse: the documented bound.
+                let _ = update_doc(
+                    b.as_ref(),
+                    "breaker",
+                    &key,
+                    Some(STATE_TTL),
+                    local,
+                    false,
+                    |st: &mut BreakerState, now, _| st.renew(&owner, now, lease_ms),
+                );
+            },
+        ));
     }
 }
 
@@ -486,30 +737,60 @@ impl Guard for Breaker {
         "circuit_breaker"
     }
 
+    fn before_operation(&mut self, ctx: &GuardCtx) -> Admission {
+        match self.store.check(ctx.log) {
+            Err(BackendError::Unavailable { .. }) if self.store.refusal().is_some() => {
+                let m = self.store.refusal().unwrap_or_default();
+                self.refuse_unavailable(m)
+            }
+            _ => Admission::Proceed,
+        }
+    }
+
     fn before_attempt(&mut self, ctx: &GuardCtx) -> Admission {
-        let now = now_ms(ctx);
-        self.last_now = now;
-        // Lock-free look first: a closed breaker costs one read and no write.
-        let seen = match self.file.read::<BreakerState>() {
-            Ok(s) => s,
+        if let Some(m) = self.store.refusal() {
+            return self.refuse_unavailable(m);
+        }
+        let local = now_ms(ctx);
+        // A look first: a closed breaker costs one read and no write.
+        let seen = match self
+            .store
+            .read::<BreakerState>(ctx.log, "breaker", &self.key, local)
+        {
+            Ok((doc, found, now)) => {
+                self.last_now = now;
+                (doc, found)
+            }
+            Err(BackendError::Unavailable { .. }) if self.store.refusal().is_some() => {
+                let m = self.store.refusal().unwrap_or_default();
+                return self.refuse_unavailable(m);
+            }
             Err(e) => {
                 self.note_error(ctx, "reading", e);
                 return Admission::Proceed;
             }
         };
+        let now = self.last_now;
+        let unreadable = matches!(seen.1, Found::Corrupt(_));
         if self.state_before.is_none() {
-            self.state_before = Some(seen.as_ref().map_or(Phase::Closed, |s| s.effective(now)));
+            self.state_before = Some(if unreadable {
+                Phase::Open
+            } else {
+                seen.0.as_ref().map_or(Phase::Closed, |s| s.effective(now))
+            });
         }
-        if seen.as_ref().is_none_or(|s| s.state == Phase::Closed) {
-            self.last = seen;
+        if !unreadable && seen.0.as_ref().is_none_or(|s| s.state == Phase::Closed) {
+            self.last = seen.0;
             return Admission::Proceed;
         }
-        let (settings, pid) = (self.settings.clone(), self.pid);
-        match self.update(ctx, |st| st.admit(&settings, now, pid)) {
-            Some(Admit::Yes { trial }) => {
+        self.last = seen.0;
+        let (settings, owner) = (self.settings.clone(), self.owner.clone());
+        match self.update(ctx, |st, now| st.admit(&settings, now, &owner)) {
+            Ok(Some(Admit::Yes { trial })) => {
                 if trial {
                     self.holds_permit = true;
                     self.trial_calls += 1;
+                    self.keep_permit();
                     ctx.log.info(
                         "circuit breaker half-open, running a trial call",
                         &[
@@ -520,36 +801,41 @@ impl Guard for Breaker {
                 }
                 Admission::Proceed
             }
-            Some(Admit::No { message }) => {
+            Ok(Some(Admit::No { message })) => {
                 self.refused = Some(message.clone());
                 Admission::Refuse {
                     class: ErrorClass::CircuitOpen,
                     message,
                 }
             }
-            None => Admission::Proceed,
+            Ok(None) => Admission::Proceed,
+            Err(m) => self.refuse_unavailable(m),
         }
     }
 
     fn after_attempt(&mut self, ctx: &GuardCtx, attempt: &AttemptView) {
-        let now = now_ms(ctx);
-        self.last_now = now;
-        let pid = self.pid;
+        // The renewals stop before the permit is given back or used.
+        self.keeper = None;
+        let owner = self.owner.clone();
         let settings = self.settings.clone();
-        if ctx.cancel.signal().is_some() {
-            // Stopped by us, not failed by the service: say nothing about the service.
+        let counts = settings.counts(attempt.success, attempt.class);
+        if ctx.cancel.signal().is_some() || counts == Counts::Nothing {
+            // Stopped by us, or a failure that says nothing about the service: give the permit
+            // back and record nothing.
             if self.holds_permit {
-                self.update(ctx, |st| st.release(pid));
+                let _ = self.update(ctx, |st, _| st.release(&owner));
                 self.holds_permit = false;
             }
             return;
         }
-        let failed = !attempt.success;
+        let failed = counts == Counts::Failure;
         let slow = settings
             .slow_call_ms
             .is_some_and(|limit| ms(attempt.duration) >= limit);
         let before = self.last.as_ref().map(|s| s.state);
-        self.update(ctx, |st| st.record(&settings, now, pid, failed, slow));
+        let _ = self.update(ctx, |st, now| {
+            st.record(&settings, now, &owner, failed, slow)
+        });
         self.holds_permit = false;
         if let Some(st) = &self.last
             && Some(st.state) != before
@@ -574,12 +860,12 @@ impl Guard for Breaker {
         }
     }
 
-    fn before_retry(&mut self, ctx: &GuardCtx, _class: ErrorClass) -> RetryVerdict {
+    fn before_retry(&mut self, _ctx: &GuardCtx, _class: ErrorClass) -> RetryVerdict {
         // If our own failures just opened the breaker, waiting out the backoff only to be
         // refused helps nobody: stop now, with the command's own exit code.
         match &self.last {
             Some(st) if matches!(st.state, Phase::Open | Phase::ForcedOpen) => {
-                let now = now_ms(ctx);
+                let now = self.last_now;
                 if st.open_until_ms.is_none_or(|u| u > now) {
                     let reason = format!(
                         "circuit breaker '{}' opened ({}) until {}; not retrying",
@@ -599,9 +885,10 @@ impl Guard for Breaker {
     }
 
     fn after_operation(&mut self, ctx: &GuardCtx, _success: bool) {
+        self.keeper = None;
         if self.holds_permit {
-            let pid = self.pid;
-            self.update(ctx, |st| st.release(pid));
+            let owner = self.owner.clone();
+            let _ = self.update(ctx, |st, _| st.release(&owner));
             self.holds_permit = false;
         }
     }
@@ -615,6 +902,7 @@ impl Guard for Breaker {
         v["refused"] = json!(self.refused);
         v["retry_denied"] = json!(self.denied);
         v["trial_calls"] = json!(self.trial_calls);
+        v["backend"] = json!(self.store.describe());
         if !self.errors.is_empty() {
             v["errors"] = json!(self.errors);
         }
@@ -631,52 +919,69 @@ pub enum AdminAction {
     Open(Option<Duration>),
 }
 
-/// `retryx breaker status|reset|open KEY`: reads (status, which creates nothing) or changes the
-/// key's breaker under its lock; returns the breaker's summary.
+/// `retryx breaker status|reset|open KEY` on any backend: reads (status, which creates
+/// nothing) or changes the key's breaker atomically; returns the breaker's summary.
 pub fn admin(
-    state_dir: &Path,
+    backend: &dyn StateBackend,
     key: &str,
     action: AdminAction,
-    now: i64,
-) -> Result<Value, super::state::StateError> {
-    let file = StateFile::new(state_dir, "breaker", key);
-    let st = match action {
+    local_now: i64,
+) -> Result<Value, BackendError> {
+    let (st, exists, now) = match action {
         AdminAction::Status => {
-            let st = file.read::<BreakerState>()?;
-            let exists = st.is_some();
-            let mut v = st
-                .unwrap_or_else(|| BreakerState {
-                    key: key.to_string(),
-                    ..Default::default()
-                })
-                .summary(now);
-            v["exists"] = json!(exists);
-            v["file"] = json!(file.path());
-            return Ok(v);
-        }
-        AdminAction::Reset => {
-            file.update_durable(|st: &mut BreakerState| {
+            let (st, found, now) =
+                super::backend::read_doc::<BreakerState>(backend, "breaker", key, local_now)?;
+            let exists = st.is_some() || matches!(found, Found::Corrupt(_));
+            let mut st = st.unwrap_or_else(|| BreakerState {
+                key: key.to_string(),
+                ..Default::default()
+            });
+            if let Found::Corrupt(e) = &found {
+                // Shown as the guards will take it: open.
+                let s = st
+                    .settings
+                    .clone()
+                    .unwrap_or_else(|| Settings::from_config(&Default::default()));
                 st.key = key.to_string();
-                st.reset(now, "reset by `retryx breaker reset`".into());
-                st.clone()
-            })?
-            .0
+                st.open(
+                    now,
+                    s.open_ms,
+                    format!("the breaker's state was unreadable ({e}); taken as open"),
+                );
+            }
+            (st, exists, now)
         }
-        AdminAction::Open(for_) => {
-            file.update_durable(|st: &mut BreakerState| {
-                st.key = key.to_string();
-                match for_ {
-                    Some(d) => st.open(now, ms(d), "opened by `retryx breaker open`".into()),
-                    None => st.force_open(now, "forced open by `retryx breaker open`".into()),
-                }
-                st.clone()
-            })?
-            .0
+        AdminAction::Reset | AdminAction::Open(_) => {
+            let (st, _, now) = update_doc(
+                backend,
+                "breaker",
+                key,
+                match action {
+                    AdminAction::Open(None) => None,
+                    _ => Some(STATE_TTL),
+                },
+                local_now,
+                true,
+                |st: &mut BreakerState, now, _| {
+                    st.key = key.to_string();
+                    match action {
+                        AdminAction::Open(Some(d)) => {
+                            st.open(now, ms(d), "opened by `retryx breaker open`".into())
+                        }
+                        AdminAction::Open(None) => {
+                            st.force_open(now, "forced open by `retryx breaker open`".into())
+                        }
+                        _ => st.reset(now, "reset by `retryx breaker reset`".into()),
+                    }
+                    st.clone()
+                },
+            )?;
+            (st, true, now)
         }
     };
     let mut v = st.summary(now);
-    v["exists"] = json!(true);
-    v["file"] = json!(file.path());
+    v["exists"] = json!(exists);
+    v["backend"] = json!(backend.describe());
     Ok(v)
 }
 
@@ -696,7 +1001,7 @@ mod tests {
         }
     }
 
-    const ME: u32 = 1;
+    const ME: &str = "host:1:aa";
 
     #[test]
     fn a_count_window_opens_at_the_failure_rate_after_minimum_calls() {
@@ -740,7 +1045,7 @@ mod tests {
         b.record(&s, 0, ME, true, false);
         b.record(&s, 1_000, ME, true, false);
         b.record(&s, 20_000, ME, false, false);
-        assert_eq!(b.window.len(), 1);
+        assert_eq!(b.tally().calls, 1);
         assert_eq!(b.state, Phase::Closed);
         b.record(&s, 21_000, ME, true, false);
         b.record(&s, 22_000, ME, true, false);
@@ -787,7 +1092,7 @@ mod tests {
             matches!(b.admit(&s, 5_000, ME), Admit::No { message } if message.contains("open until"))
         );
         assert_eq!(b.total_refused, 1);
-        let me = std::process::id();
+        let me = "host:2:bb";
         // 10s later: half-open, two trial permits, a third is refused.
         assert_eq!(b.admit(&s, 10_000, me), Admit::Yes { trial: true });
         assert_eq!(b.state, Phase::HalfOpen);
@@ -805,7 +1110,7 @@ mod tests {
         let s = settings(json!({"consecutive_failures": 1, "open_duration": "10s"}));
         let mut b = fresh();
         b.record(&s, 0, ME, true, false);
-        let me = std::process::id();
+        let me = "host:2:bb";
         assert_eq!(b.admit(&s, 10_000, me), Admit::Yes { trial: true });
         b.record(&s, 10_500, me, true, false);
         assert_eq!(b.state, Phase::Open);
@@ -814,16 +1119,87 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_holders_permit_is_reclaimed() {
-        let s = settings(json!({"consecutive_failures": 1, "open_duration": "1s"}));
+    fn a_permit_lapses_after_its_lease_unless_renewed() {
+        let s = settings(
+            json!({"consecutive_failures": 1, "open_duration": "1s", "lease_duration": "5s"}),
+        );
         let mut b = fresh();
         b.record(&s, 0, ME, true, false);
-        let mut c = std::process::Command::new("true").spawn().unwrap();
-        let dead = c.id();
-        c.wait().unwrap();
-        assert_eq!(b.admit(&s, 1_000, dead), Admit::Yes { trial: true });
-        let me = std::process::id();
-        assert_eq!(b.admit(&s, 1_001, me), Admit::Yes { trial: true });
+        assert_eq!(b.admit(&s, 1_000, "dead"), Admit::Yes { trial: true });
+        assert!(
+            matches!(b.admit(&s, 5_999, ME), Admit::No { .. }),
+            "lease still runs"
+        );
+        assert!(
+            b.renew("dead", 5_000, s.lease_ms),
+            "renewed before it lapsed"
+        );
+        assert!(
+            matches!(b.admit(&s, 9_999, ME), Admit::No { .. }),
+            "renewed to 10s"
+        );
+        assert!(!b.renew("dead", 10_000, s.lease_ms), "lapsed: no renewal");
+        assert_eq!(b.admit(&s, 10_000, ME), Admit::Yes { trial: true });
+    }
+
+    #[test]
+    fn a_time_window_is_bounded_by_its_buckets_not_by_traffic() {
+        let s = settings(
+            json!({"window_type": "time", "window_duration": "1h", "minimum_calls": 100000, "failure_rate_threshold": 100}),
+        );
+        let mut b = fresh();
+        for t in 0..10_000i64 {
+            b.record(&s, t * 1_000, ME, false, false);
+        }
+        assert!(
+            b.buckets.len() <= TIME_BUCKETS as usize + 1,
+            "{}",
+            b.buckets.len()
+        );
+        assert!(b.window.is_empty());
+        let t = b.tally();
+        // 10,000 calls 1s apart: the last hour (plus at most one bucket) is counted.
+        assert!((3_600..=3_660).contains(&t.calls), "{t:?}");
+        assert!(serde_json::to_vec(&b).unwrap().len() < 8 * 1024);
+    }
+
+    #[test]
+    fn only_recorded_classes_count_as_failures() {
+        let s = settings(json!({}));
+        assert_eq!(
+            s.counts(false, Some(ErrorClass::ConnectionError)),
+            Counts::Failure
+        );
+        assert_eq!(
+            s.counts(false, None),
+            Counts::Failure,
+            "unclassified is unknown_error"
+        );
+        assert_eq!(
+            s.counts(false, Some(ErrorClass::SpawnError)),
+            Counts::Nothing
+        );
+        assert_eq!(
+            s.counts(false, Some(ErrorClass::ConfigurationError)),
+            Counts::Nothing
+        );
+        assert_eq!(s.counts(true, None), Counts::Success);
+        let s = settings(
+            json!({"record_classes": ["authentication_error", "timeout"], "ignore_classes": ["timeout"]}),
+        );
+        assert_eq!(
+            s.counts(false, Some(ErrorClass::AuthenticationError)),
+            Counts::Failure
+        );
+        assert_eq!(
+            s.counts(false, Some(ErrorClass::Timeout)),
+            Counts::Nothing,
+            "ignore wins"
+        );
+        assert_eq!(
+            s.counts(false, Some(ErrorClass::ConnectionError)),
+            Counts::Nothing
+        );
     }
 
     #[test]

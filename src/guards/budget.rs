@@ -4,16 +4,19 @@
 //! `token_ratio` (never above `max_tokens`). A failure is retried only while more than half the
 //! bucket is left (tokens > max_tokens / 2); otherwise the operation stops and its record says
 //! why. So a fleet of retriers on one controller backs off as a whole when the service
-//! struggles, and first attempts (never throttled) refill the bucket as it recovers. This file
-//! must not spawn anything or write records.
+//! struggles, and first attempts (never throttled) refill the bucket as it recovers. With a
+//! Redis `state_backend` the bucket is shared by every host. An unreadable bucket starts full
+//! (a budget only ever throttles, so starting full cannot hide an outage from the breaker).
+//! This file must not spawn anything or write records.
 
-use std::path::Path;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::state::{Found, StateFile};
-use super::{AttemptView, Guard, GuardCtx, RetryVerdict};
+use super::backend::{BackendError, STATE_TTL, StateBackend, Store, read_doc, update_doc};
+use super::state::Found;
+use super::{Admission, AttemptView, Guard, GuardCtx, RetryVerdict};
 use crate::classify::ErrorClass;
 
 pub const DEFAULT_MAX_TOKENS: f64 = 10.0;
@@ -57,7 +60,7 @@ pub fn retry_allowed(tokens: f64, max_tokens: f64) -> bool {
 }
 
 pub struct Budget {
-    file: StateFile,
+    store: Rc<Store>,
     key: String,
     max_tokens: f64,
     ratio: f64,
@@ -68,9 +71,9 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(state_dir: &Path, key: &str, max_tokens: f64, ratio: f64) -> Self {
+    pub fn new(store: Rc<Store>, key: &str, max_tokens: f64, ratio: f64) -> Self {
         Budget {
-            file: StateFile::new(state_dir, "budget", key),
+            store,
             key: key.to_string(),
             max_tokens,
             ratio,
@@ -78,6 +81,24 @@ impl Budget {
             tokens: None,
             denied: None,
             errors: Vec::new(),
+        }
+    }
+
+    /// Refuses when the shared backend is down under `closed` (checked once before the
+    /// operation, connecting; then from what earlier calls found).
+    fn refusal(&mut self, ctx: &GuardCtx, connect: bool) -> Admission {
+        if connect {
+            let _ = self.store.check(ctx.log);
+        }
+        match self.store.refusal() {
+            Some(message) => {
+                self.denied = Some(message.clone());
+                Admission::Refuse {
+                    class: ErrorClass::BackendUnavailable,
+                    message,
+                }
+            }
+            None => Admission::Proceed,
         }
     }
 
@@ -95,18 +116,34 @@ impl Guard for Budget {
         "retry_budget"
     }
 
+    fn before_operation(&mut self, ctx: &GuardCtx) -> Admission {
+        self.refusal(ctx, true)
+    }
+
+    fn before_attempt(&mut self, ctx: &GuardCtx) -> Admission {
+        self.refusal(ctx, false)
+    }
+
     fn after_attempt(&mut self, ctx: &GuardCtx, attempt: &AttemptView) {
         if ctx.cancel.signal().is_some() {
             return;
         }
         let (key, max, ratio) = (self.key.clone(), self.max_tokens, self.ratio);
-        match self.file.update(|b: &mut Bucket| {
-            b.key = key;
-            let before = b.level(max);
-            b.settle(max, ratio, attempt.success);
-            (before, b.level(max))
-        }) {
-            Ok(((before, after), found)) => {
+        let local = ctx.timer.wall().timestamp_millis();
+        match self.store.update(
+            ctx.log,
+            "budget",
+            &self.key,
+            Some(STATE_TTL),
+            local,
+            |b: &mut Bucket, _, _| {
+                b.key = key.clone();
+                let before = b.level(max);
+                b.settle(max, ratio, attempt.success);
+                (before, b.level(max))
+            },
+        ) {
+            Ok(((before, after), found, _)) => {
                 if let Found::Corrupt(e) = found {
                     self.note_error(
                         ctx,
@@ -135,10 +172,18 @@ impl Guard for Budget {
             self.ratio
         );
         let key = self.key.clone();
-        if let Err(e) = self.file.update(|b: &mut Bucket| {
-            b.key = key;
-            b.retries_denied += 1;
-        }) {
+        let local = ctx.timer.wall().timestamp_millis();
+        if let Err(e) = self.store.update(
+            ctx.log,
+            "budget",
+            &self.key,
+            Some(STATE_TTL),
+            local,
+            |b: &mut Bucket, _, _| {
+                b.key = key.clone();
+                b.retries_denied += 1;
+            },
+        ) {
             self.note_error(ctx, e.to_string());
         }
         self.denied = Some(reason.clone());
@@ -154,12 +199,75 @@ impl Guard for Budget {
             "tokens_before": self.tokens_before,
             "tokens": self.tokens,
             "retry_denied": self.denied,
+            "backend": self.store.describe(),
         });
         if !self.errors.is_empty() {
             v["errors"] = json!(self.errors);
         }
         v
     }
+}
+
+/// What `retryx budget` was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AdminAction {
+    Status,
+    /// Refill the bucket and zero its counters.
+    Reset,
+}
+
+/// `retryx budget status|reset KEY` on any backend; returns the bucket as JSON.
+pub fn admin(
+    backend: &dyn StateBackend,
+    key: &str,
+    action: AdminAction,
+    local_now: i64,
+) -> Result<Value, BackendError> {
+    let (bucket, exists) = match action {
+        AdminAction::Status => {
+            let (b, found, _) = read_doc::<Bucket>(backend, "budget", key, local_now)?;
+            let exists = b.is_some() || matches!(found, Found::Corrupt(_));
+            (b.unwrap_or_default(), exists)
+        }
+        AdminAction::Reset => {
+            let (b, _, _) = update_doc(
+                backend,
+                "budget",
+                key,
+                Some(STATE_TTL),
+                local_now,
+                true,
+                |b: &mut Bucket, _, _| {
+                    *b = Bucket {
+                        key: key.to_string(),
+                        max_tokens: b.max_tokens,
+                        ..Default::default()
+                    };
+                    b.clone()
+                },
+            )?;
+            (b, true)
+        }
+    };
+    // A bucket nobody used is full; its size is the one its users last gave.
+    let max = if bucket.max_tokens > 0.0 {
+        bucket.max_tokens
+    } else {
+        DEFAULT_MAX_TOKENS
+    };
+    let tokens = bucket.level(max);
+    Ok(json!({
+        "key": key,
+        "exists": exists,
+        "tokens": tokens,
+        "max_tokens": max,
+        "retry_threshold": max / 2.0,
+        "retries_allowed": retry_allowed(tokens, max),
+        "successes": bucket.successes,
+        "failures": bucket.failures,
+        "retries_denied": bucket.retries_denied,
+        "backend": backend.describe(),
+    }))
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 //! Builds an operation's `GuardSet` from its merged config: checks the guard keys (bad values are
 //! usage errors naming the key), applies defaults, picks the state directory and orders the
-//! guards. A guard that is not configured (or has `enabled: false`) is not built and touches no
-//! file; building touches no file either. This file must not run anything.
+//! guards, and picks where their state lives (`state_backend`: one `Store` shared by the
+//! operation's guards). A guard that is not configured (or has `enabled: false`) is not built
+//! and touches no file; building touches no file and opens no connection either. This file
+//! must not run anything.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use super::adaptive::{self, Adaptive};
+use super::backend::{BackendSpec, DEFAULT_PREFIX, DEFAULT_TIMEOUT, Store};
 use super::breaker::{self, Breaker};
 use super::budget::{self, Budget};
 use super::bulkhead::{self, Bulkhead};
@@ -71,12 +75,60 @@ pub fn parse_probe(text: &str) -> Result<(), String> {
     }
 }
 
+/// Where guard state lives, from `state_backend` and its companions (checked; a bad URL is a
+/// usage error naming the key, never quoting the password).
+pub fn backend_spec(config: &Config, state_dir: &Path) -> Result<BackendSpec, GuardError> {
+    let prefix = config
+        .state_backend_prefix
+        .as_deref()
+        .unwrap_or(DEFAULT_PREFIX);
+    if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+        return Err(bad(
+            "state_backend_prefix",
+            "expected a non-empty prefix without spaces",
+        ));
+    }
+    let timeout = config
+        .state_backend_timeout
+        .map(|d| d.get())
+        .unwrap_or(DEFAULT_TIMEOUT);
+    if timeout < Duration::from_millis(2) || timeout > Duration::from_secs(60) {
+        return Err(bad(
+            "state_backend_timeout",
+            "expected a duration from 2ms to 60s (connect and read timeouts, half each)",
+        ));
+    }
+    let text = config.state_backend.as_deref().unwrap_or("file");
+    let spec = BackendSpec::parse(
+        text,
+        state_dir.to_path_buf(),
+        prefix,
+        timeout,
+        config.state_backend_ca.clone(),
+    )
+    .map_err(|e| bad("state_backend", e))?;
+    if let (BackendSpec::File(_), Some(_)) = (&spec, &config.state_backend_ca) {
+        return Err(bad("state_backend_ca", "needs a rediss:// state_backend"));
+    }
+    Ok(spec)
+}
+
+/// The store the guards of one operation share.
+pub fn store_for(config: &Config, state_dir: &Path) -> Result<Rc<Store>, GuardError> {
+    Ok(Rc::new(Store::new(
+        backend_spec(config, state_dir)?,
+        state_dir.to_path_buf(),
+        config.state_backend_failure.unwrap_or_default(),
+    )))
+}
+
 /// The guards for one operation, in the order the engine consults them: adaptive (tunes the
 /// plan), retry budget and circuit breaker (may deny a retry), bulkhead then breaker before each
 /// attempt (a slot first, so a half-open permit is never taken by someone stuck in the queue),
 /// network wait, then the idempotency check (last, so it runs once the network is back).
 pub fn build(config: &Config, plan: &Plan, state_dir: &Path) -> Result<GuardSet, GuardError> {
     let mut guards: Vec<Box<dyn Guard>> = Vec::new();
+    let store = store_for(config, state_dir)?;
 
     if let Some(a) = config.adaptive.as_ref().filter(|a| on(a.enabled)) {
         let s = adaptive::Settings {
@@ -88,7 +140,7 @@ pub fn build(config: &Config, plan: &Plan, state_dir: &Path) -> Result<GuardSet,
             min_attempts: a.min_attempts.unwrap_or(adaptive::DEFAULT_MIN_ATTEMPTS),
         };
         let key = key_for(&a.key, plan, "adaptive")?;
-        guards.push(Box::new(Adaptive::new(state_dir, &key, s)));
+        guards.push(Box::new(Adaptive::new(store.clone(), &key, s)));
     }
 
     if let Some(b) = config.retry_budget.as_ref().filter(|b| on(b.enabled)) {
@@ -98,25 +150,54 @@ pub fn build(config: &Config, plan: &Plan, state_dir: &Path) -> Result<GuardSet,
         if !(max.is_finite() && max >= 1.0) {
             return Err(bad("retry_budget.max_tokens", "expected a number ≥ 1"));
         }
-        if !(ratio.is_finite() && ratio >= 0.0) {
-            return Err(bad("retry_budget.token_ratio", "expected a number ≥ 0"));
+        if !(ratio.is_finite() && ratio > 0.0) {
+            // 0 would never refill the bucket: one outage would stop every retry for good.
+            return Err(bad(
+                "retry_budget.token_ratio",
+                "expected a number above 0 (0 never refills the bucket)",
+            ));
         }
-        guards.push(Box::new(Budget::new(state_dir, &key, max, ratio)));
+        guards.push(Box::new(Budget::new(store.clone(), &key, max, ratio)));
     }
 
     if let Some(b) = config.bulkhead.as_ref().filter(|b| on(b.enabled)) {
         let key = key_for(&b.key, plan, "bulkhead")?;
+        let lease = b.lease_duration.map(|d| d.get());
+        if lease.is_some_and(|d| d < Duration::from_millis(100)) {
+            return Err(bad("bulkhead.lease_duration", "expected at least 100ms"));
+        }
         guards.push(Box::new(Bulkhead::new(
-            state_dir,
+            store.clone(),
             &key,
             b.max_concurrent.unwrap_or(bulkhead::DEFAULT_MAX_CONCURRENT),
             b.max_wait.map(|d| d.get()).unwrap_or(Duration::ZERO),
+            lease,
         )));
     }
 
     if let Some(c) = config.circuit_breaker.as_ref().filter(|c| on(c.enabled)) {
         let key = key_for(&c.key, plan, "circuit_breaker")?;
         let s = breaker::Settings::from_config(c);
+        for (name, v) in [
+            ("failure_rate_threshold", c.failure_rate_threshold),
+            ("slow_call_rate_threshold", c.slow_call_rate_threshold),
+        ] {
+            if v.is_some_and(|t| !(t > 0.0 && t <= 100.0)) {
+                // 0% would open the breaker on the first call, failed or not.
+                return Err(bad(
+                    &format!("circuit_breaker.{name}"),
+                    "expected a percentage above 0 and at most 100",
+                ));
+            }
+        }
+        if c.lease_duration
+            .is_some_and(|d| d.get() < Duration::from_millis(100))
+        {
+            return Err(bad(
+                "circuit_breaker.lease_duration",
+                "expected at least 100ms",
+            ));
+        }
         if c.window_duration.is_some_and(|d| d.get().is_zero()) {
             return Err(bad(
                 "circuit_breaker.window_duration",
@@ -138,7 +219,7 @@ pub fn build(config: &Config, plan: &Plan, state_dir: &Path) -> Result<GuardSet,
                 format!("expected at most window_size ({n}), else the failure rate never counts"),
             ));
         }
-        guards.push(Box::new(Breaker::new(state_dir, &key, s)));
+        guards.push(Box::new(Breaker::new(store.clone(), &key, s)));
     }
 
     if config.wait_for_network == Some(true) {
@@ -219,9 +300,10 @@ mod tests {
     use crate::config::Resolved;
     use serde_json::{Map, json};
 
-    fn try_build(v: serde_json::Value) -> Result<GuardSet, GuardError> {
-        let r = Resolved::from_value(v, Map::new(), false).unwrap();
-        build(&r.config, &r.plan, Path::new("/nonexistent/state"))
+    /// Builds the guards of `v`; an error from the schema or from building, as text.
+    fn try_build(v: serde_json::Value) -> Result<GuardSet, String> {
+        let r = Resolved::from_value(v, Map::new(), false).map_err(|e| e.to_string())?;
+        build(&r.config, &r.plan, Path::new("/nonexistent/state")).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -283,14 +365,31 @@ mod tests {
                 "circuit_breaker.key",
             ),
             (json!({"check_before_first": true}), "check_before_first"),
+            (
+                json!({"circuit_breaker": {"failure_rate_threshold": 0}}),
+                "circuit_breaker.failure_rate_threshold",
+            ),
+            (
+                json!({"circuit_breaker": {"slow_call_duration": "1s", "slow_call_rate_threshold": 0}}),
+                "circuit_breaker.slow_call_rate_threshold",
+            ),
+            (
+                json!({"retry_budget": {"token_ratio": 0}}),
+                "retry_budget.token_ratio",
+            ),
+            (json!({"state_backend": "http://h:1"}), "state_backend"),
+            (
+                json!({"state_backend": "redis://u:hunter2@h:0/0"}),
+                "state_backend",
+            ),
+            (json!({"state_backend_prefix": ""}), "state_backend_prefix"),
+            (json!({"state_backend_ca": "/ca.pem"}), "state_backend_ca"),
         ] {
             let err = try_build(v.clone())
                 .err()
                 .unwrap_or_else(|| panic!("{v} should fail"));
-            assert!(
-                err.to_string().starts_with(&format!("key '{key}'")),
-                "{v}: {err}"
-            );
+            assert!(err.contains(&format!("key '{key}'")), "{v}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
         }
     }
 

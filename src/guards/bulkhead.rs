@@ -1,74 +1,87 @@
-//! Bulkhead: at most `max_concurrent` attempts per key run at once, across processes. Each slot
-//! is a lock file (`bulkhead_<key>.slot<i>.lock`) held with flock while an attempt runs, so a
-//! holder that dies (even by SIGKILL) frees its slot: the kernel drops the lock. The slot is
-//! held for the attempt only, not during the backoff waits between attempts, so a retrier that
-//! is sleeping does not keep others out. A full bulkhead is waited on for up to `max_wait`
-//! (polling with growing pauses of at most 50 ms, cut short by stop signals), then refused with
-//! class `bulkhead_full` (exit 75). The lock files are opened close-on-exec, so the command
-//! never inherits a slot. This file must not spawn anything or write records.
+//! Bulkhead: at most `max_concurrent` attempts per key run at once, across processes (and,
+//! with a Redis `state_backend`, across hosts). On the file backend each slot is a lock file
+//! held with flock while an attempt runs, so a holder that dies (even by SIGKILL) frees its
+//! slot: the kernel drops the lock. On Redis a slot is a lease (owner `host:pid:salt`, expiry by
+//! the server's clock) renewed every third of `lease_duration` while the attempt runs and
+//! released when it ends; a holder that dies stops renewing and its slot frees after at most
+//! `lease_duration`. The slot is held for the attempt only, not during the backoff waits
+//! between attempts, so a retrier that is sleeping does not keep others out. A full bulkhead is
+//! waited on for up to `max_wait` (polling with growing pauses of at most 50 ms, cut short by
+//! stop signals), then refused with class `bulkhead_full` (exit 75). This file must not spawn
+//! anything or write records.
 
-use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::state::StateFile;
+use super::backend::{BackendError, DEFAULT_LEASE, Slot, Store, lease_owner};
 use super::{Admission, AttemptView, Guard, GuardCtx};
 use crate::classify::ErrorClass;
 use crate::config::format_duration;
-use crate::sys::safe_fs::LockGuard;
 
 pub const DEFAULT_MAX_CONCURRENT: u32 = 1;
 const FIRST_PAUSE: Duration = Duration::from_millis(2);
 const LONGEST_PAUSE: Duration = Duration::from_millis(50);
 
 pub struct Bulkhead {
-    file: StateFile,
+    store: Rc<Store>,
     key: String,
     max_concurrent: u32,
     max_wait: Duration,
-    held: Option<(u32, LockGuard)>,
+    lease: Duration,
+    owner: String,
+    held: Option<Slot>,
     last_slot: Option<u32>,
+    slots_taken: u32,
     waited: Duration,
     refused: Option<String>,
     errors: Vec<String>,
 }
 
 impl Bulkhead {
-    pub fn new(state_dir: &Path, key: &str, max_concurrent: u32, max_wait: Duration) -> Self {
+    pub fn new(
+        store: Rc<Store>,
+        key: &str,
+        max_concurrent: u32,
+        max_wait: Duration,
+        lease: Option<Duration>,
+    ) -> Self {
         Bulkhead {
-            file: StateFile::new(state_dir, "bulkhead", key),
+            store,
             key: key.to_string(),
             max_concurrent: max_concurrent.max(1),
             max_wait,
+            lease: lease.unwrap_or(DEFAULT_LEASE),
+            owner: lease_owner(),
             held: None,
             last_slot: None,
+            slots_taken: 0,
             waited: Duration::ZERO,
             refused: None,
             errors: Vec::new(),
         }
     }
 
-    /// Takes a free slot if there is one, starting at a pid-dependent slot to spread contention.
-    fn try_take(&self) -> Result<Option<(u32, LockGuard)>, String> {
-        self.file.ensure_dir().map_err(|e| e.to_string())?;
-        let n = self.max_concurrent;
-        let first = std::process::id() % n;
-        for k in 0..n {
-            let i = (first + k) % n;
-            match LockGuard::try_exclusive(&self.file.lock_path(&format!("slot{i}"))) {
-                Ok(Some(lock)) => return Ok(Some((i, lock))),
-                Ok(None) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Ok(None)
+    fn refuse(&mut self, class: ErrorClass, message: String) -> Admission {
+        self.refused = Some(message.clone());
+        Admission::Refuse { class, message }
     }
 }
 
 impl Guard for Bulkhead {
     fn name(&self) -> &'static str {
         "bulkhead"
+    }
+
+    fn before_operation(&mut self, ctx: &GuardCtx) -> Admission {
+        match self.store.check(ctx.log) {
+            Err(_) if self.store.refusal().is_some() => {
+                let m = self.store.refusal().unwrap_or_default();
+                self.refuse(ErrorClass::BackendUnavailable, m)
+            }
+            _ => Admission::Proceed,
+        }
     }
 
     fn before_attempt(&mut self, ctx: &GuardCtx) -> Admission {
@@ -79,15 +92,27 @@ impl Guard for Bulkhead {
         let mut pause = FIRST_PAUSE;
         let mut logged = false;
         loop {
-            match self.try_take() {
-                Ok(Some((i, lock))) => {
+            match self.store.take_slot(
+                ctx.log,
+                &self.key,
+                self.max_concurrent,
+                &self.owner,
+                self.lease,
+            ) {
+                Ok(Some(slot)) => {
                     self.waited += ctx.timer.now().saturating_sub(start);
-                    self.held = Some((i, lock));
-                    self.last_slot = Some(i);
+                    self.last_slot = slot.index();
+                    self.held = Some(slot);
+                    self.slots_taken += 1;
                     return Admission::Proceed;
                 }
                 Ok(None) => {}
+                Err(BackendError::Unavailable { .. }) if self.store.refusal().is_some() => {
+                    let m = self.store.refusal().unwrap_or_default();
+                    return self.refuse(ErrorClass::BackendUnavailable, m);
+                }
                 Err(e) => {
+                    let e = e.to_string();
                     ctx.log.warn(
                         "bulkhead state unavailable, letting the call through",
                         &[("key", self.key.clone()), ("error", e.clone())],
@@ -157,8 +182,10 @@ impl Guard for Bulkhead {
             "max_concurrent": self.max_concurrent,
             "max_wait": self.max_wait.as_secs_f64(),
             "slot": self.last_slot,
+            "slots_taken": self.slots_taken,
             "waited": self.waited.as_secs_f64(),
             "refused": self.refused,
+            "backend": self.store.describe(),
         });
         if !self.errors.is_empty() {
             v["errors"] = json!(self.errors);
@@ -170,9 +197,19 @@ impl Guard for Bulkhead {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::guards::BackendFailure;
+    use crate::guards::backend::BackendSpec;
     use crate::log::Logger;
     use crate::sys::clock::{FakeTimer, Timer};
     use crate::sys::stop::Cancel;
+
+    fn store(dir: &std::path::Path) -> Rc<Store> {
+        Rc::new(Store::new(
+            BackendSpec::File(dir.to_path_buf()),
+            dir.to_path_buf(),
+            BackendFailure::Open,
+        ))
+    }
 
     fn ctx<'a>(t: &'a FakeTimer, c: &'a Cancel, l: &'a Logger) -> GuardCtx<'a> {
         GuardCtx {
@@ -189,12 +226,11 @@ mod tests {
     fn a_full_bulkhead_waits_max_wait_then_refuses() {
         let dir = tempfile::tempdir().unwrap();
         let (t, c, l) = (FakeTimer::new(), Cancel::new(), Logger::memory(-2));
-        let mut a = Bulkhead::new(dir.path(), "k", 2, Duration::ZERO);
-        let mut b = Bulkhead::new(dir.path(), "k", 2, Duration::ZERO);
-        let mut third = Bulkhead::new(dir.path(), "k", 2, Duration::from_secs(3));
+        let mut a = Bulkhead::new(store(dir.path()), "k", 2, Duration::ZERO, None);
+        let mut b = Bulkhead::new(store(dir.path()), "k", 2, Duration::ZERO, None);
+        let mut third = Bulkhead::new(store(dir.path()), "k", 2, Duration::from_secs(3), None);
         assert_eq!(a.before_attempt(&ctx(&t, &c, &l)), Admission::Proceed);
         assert_eq!(b.before_attempt(&ctx(&t, &c, &l)), Admission::Proceed);
-        assert_ne!(a.last_slot, b.last_slot);
         let refused = third.before_attempt(&ctx(&t, &c, &l));
         assert!(
             matches!(&refused, Admission::Refuse { class: ErrorClass::BulkheadFull, message } if message.contains("all 2 slot(s) busy")),
@@ -212,7 +248,6 @@ mod tests {
             },
         );
         assert_eq!(third.before_attempt(&ctx(&t, &c, &l)), Admission::Proceed);
-        assert_eq!(third.last_slot, a.last_slot);
     }
 
     #[test]
@@ -221,8 +256,8 @@ mod tests {
         let mut t = FakeTimer::new();
         t.interrupt_at = Some((Duration::from_millis(200), 15));
         let (c, l) = (Cancel::new(), Logger::memory(-2));
-        let mut a = Bulkhead::new(dir.path(), "k", 1, Duration::ZERO);
-        let mut b = Bulkhead::new(dir.path(), "k", 1, Duration::from_secs(3600));
+        let mut a = Bulkhead::new(store(dir.path()), "k", 1, Duration::ZERO, None);
+        let mut b = Bulkhead::new(store(dir.path()), "k", 1, Duration::from_secs(3600), None);
         assert_eq!(a.before_attempt(&ctx(&t, &c, &l)), Admission::Proceed);
         assert!(matches!(
             b.before_attempt(&ctx(&t, &c, &l)),

@@ -1,18 +1,23 @@
 //! Guards protect the service being retried: each is a small type the engine consults at fixed
 //! points (before the operation, before each attempt, after each attempt, before each retry,
 //! after the operation). This file holds the contract and the set; each guard lives in its own
-//! file. Guards never spawn the command and never write records.
+//! file, and where their shared state lives is behind `backend` (file or Redis). Guards never
+//! spawn the command and never write records.
 
 pub mod adaptive;
+pub mod backend;
 pub mod breaker;
 pub mod budget;
 mod build;
 pub mod bulkhead;
+mod file_backend;
 pub mod idempotency;
 pub mod network;
+mod redis_backend;
+mod resp;
 pub mod state;
 
-pub use build::{DEFAULT_STATE_DIR, GuardError, build, state_dir_for};
+pub use build::{DEFAULT_STATE_DIR, GuardError, backend_spec, build, state_dir_for};
 
 use std::time::Duration;
 

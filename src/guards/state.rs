@@ -1,20 +1,18 @@
-//! Guard state files under `state_dir`: one JSON document per guard and key
+//! Guard state files under `state_dir` (the file backend): one JSON document per guard and key
 //! (`<kind>_<key>.json`, 0600 in a private 0700 dir, never reached through a symlink: opened
-//! through `fsx`). The document is its own lock: a change is a read-modify-write under an
-//! exclusive flock on it; a look is a read under a shared flock, so nobody sees a half-written
-//! document. The kernel drops the locks of a holder that dies.
+//! through `safe_fs`). A change is a read-modify-write under an exclusive flock on a lock file
+//! beside the document (`<kind>_<key>.lock`); the new document replaces the old one atomically
+//! (temp file + rename), so a write cut by a full disk or a SIGKILL leaves the old document
+//! whole, and a reader (no lock needed) sees the old or the new one, never half of either. The
+//! kernel drops the locks of a holder that dies.
 //!
-//! The new document is written in place (write at offset 0, then cut to length) rather than as
-//! temp file + rename + fsync (`safe_fs::write_atomic`): on ext4 each rename over a file starts a
-//! flush (auto_da_alloc) and each fsync waits for the disk, 0.3-4 ms apiece, ten times the
-//! guards' whole budget per run. Guard state is advisory: a document torn by a power cut is
-//! reported and started afresh. Hand-made changes (`update_durable`, used by
-//! `retryx breaker reset|open`) are fsynced. This file must not decide guard behaviour, only
-//! keep the documents safe.
+//! The rename is not fsynced on the run path (each fsync waits for the disk, 0.3-4 ms, ten
+//! times the guards' budget per run): after a power cut a document may be the previous one,
+//! which is the advisory state's price. Hand-made changes (`update_durable`, used by
+//! `retryx breaker reset|open` and `retryx budget reset`) are fsynced. This file must not
+//! decide guard behaviour, only keep the documents safe.
 
 use std::cell::Cell;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -24,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::record::sanitize_name;
 use crate::sys::safe_fs::{self, FsError, LockGuard};
 
-/// Documents larger than this are refused (a breaker window of 100000 calls fits easily).
+/// Documents larger than this are refused (a count window of 100000 calls fits easily).
 const MAX_STATE_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,9 +100,8 @@ impl StateFile {
         self.dir.join(format!("{}.{suffix}.lock", self.stem))
     }
 
-    /// Reads the document under a shared lock. A missing file gives `Ok(None)`; a corrupt one
-    /// reads as `None` too (the next update starts afresh and says so).
-    pub fn read<T: DeserializeOwned>(&self) -> Result<Option<T>, StateError> {
+    /// The raw document: `None` when there is none (or the directory does not exist yet).
+    pub fn read_bytes(&self) -> Result<Option<Vec<u8>>, StateError> {
         // Trust nothing in a directory that is not a private one of ours (a planted document
         // could force a breaker open); a missing directory is simply no state, and stays missing.
         if !self.dir_ready.get() {
@@ -113,35 +110,48 @@ impl StateFile {
                 _ => self.ensure_dir()?,
             }
         }
-        let path = self.path();
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-                return Err(FsError::Symlink { path }.into());
+        match safe_fs::read_private(&self.path(), MAX_STATE_BYTES) {
+            Ok(b) => Ok(Some(b)),
+            Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
             }
-            Err(source) => return Err(FsError::Io { path, source }.into()),
-        };
-        fs4::fs_std::FileExt::lock_shared(&file).map_err(|source| FsError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let (doc, _) = read_doc::<T>(&file, &path)?;
-        Ok(doc)
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Read-modify-write under the exclusive lock: `f` changes the document (the default when
-    /// there is none or it is corrupt), which is then written back. Returns `f`'s answer and
-    /// what was found on disk.
+    /// Reads and parses the document (no lock: documents are replaced whole).
+    pub fn read<T: DeserializeOwned>(&self) -> Result<(Option<T>, Found), StateError> {
+        Ok(parse_doc(self.read_bytes()?.as_deref()))
+    }
+
+    /// Read-modify-write of the raw document under the exclusive lock: `f` gets the current
+    /// bytes (`None` when missing) and returns the new ones, which replace the document.
+    pub fn update_bytes(
+        &self,
+        durable: bool,
+        f: impl FnOnce(Option<&[u8]>) -> Vec<u8>,
+    ) -> Result<(), StateError> {
+        self.ensure_dir()?;
+        let _lock = LockGuard::exclusive(&self.dir.join(format!("{}.lock", self.stem)))?;
+        let old = match safe_fs::read_private(&self.path(), MAX_STATE_BYTES) {
+            Ok(b) => Some(b),
+            Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let new = f(old.as_deref());
+        safe_fs::write_renamed(&self.dir, &format!("{}.json", self.stem), &new, durable)?;
+        Ok(())
+    }
+
+    /// Typed read-modify-write: `f` changes the document (the default when there is none or
+    /// it is unreadable). Returns `f`'s answer and what was found.
     pub fn update<T, R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<(R, Found), StateError>
     where
         T: DeserializeOwned + Serialize + Default,
     {
-        self.update_inner(f, false)
+        self.update_typed(false, f)
     }
 
     /// As `update`, with the new document fsynced before returning.
@@ -152,63 +162,55 @@ impl StateFile {
     where
         T: DeserializeOwned + Serialize + Default,
     {
-        self.update_inner(f, true)
+        self.update_typed(true, f)
     }
 
-    fn update_inner<T, R>(
+    fn update_typed<T, R>(
         &self,
-        f: impl FnOnce(&mut T) -> R,
         durable: bool,
+        f: impl FnOnce(&mut T) -> R,
     ) -> Result<(R, Found), StateError>
     where
         T: DeserializeOwned + Serialize + Default,
     {
-        self.ensure_dir()?;
-        let path = self.path();
-        let lock = LockGuard::exclusive(&path)?;
-        let file = lock.file();
-        let (doc, found) = read_doc::<T>(file, &path)?;
-        let mut doc = doc.unwrap_or_default();
-        let answer = f(&mut doc);
-        let bytes = serde_json::to_vec(&doc).map_err(|source| StateError::Encode {
-            path: path.clone(),
-            source,
+        let mut out = None;
+        let mut encode_error = None;
+        self.update_bytes(durable, |old| {
+            let (doc, found) = parse_doc::<T>(old);
+            let mut doc = doc.unwrap_or_default();
+            let r = f(&mut doc);
+            let bytes = match serde_json::to_vec(&doc) {
+                Ok(b) => b,
+                Err(e) => {
+                    encode_error = Some(e);
+                    old.map(<[u8]>::to_vec).unwrap_or_default()
+                }
+            };
+            out = Some((r, found));
+            bytes
         })?;
-        let io = |source: std::io::Error| FsError::Io {
-            path: path.clone(),
-            source,
-        };
-        file.write_all_at(&bytes, 0).map_err(io)?;
-        file.set_len(bytes.len() as u64).map_err(io)?;
-        if durable {
-            file.sync_all().map_err(io)?;
+        if let Some(source) = encode_error {
+            return Err(StateError::Encode {
+                path: self.path(),
+                source,
+            });
         }
-        Ok((answer, found))
+        out.ok_or_else(|| StateError::Encode {
+            path: self.path(),
+            source: serde::ser::Error::custom("no document was produced"),
+        })
     }
 }
 
-/// Reads and parses a locked document; an empty file is a missing document.
-fn read_doc<T: DeserializeOwned>(file: &File, path: &Path) -> Result<(Option<T>, Found), FsError> {
-    let io = |source: std::io::Error| FsError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let len = file.metadata().map_err(io)?.len();
-    if len > MAX_STATE_BYTES {
-        return Err(FsError::TooLarge {
-            path: path.to_path_buf(),
-            max: MAX_STATE_BYTES,
-        });
+/// Parses a document; empty or missing is `Missing`, unparsable is `Corrupt` (with `None`).
+pub fn parse_doc<T: DeserializeOwned>(bytes: Option<&[u8]>) -> (Option<T>, Found) {
+    match bytes {
+        None | Some([]) => (None, Found::Missing),
+        Some(b) => match serde_json::from_slice(b) {
+            Ok(t) => (Some(t), Found::Read),
+            Err(e) => (None, Found::Corrupt(e.to_string())),
+        },
     }
-    if len == 0 {
-        return Ok((None, Found::Missing));
-    }
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, 0).map_err(io)?;
-    Ok(match serde_json::from_slice(&buf) {
-        Ok(t) => (Some(t), Found::Read),
-        Err(e) => (None, Found::Corrupt(e.to_string())),
-    })
 }
 
 /// Whether process `pid` is alive on this host (a holder that died leaves its claims behind).
@@ -260,7 +262,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!((n, found), (2, Found::Read));
-        assert_eq!(f.read::<Vec<u32>>().unwrap(), Some(vec![1, 2]));
+        assert_eq!(f.read::<Vec<u32>>().unwrap().0, Some(vec![1, 2]));
         let mode = std::fs::metadata(f.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
@@ -268,7 +270,7 @@ mod tests {
         std::fs::write(f.path(), "{not json").unwrap();
         let (_, found) = f.update(|v: &mut Vec<u32>| v.push(3)).unwrap();
         assert!(matches!(found, Found::Corrupt(_)));
-        assert_eq!(f.read::<Vec<u32>>().unwrap(), Some(vec![3]));
+        assert_eq!(f.read::<Vec<u32>>().unwrap().0, Some(vec![3]));
     }
 
     #[test]
@@ -276,7 +278,7 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("state");
         let f = StateFile::new(&dir, "breaker", "k");
-        assert_eq!(f.read::<Vec<u32>>().unwrap(), None);
+        assert_eq!(f.read::<Vec<u32>>().unwrap().0, None);
         assert!(!dir.exists());
         let link = base.path().join("link");
         std::os::unix::fs::symlink(base.path(), &link).unwrap();

@@ -22,12 +22,34 @@ else
     exit 77
 fi
 work=$(mktemp -d /tmp/retryx-ansible-guards.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+redis_pid=""
+trap '[[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null; rm -rf "$work"' EXIT
 mkdir "$work/library"
 cp "$bin" "$work/library/retry_manager"
+# A redis-server on 127.0.0.1 for the shared-state play (persistence off, stopped by pid);
+# without one the play is skipped, unless RETRYX_REQUIRE_REDIS=1.
+redis_url=""
+if command -v redis-server >/dev/null; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$work" \
+        --requirepass ansible-pw >/dev/null 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 200); do
+        redis-cli -p "$port" --no-auth-warning -a ansible-pw PING 2>/dev/null | grep -q PONG && break
+        sleep 0.05
+    done
+    redis_url="redis://:ansible-pw@127.0.0.1:$port/0"
+elif [[ ${RETRYX_REQUIRE_REDIS:-} == 1 ]]; then
+    echo "run.sh: redis-server is required (RETRYX_REQUIRE_REDIS=1)" >&2
+    exit 1
+fi
 ANSIBLE_CONFIG=$here/ansible.cfg ANSIBLE_LIBRARY=$work/library ANSIBLE_LOCAL_TEMP=$work/tmp \
     "$playbook" -i "$here/inventory.ini" "$here/playbook.yml" \
-    -e "work=$work" -e "retryx=$bin"
+    -e "work=$work" -e "retryx=$bin" -e "redis_url=$redis_url" | tee "$work/out.log"
+if grep -q "ansible-pw" "$work/out.log"; then
+    echo "FAIL: the Redis password is in ansible-playbook's output" >&2
+    exit 1
+fi
 # The bulkhead's log in append order: never more than 2 between start and end, and 8 runs.
 awk '
     /^start/ { now++; runs++; if (now > max) max = now }

@@ -5,9 +5,9 @@ TARGET := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(TARGET)/release/retryx
 ROLE_BIN := roles/retry_manager/library/retry_manager
 # Debian packages the tests use (installed only when missing).
-APT_TEST_PACKAGES := iproute2 procps curl chromium redis-server openssl openssh-server sudo passwd util-linux
+APT_TEST_PACKAGES := iproute2 procps curl chromium redis-server openssl openssh-server sudo passwd util-linux man-db
 
-.PHONY: demo test build collection setup rust-test lint bench ansible-test notify-test
+.PHONY: demo test build collection setup rust-test lint bench ansible-test notify-test deb deb-test
 
 # The functions retryx runs on its common paths go first in .text (lld, Rust's default linker on
 # this target since 1.90), so start-up faults in a few contiguous pages instead of pages all over
@@ -45,14 +45,29 @@ lint:
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 
-# A test that needs redis-server fails (instead of skipping) when it is missing; so does
+# A test that needs redis-server or man fails (instead of skipping) when it is missing; so does
 # tests/hardening.rs when it cannot make a user to plant links (not root).
 rust-test:
-	RETRYX_REQUIRE_REDIS=1 RETRYX_REQUIRE_ROOT=1 cargo test --locked
+	RETRYX_REQUIRE_REDIS=1 RETRYX_REQUIRE_ROOT=1 RETRYX_REQUIRE_MAN=1 cargo test --locked
 
 # The role's suite runs on the newest ansible-core that installs here (.venv) and on the
 # oldest the role supports (.venv-min, tests/requirements-min.txt: meta/main.yml says which).
 ROLE_SUITE := retry_tasks tasks_keywords success_after_retries check_mode no_log role handlers ansible_runner
+
+## A Debian package for people without Ansible: the static binary, `man retryx`, completions.
+## cargo-deb comes from crates.io the first time (~3 min).
+deb: build
+	command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+	mkdir -p target/deb
+	$(RELEASE_BIN) man | gzip -9n > target/deb/retryx.1.gz
+	$(RELEASE_BIN) completions bash > target/deb/retryx.bash
+	$(RELEASE_BIN) completions zsh > target/deb/_retryx
+	$(RELEASE_BIN) completions fish > target/deb/retryx.fish
+	cargo deb --no-build --target $(TARGET) --output dist/
+
+## Installs the package into a private root with dpkg and runs it from there.
+deb-test: deb
+	bash tests/deb/run.sh
 
 ansible-test: build
 	bash tests/ansible/run.sh
@@ -64,7 +79,7 @@ ansible-test: build
 notify-test: build
 	bash tests/receivers/run.sh
 
-test: setup build lint rust-test ansible-test notify-test
+test: setup build lint rust-test ansible-test notify-test deb-test
 
 bench: build
 	bash bench/overhead.sh

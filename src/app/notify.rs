@@ -40,6 +40,9 @@ pub(crate) fn after_operation(
         Purpose::Run,
     );
     log_outcomes(&res, log);
+    for o in &res.outcomes {
+        log.event(&crate::log::events::Event::Notification(o.into()));
+    }
     answer.retry_mut().insert(
         "notifications".into(),
         serde_json::to_value(&res.outcomes).unwrap_or_default(),

@@ -9,6 +9,7 @@ use super::report;
 use crate::config::Resolved;
 use crate::engine::{self, Attempter, Identity, Outcome};
 use crate::log::Logger;
+use crate::log::events::{Event, StartData};
 use crate::record::{REDACTED, new_operation_id, new_session_id};
 use crate::sys::clock::Timer;
 use crate::sys::stop::Cancel;
@@ -29,6 +30,9 @@ pub(crate) struct RunOptions {
     /// built only when records or notifications are configured (they put their outcomes in it):
     /// a plain run skips a good share of its work.
     pub want_result: bool,
+    /// Finalize the session this operation opened (no `session_id` given) when it ends: a CLI
+    /// run does unless `--keep-open`; the module leaves that to the role's handler.
+    pub close_own_session: bool,
 }
 
 /// Everything an operation needs that does not come from its attempter.
@@ -113,6 +117,15 @@ impl<'a> Run<'a> {
             host: host_name(),
         };
         let (timer, cancel, log) = (self.timer, self.cancel, self.log);
+        log.event(&Event::Start(StartData {
+            operation: self.plan.operation.clone(),
+            operation_id: who.operation_id.clone(),
+            session_id: who.session_id.clone(),
+            max_attempts: self.plan.max_attempts,
+            command: who.command.clone(),
+            timeout: self.plan.timeout.map(|d| d.as_secs_f64()),
+            deadline: self.plan.deadline.map(|d| d.as_secs_f64()),
+        }));
         let mut outcome = engine::run(
             &mut self.plan,
             kind.attempter(),
@@ -146,6 +159,15 @@ impl<'a> Run<'a> {
             log,
         );
         super::notify::after_operation(config, &outcome.record, &mut answer, log);
+        if self.opts.close_own_session && config.session_id.is_none() {
+            super::session::close_own_session(config, &outcome.record, log);
+        }
+        // The stream's last line: nothing of the operation is told after it.
+        log.event(&crate::record::events::end(
+            &outcome.record,
+            answer.exit_code,
+            outcome.aborted_by,
+        ));
         answer
     }
 

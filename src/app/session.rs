@@ -92,6 +92,30 @@ pub(crate) fn after_run(
     }
 }
 
+/// The end of a CLI run that opened its own session: the session is finalized (statistics,
+/// status, alerts) so that it does not stay `open` for ever and `cleanup` can retire it. Its
+/// session-wide alerts are logged (the operation's own were, by `after_run`).
+pub(crate) fn close_own_session(config: &Config, record: &OperationRecord, log: &Logger) {
+    let Some(dir) = artifacts_dir(config, false) else {
+        return;
+    };
+    let t = thresholds(config);
+    match Store::new(&dir).finalize(&record.session_id, t.as_ref(), false, chrono::Utc::now()) {
+        Ok((s, _)) => {
+            for a in s.alerts.iter().filter(|a| a.scope == "session") {
+                log.warn("alert", &[("alert", a.message.clone())]);
+            }
+        }
+        Err(e) => log.warn(
+            "session not finalized",
+            &[
+                ("session", record.session_id.clone()),
+                ("error", e.to_string()),
+            ],
+        ),
+    }
+}
+
 /// The session actions (the role's handlers; `retryx session finalize`, `cleanup`,
 /// `compress`). In check mode nothing is written.
 pub(crate) fn action(action: Action, config: &Config, check_mode: bool) -> Answer {
@@ -249,6 +273,12 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         (
             "retry_records_pack.schema.json",
             s(schemars::schema_for!(store::RecordsPack)),
+        ),
+        (
+            "retry_events.schema.json",
+            s(schemars::schema_for!(
+                crate::log::events::EventLine<'static>
+            )),
         ),
     ]
 }

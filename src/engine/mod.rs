@@ -12,6 +12,7 @@ use crate::exec::{AttemptOutput, AttemptSpec, ExitKind, run_attempt};
 use crate::exit::End;
 use crate::guards::{Admission, AttemptView, GuardCtx, GuardSet};
 use crate::log::Logger;
+use crate::log::events::{AttemptStartData, Event, WaitData};
 use crate::policy::Schedule;
 use crate::record::{AttemptRecord, AttemptStatus, OperationRecord, OperationStatus, timestamp};
 use crate::sys::clock::Timer;
@@ -342,6 +343,11 @@ impl Operation<'_> {
                 ]),
             );
         }
+        self.log.event(&Event::AttemptStart(AttemptStartData {
+            attempt: n,
+            max_attempts: plan.max_attempts,
+            timeout: attempt_timeout.map(|d| d.as_secs_f64()),
+        }));
         let a_start = self.timer.now();
         let a_wall = self.timer.wall();
         let out = attempter.attempt(n, self.limits.max_attempts, attempt_timeout, self.cancel);
@@ -359,6 +365,12 @@ impl Operation<'_> {
         );
         let mut record =
             attempt_record(n, &out, verdict.as_ref(), a_wall, self.timer.wall(), a_dur);
+        let stopped = interrupted.is_some();
+        self.log.event(&crate::record::events::attempt_end(
+            &record,
+            plan.max_attempts,
+            stopped,
+        ));
         let timed_out = out.exit == ExitKind::TimedOut;
         self.progress.last = Some(out);
         if let Some(v) = &verdict {
@@ -427,6 +439,13 @@ impl Operation<'_> {
                         ("error_type", class()),
                     ]),
                 );
+                self.log.event(&Event::Wait(WaitData {
+                    attempt: n,
+                    next_attempt: n + 1,
+                    max_attempts: self.plan.max_attempts,
+                    delay: delay.as_secs_f64(),
+                    class: verdict.map(|v| v.class),
+                }));
                 if let Some(sig) = self.timer.sleep(delay, self.cancel) {
                     self.progress.aborted_by = Some(sig);
                     return false;
@@ -491,7 +510,7 @@ impl Operation<'_> {
                 "operation succeeded",
                 &self.fields(&[("attempt", "1".into())]),
             ),
-            Stop::NotRetryable { .. } => log.warn(
+            Stop::NotRetryable { .. } => log.warn_reason(
                 "operation failed with non-retryable error",
                 &self.fields(&[
                     ("attempt", attempt),
@@ -547,7 +566,7 @@ impl Operation<'_> {
         if let Some(sig) = p.aborted_by {
             p.status = OperationStatus::Aborted;
             p.stop_reason = format!("stopped by signal {sig}");
-            self.log.warn(
+            self.log.warn_reason(
                 "operation aborted by signal",
                 &[
                     ("operation", self.plan.operation.clone()),

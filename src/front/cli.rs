@@ -2,7 +2,6 @@
 //! mapped to exit codes at the top (ripgrep style). Knows nothing of Ansible.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
@@ -13,7 +12,8 @@ use crate::app::operation::RunOptions;
 use crate::classify::ErrorClass;
 use crate::config::{DurationSpec, Resolved, StdinSpec, schema_json};
 use crate::exit::USAGE;
-use crate::log::Logger;
+use crate::front::run_io::{Outputs, RunIo};
+use crate::log::events::Event;
 use crate::policy::{JitterKind, PolicyKind};
 use crate::sys::clock::RealTimer;
 use crate::sys::stop::Cancel;
@@ -57,13 +57,13 @@ pub struct RunArgs {
     /// none, proportional, full, equal, decorrelated [default: proportional]
     #[arg(short = 'j', long, value_name = "K")]
     pub jitter: Option<JitterKind>,
-    /// Seed for reproducible jitter
+    /// Seed for reproducible jitter [default: random, recorded]
     #[arg(long, value_name = "N")]
     pub jitter_seed: Option<u64>,
-    /// Per-attempt timeout: the attempt's process group is killed (TERM, grace, KILL)
+    /// Per-attempt timeout: the attempt's process group is killed (TERM, grace, KILL) [default: none]
     #[arg(short = 't', long, value_name = "D")]
     pub timeout: Option<DurationSpec>,
-    /// Bound on the whole operation, waits included
+    /// Bound on the whole operation, waits included [default: none]
     #[arg(long, value_name = "D")]
     pub deadline: Option<DurationSpec>,
     /// Grace between TERM and KILL [default: 2s]
@@ -72,42 +72,54 @@ pub struct RunArgs {
     /// Exit codes that are retried, e.g. 1,75,100-110 [default: any non-zero]
     #[arg(long, value_name = "CODES")]
     pub retry_on_exit: Option<String>,
-    /// Exit codes never retried (wins over everything)
+    /// Exit codes never retried (wins over everything) [default: none]
     #[arg(long, value_name = "CODES")]
     pub fail_on_exit: Option<String>,
-    /// Retry when the output matches (repeatable)
+    /// Retry when the output matches (repeatable) [default: none]
     #[arg(long, value_name = "REGEX")]
     pub retry_if: Vec<String>,
-    /// Never retry when the output matches (repeatable; wins over --retry-if)
+    /// Never retry when the output matches (repeatable; wins over --retry-if) [default: none]
     #[arg(long, value_name = "REGEX")]
     pub fail_if: Vec<String>,
-    /// Error classes that are retried, comma-separated
+    /// Error classes that are retried, comma-separated [default: the retryable classes and unknown_error]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub retry_conditions: Option<Vec<ErrorClass>>,
-    /// Wait the seconds captured by this pattern in the output (e.g. 'Retry-After: (\d+)'), capped
+    /// Wait the seconds captured by this pattern in the output (e.g. 'Retry-After: (\d+)'), capped [default: none]
     #[arg(long, value_name = "REGEX")]
     pub delay_from_output: Option<String>,
     /// Operation name: picks operation_configs, keys guards and records [default: command]
-    #[arg(short = 'o', long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     pub operation: Option<String>,
-    /// JSON config, same schema as the module args
+    /// The old spelling of --operation, kept for one release with a warning (-o will mean --output)
+    #[arg(short = 'o', value_name = "NAME", hide = true)]
+    pub operation_short: Option<String>,
+    /// JSON config, same schema as the module args [default: none]
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Write records there (none unless asked)
+    /// Write records there [default: none, then $RETRYX_ARTIFACTS_DIR; no records without one]
     #[arg(long, value_name = "DIR")]
     pub artifacts_dir: Option<String>,
     /// Where guard state lives [default: <artifacts-dir>/state]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
-    /// Guard state backend: file, or redis://[user:password@]host:port/db, rediss://... [env: RETRYX_STATE_BACKEND]
+    /// Guard state backend: file, or redis://[user:password@]host:port/db, rediss://... [env: RETRYX_STATE_BACKEND] [default: file]
     #[arg(long, value_name = "URL")]
     pub state_backend: Option<String>,
-    /// Add this operation to an existing session
+    /// Add this operation to an existing session (needs an artifacts directory) [default: a new session]
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
-    /// Write the result document to PATH (- for stdout)
+    /// Leave the session this run opens open for more operations [default: closed at the end]
+    #[arg(long)]
+    pub keep_open: bool,
+    /// Write the result document to PATH; with -, stdout holds only it (the command's stdout goes to stderr) [default: none]
     #[arg(long, value_name = "PATH")]
     pub result_json: Option<String>,
+    /// Write the event stream (JSON Lines: start, attempt_start, attempt_end, wait, guard, notification, end) to PATH, or - for stdout [default: none]
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<String>,
+    /// The live progress line on stderr during waits
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub progress: crate::front::progress::ProgressWhen,
     /// Run the command through /bin/sh -c (the arguments joined by spaces)
     #[arg(long)]
     pub shell: bool,
@@ -117,10 +129,10 @@ pub struct RunArgs {
     /// Most stdin --stdin-replay keeps (e.g. 64MiB, 512k) [default: 64MiB]
     #[arg(long, value_name = "SIZE", value_parser = crate::sys::spool::parse_size)]
     pub stdin_max: Option<u64>,
-    /// Fewer log lines on stderr (-qq: none)
+    /// Fewer lines on stderr: no progress, errors and the reason the run failed only (-qq: none)
     #[arg(short = 'q', long, action = ArgAction::Count)]
     pub quiet: u8,
-    /// More log lines on stderr
+    /// More lines on stderr (-v: each attempt's exit, class, matched text, guard decisions; -vv: also the resolved config)
     #[arg(short = 'v', long, action = ArgAction::Count)]
     pub verbose: u8,
     /// The command and its arguments, after --
@@ -134,16 +146,26 @@ pub enum Sub {
     Validate {
         /// The JSON config file
         file: PathBuf,
-        /// The operation whose merged config to check
-        #[arg(short = 'o', long)]
+        /// The operation whose merged config to check [default: none, the top level]
+        #[arg(long, value_name = "NAME")]
         operation: Option<String>,
+        /// The old spelling of --operation, kept for one release with a warning
+        #[arg(short = 'o', value_name = "NAME", hide = true)]
+        operation_short: Option<String>,
     },
-    /// Print the JSON Schema of module args and config files, or of a record
+    /// Print the JSON Schema of module args and config files, or of a record or the event stream
     Schema {
-        /// A record's schema instead: operation, session or attempt
+        /// Another document's schema: session, operation, attempt, performance, session_error, records_pack, events [default: the module args]
         #[arg(long, value_name = "NAME")]
         document: Option<String>,
     },
+    /// Print a completion script: retryx completions bash > /etc/bash_completion.d/retryx
+    Completions {
+        /// bash, zsh or fish
+        shell: crate::front::shell::Shell,
+    },
+    /// Print the man page (roff): retryx man | man -l -
+    Man,
     /// Sessions of records: list, show (json, text, svg, html), finalize
     Session(crate::front::session_cmd::SessionArgs),
     /// Remove old records (retention_days, max_sessions; never an open session or a file not
@@ -189,7 +211,7 @@ pub enum NotifySub {
 }
 
 /// `retryx notify test`: exit 0 when every enabled system answered success, 1 otherwise.
-fn notify_test(config: &std::path::Path, as_json: bool) -> Result<i32, Usage> {
+fn notify_test(config: &PathBuf, as_json: bool) -> Result<i32, Usage> {
     let raw = read_config(config)?;
     let resolved = Resolved::from_value(raw, Map::new(), true)
         .map_err(|e| Usage(format!("{}: {e}", config.display())))?;
@@ -229,10 +251,10 @@ pub struct DownloadArgs {
     /// Destination file (an existing directory takes the URL's file name); written as FILE.part first
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: String,
-    /// Expected checksum, sha256:<hex>: verified before FILE is put in place; FILE already matching means nothing to do
+    /// Expected checksum, sha256:<hex>: verified before FILE is put in place; FILE already matching means nothing to do [default: none]
     #[arg(long, value_name = "sha256:HEX")]
     pub checksum: Option<String>,
-    /// Request header 'Name: value' (repeatable; values are never logged or recorded)
+    /// Request header 'Name: value' (repeatable; values are never logged or recorded) [default: none]
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub header: Vec<String>,
     /// Download even when FILE exists (or matches the checksum)
@@ -256,34 +278,34 @@ pub struct DownloadArgs {
     /// none, proportional, full, equal, decorrelated [default: proportional]
     #[arg(short = 'j', long, value_name = "K")]
     pub jitter: Option<JitterKind>,
-    /// Seed for reproducible jitter
+    /// Seed for reproducible jitter [default: random, recorded]
     #[arg(long, value_name = "N")]
     pub jitter_seed: Option<u64>,
-    /// Per-attempt timeout (the attempt is cut and classed timeout)
+    /// Per-attempt timeout (the attempt is cut and classed timeout) [default: none]
     #[arg(short = 't', long, value_name = "D")]
     pub timeout: Option<DurationSpec>,
-    /// Bound on the whole download, waits included
+    /// Bound on the whole download, waits included [default: none]
     #[arg(long, value_name = "D")]
     pub deadline: Option<DurationSpec>,
-    /// Error classes that are retried, comma-separated
+    /// Error classes that are retried, comma-separated [default: the retryable classes and unknown_error]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub retry_conditions: Option<Vec<ErrorClass>>,
     /// Operation name: picks operation_configs, keys guards and records [default: download <file name>]
     #[arg(long, value_name = "NAME")]
     pub operation: Option<String>,
-    /// JSON config, same schema as the module args
+    /// JSON config, same schema as the module args [default: none]
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Write records there (none unless asked)
+    /// Write records there [default: none, then $RETRYX_ARTIFACTS_DIR; no records without one]
     #[arg(long, value_name = "DIR")]
     pub artifacts_dir: Option<String>,
     /// Where guard state lives [default: <artifacts-dir>/state]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
-    /// Add this operation to an existing session
+    /// Add this operation to an existing session (needs an artifacts directory) [default: a new session]
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
-    /// Write the result document to PATH (- for stdout)
+    /// Write the result document to PATH; with -, stdout holds only it [default: none]
     #[arg(long, value_name = "PATH")]
     pub result_json: Option<String>,
     /// Fewer log lines on stderr (-qq: none)
@@ -315,7 +337,7 @@ pub enum BreakerCmd {
     /// Open the breaker: until `reset`, or for the time given with --for
     Open {
         key: String,
-        /// Open for this long (e.g. 10m) instead of until reset
+        /// Open for this long (e.g. 10m) instead of until reset [default: until reset]
         #[arg(long = "for", value_name = "D")]
         for_: Option<DurationSpec>,
     },
@@ -413,40 +435,113 @@ fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
     Ok(m)
 }
 
-fn write_result(path: &str, result: &Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(result).map_err(|e| e.to_string())?;
-    if path == "-" {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{text}").map_err(|e| e.to_string())
-    } else {
-        // Atomic and 0600 (it holds output tails), never written through a planted link.
-        crate::sys::safe_fs::write_file_private(
-            std::path::Path::new(path),
-            format!("{text}\n").as_bytes(),
-        )
-        .map(drop)
-        .map_err(|e| format!("writing {path}: {e}"))
+/// `-o` on a run or `validate` was `--operation`; it is becoming `--output`. A value that looks
+/// like a file is refused rather than guessed at; a plain name still works, with a warning.
+fn operation_from_short(
+    long: Option<String>,
+    short: Option<String>,
+    warn: bool,
+) -> Result<Option<String>, Usage> {
+    let Some(name) = short else {
+        return Ok(long);
+    };
+    if long.is_some() {
+        return Err(Usage(
+            "-o and --operation both given: use --operation NAME".into(),
+        ));
+    }
+    if name.contains('/') || name.contains('.') {
+        return Err(Usage(format!(
+            "-o {name:?} is ambiguous: -o was --operation and is becoming --output; use --operation NAME, or --result-json PATH for the result document"
+        )));
+    }
+    if warn {
+        eprintln!(
+            "retryx: warning: -o for --operation is deprecated (-o will mean --output): use --operation {name}"
+        );
+    }
+    Ok(Some(name))
+}
+
+fn verbosity(verbose: u8, quiet: u8) -> i8 {
+    i8::try_from(i16::from(verbose) - i16::from(quiet)).unwrap_or(0)
+}
+
+fn run_command(mut a: RunArgs) -> Result<i32, Usage> {
+    let io = RunIo::open(&Outputs {
+        result_json: a.result_json.as_deref(),
+        events: a.events.as_deref(),
+        progress: a.progress,
+        verbosity: verbosity(a.verbose, a.quiet),
+    })
+    .map_err(Usage)?;
+    // From here on every way out writes the stream's `end` line.
+    match prepare_run(&mut a, &io) {
+        Ok(resolved) => Ok(run_prepared(&a, resolved, &io)),
+        Err(Usage(msg)) => {
+            io.end(&Event::not_started(USAGE, &msg));
+            Err(Usage(msg))
+        }
     }
 }
 
-fn run_command(a: RunArgs) -> Result<i32, Usage> {
+/// `RETRYX_ARTIFACTS_DIR`, the one default artifacts directory (an empty value is none).
+fn artifacts_from_env() -> Option<String> {
+    std::env::var(crate::front::session_cmd::ARTIFACTS_ENV)
+        .ok()
+        .filter(|d| !d.is_empty())
+}
+
+/// `--session-id` and `--keep-open` are about records: without a directory for them they
+/// would be silently ignored, so they are refused.
+fn records_for_session(resolved: &Resolved, keep_open: bool) -> Result<(), Usage> {
+    // The names themselves first, with the message `validate` gives.
+    crate::app::validate::check_records(&resolved.config).map_err(Usage)?;
+    if crate::app::session::artifacts_dir(&resolved.config, false).is_some() {
+        return Ok(());
+    }
+    let env = crate::front::session_cmd::ARTIFACTS_ENV;
+    let flag = if resolved.config.session_id.is_some() {
+        "--session-id"
+    } else if keep_open {
+        "--keep-open"
+    } else {
+        return Ok(());
+    };
+    Err(Usage(format!(
+        "{flag} needs an artifacts directory: give --artifacts-dir DIR or set {env}"
+    )))
+}
+
+/// Flags and config resolved into what will run, every check made before anything runs.
+fn prepare_run(a: &mut RunArgs, io: &RunIo) -> Result<Resolved, Usage> {
     if a.command.is_empty() && a.config.is_none() {
         return Err(Usage(
             "no command: usage is `retryx [OPTIONS] -- COMMAND [ARGS...]` (see --help)".into(),
         ));
     }
+    a.operation = operation_from_short(a.operation.take(), a.operation_short.take(), a.quiet < 2)?;
+    if a.artifacts_dir.is_none() {
+        a.artifacts_dir = artifacts_from_env();
+    }
     let raw = match &a.config {
         Some(p) => read_config(p)?,
         None => json!({}),
     };
-    let overrides = flags_to_overrides(&a)?;
-    let mut resolved =
-        Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
+    let overrides = flags_to_overrides(a)?;
+    let resolved = Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
     if a.stdin_max.is_some() && !a.stdin_replay {
         return Err(Usage("--stdin-max: only with --stdin-replay".into()));
     }
-    let verbosity = i8::try_from(i16::from(a.verbose) - i16::from(a.quiet)).unwrap_or(0);
-    let log = Logger::stderr(verbosity);
+    records_for_session(&resolved, a.keep_open)?;
+    io.show_resolved(&resolved);
+    Ok(resolved)
+}
+
+/// Runs what `prepare_run` resolved; the session it opened is closed with it, and the event
+/// stream's `end` line is the last thing told.
+fn run_prepared(a: &RunArgs, mut resolved: Resolved, io: &RunIo) -> i32 {
+    let log = &io.log;
     let cancel = Cancel::new();
     // Before the stdin copy, so a stop request ends that too (and the spool goes with it).
     if let Err(e) = cancel.install_signal_handlers() {
@@ -459,8 +554,18 @@ fn run_command(a: RunArgs) -> Result<i32, Usage> {
                 resolved.plan.stdin = StdinSpec::ReplayFile(spool.path());
                 Some(spool)
             }
-            Err(crate::sys::spool::SpoolError::Stopped(sig)) => return Ok(128 + sig),
-            Err(e) => return Err(Usage(e.to_string())),
+            Err(crate::sys::spool::SpoolError::Stopped(sig)) => {
+                let code = crate::exit::of_operation(crate::exit::End::Aborted(sig));
+                io.end(&Event::not_started(code, "stopped while reading stdin"));
+                return code;
+            }
+            Err(e) => {
+                let msg = format!("retryx: {e}");
+                io.log
+                    .error("operation not started", &[("error", e.to_string())]);
+                io.end(&Event::not_started(USAGE, &msg));
+                return USAGE;
+            }
         }
     } else {
         None
@@ -468,36 +573,43 @@ fn run_command(a: RunArgs) -> Result<i32, Usage> {
     let timer = RealTimer::new();
     let opts = RunOptions {
         passthrough: true,
-        want_result: a.result_json.is_some(),
+        want_result: io.wants_result(),
+        close_own_session: !a.keep_open,
         ..Default::default()
     };
-    let answer = crate::app::run_command::run(&resolved, &opts, &log, &cancel, &timer);
-    if !answer.ran && answer.failed() {
-        log.error("operation not started", &[("error", answer.msg.clone())]);
-    }
-    Ok(stopped_exit(
-        &cancel,
-        present(&answer, a.result_json.as_deref(), &log),
-    ))
-}
-
-/// Writes the result document when asked; the answer's exit code is the process's.
-fn present(answer: &Answer, result_json: Option<&str>, log: &Logger) -> i32 {
-    if let Some(path) = result_json
-        && let Err(e) = write_result(path, &super::document::of(answer))
-    {
-        log.error("cannot write the result document", &[("error", e)]);
-    }
-    answer.exit_code
+    let answer = crate::app::run_command::run(&resolved, &opts, log, &cancel, &timer);
+    stopped_exit(&cancel, present(&answer, io, "operation not started"))
 }
 
 /// A stop request that came after the last attempt (while the records waited for a lock, say)
 /// is not lost: retryx still ends with 128+N.
 fn stopped_exit(cancel: &Cancel, code: i32) -> i32 {
     match cancel.signal() {
-        Some(sig) if code != 128 + sig => 128 + sig,
-        _ => code,
+        Some(sig) => {
+            let stopped = crate::exit::of_operation(crate::exit::End::Aborted(sig));
+            if code == stopped { code } else { stopped }
+        }
+        None => code,
     }
+}
+
+/// Logs why an operation did not start, writes the result document when asked, and ends the
+/// event stream of a run that did not start (one that ran ended it after its notifications).
+/// The answer's exit code is the process's.
+fn present(answer: &Answer, io: &RunIo, not_started: &str) -> i32 {
+    if !answer.ran && answer.failed() {
+        io.log.error(not_started, &[("error", answer.msg.clone())]);
+    } else if !answer.ran && !answer.msg.is_empty() {
+        io.log.info(&answer.msg, &[]);
+    }
+    if let Err(e) = io.write_result(&super::document::of(answer)) {
+        io.log
+            .error("cannot write the result document", &[("error", e)]);
+    }
+    if !answer.ran {
+        io.end(&Event::not_started(answer.exit_code, &answer.msg));
+    }
+    answer.exit_code
 }
 
 /// `Name: value` into a header pair; the value is never echoed in an error.
@@ -530,7 +642,7 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         deadline: a.deadline,
         retry_conditions: a.retry_conditions.clone(),
         operation: a.operation.clone(),
-        artifacts_dir: a.artifacts_dir.clone(),
+        artifacts_dir: a.artifacts_dir.clone().or_else(artifacts_from_env),
         state_dir: a.state_dir.clone(),
         session_id: a.session_id.clone(),
         ..Default::default()
@@ -566,8 +678,17 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         );
     }
     let resolved = Resolved::from_value(raw, overrides, true).map_err(|e| Usage(e.to_string()))?;
-    let verbosity = i8::try_from(i16::from(a.verbose) - i16::from(a.quiet)).unwrap_or(0);
-    let log = Logger::stderr(verbosity);
+    records_for_session(&resolved, false)?;
+    // The stdout contract of a run (`--result-json -`: stdout holds only the document); the
+    // download has its own progress bar.
+    let io = RunIo::open(&Outputs {
+        result_json: a.result_json.as_deref(),
+        events: None,
+        progress: crate::front::progress::ProgressWhen::Never,
+        verbosity: verbosity(a.verbose, a.quiet),
+    })
+    .map_err(Usage)?;
+    let log = &io.log;
     let cancel = Cancel::new();
     if let Err(e) = cancel.install_signal_handlers() {
         log.warn("signals will not be handled", &[("error", e)]);
@@ -575,19 +696,15 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
     let timer = RealTimer::new();
     let opts = RunOptions {
         passthrough: true,
-        want_result: a.result_json.is_some(),
+        want_result: io.wants_result(),
+        close_own_session: true,
         ..Default::default()
     };
-    let answer = crate::app::run_command::run(&resolved, &opts, &log, &cancel, &timer);
-    if !answer.ran && answer.failed() {
-        log.error("download not started", &[("error", answer.msg.clone())]);
-    } else if !answer.ran {
-        log.info(&answer.msg, &[]);
-    }
-    Ok(present(&answer, a.result_json.as_deref(), &log))
+    let answer = crate::app::run_command::run(&resolved, &opts, log, &cancel, &timer);
+    Ok(present(&answer, &io, "download not started"))
 }
 
-fn validate(file: &std::path::Path, operation: Option<String>) -> Result<i32, Usage> {
+fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
     let raw = read_config(file)?;
     let mut flags = Map::new();
     if let Some(op) = operation {
@@ -648,14 +765,73 @@ fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(args)
 }
 
+/// `retryx ls -l`: a command given without `--` reads as an unknown subcommand or argument.
+/// The hint shows the same words with `--` put before the command.
+fn command_without_dashes(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(word)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if word.starts_with('-') || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    let words: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let at = words.iter().position(|w| w == word)?;
+    let mut fixed = vec!["retryx".to_string()];
+    fixed.extend(words[..at].iter().cloned());
+    fixed.push("--".into());
+    fixed.extend(words[at..].iter().cloned());
+    use clap::CommandFactory;
+    let near = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .find(|name| word.len() > 3 && edit_distance(word, name) <= 2);
+    Some(match near {
+        Some(name) => format!(
+            "retryx: no subcommand '{word}' (did you mean '{name}'?); to run a command, put it after --: {}",
+            fixed.join(" ")
+        ),
+        None => format!("retryx: put the command after --: {}", fixed.join(" ")),
+    })
+}
+
+/// Levenshtein distance, for "did you mean" (words are a few characters long).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Runs the CLI; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
     crate::exec::limit_malloc_arenas();
-    let cli = match parse(args) {
+    let cli = match parse(args.clone()) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { USAGE } else { 0 };
             let _ = e.print();
+            if let Some(hint) = command_without_dashes(&e, &args) {
+                eprintln!("{hint}");
+            }
             return code;
         }
     };
@@ -676,11 +852,23 @@ pub fn main(args: Vec<OsString>) -> i32 {
                     })
                     .map_err(|e| Usage(e.to_string())),
                 None => Err(Usage(
-                    "--document: expected session, operation, attempt, performance, session_error or records_pack".into(),
+                    "--document: expected session, operation, attempt, performance, session_error, records_pack or events".into(),
                 )),
             }
         }
-        Some(Sub::Validate { file, operation }) => validate(&file, operation),
+        Some(Sub::Validate {
+            file,
+            operation,
+            operation_short,
+        }) => operation_from_short(operation, operation_short, true)
+            .and_then(|op| validate(&file, op)),
+        Some(Sub::Completions { shell }) => {
+            crate::front::shell::completions(shell, &mut std::io::stdout().lock());
+            Ok(0)
+        }
+        Some(Sub::Man) => crate::front::shell::man(&mut std::io::stdout().lock())
+            .map(|()| 0)
+            .map_err(|e| Usage(format!("writing the man page: {e}"))),
         Some(Sub::Session(a)) => Ok(crate::front::session_cmd::session(a)),
         Some(Sub::Cleanup(a)) => Ok(crate::front::session_cmd::cleanup(a)),
         Some(Sub::Compress(a)) => Ok(crate::front::session_cmd::compress(a)),
@@ -721,6 +909,31 @@ mod tests {
             .chain(s.iter().copied())
             .map(OsString::from)
             .collect()
+    }
+
+    /// `--help` shows the default of every flag that takes a value: clap's own
+    /// `[default: ...]` or one written in the help text.
+    #[test]
+    fn help_shows_every_default() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let takes_value = matches!(a.get_action(), ArgAction::Set | ArgAction::Append);
+                if !takes_value || a.is_positional() || a.is_hide_set() || a.is_required_set() {
+                    continue;
+                }
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if a.get_default_values().is_empty() && !help.contains("[default:") {
+                    missing.push(format!("{path} --{}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "retryx", &mut missing);
+        assert!(missing.is_empty(), "no default shown: {missing:#?}");
     }
 
     /// The run-only fast path must parse exactly as the full command does, errors included.

@@ -25,16 +25,16 @@ pub(crate) struct StateArgs {
     /// Where guard state lives [default: <artifacts-dir>/state, else /tmp/ansible_retry/state]
     #[arg(long, value_name = "DIR", global = true)]
     pub(crate) state_dir: Option<String>,
-    /// Records directory (its state/ subdirectory holds guard state when --state-dir is not given)
-    #[arg(long, value_name = "DIR", global = true)]
+    /// Records directory (its state/ subdirectory holds guard state when --state-dir is not given) [default: none]
+    #[arg(long, value_name = "DIR", global = true, env = crate::front::session_cmd::ARTIFACTS_ENV)]
     pub(crate) artifacts_dir: Option<String>,
-    /// file, or redis://[user:password@]host:port/db, rediss://... [env: RETRYX_STATE_BACKEND]
+    /// file, or redis://[user:password@]host:port/db, rediss://... [env: RETRYX_STATE_BACKEND] [default: file]
     #[arg(long, value_name = "URL", global = true)]
     pub(crate) state_backend: Option<String>,
     /// Key prefix on Redis [default: retryx]
     #[arg(long, value_name = "PREFIX", global = true)]
     pub(crate) state_backend_prefix: Option<String>,
-    /// PEM file of CA certificates trusted for rediss://
+    /// PEM file of extra CA certificates trusted for rediss:// [default: none]
     #[arg(long, value_name = "FILE", global = true)]
     pub(crate) state_backend_ca: Option<String>,
 }

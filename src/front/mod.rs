@@ -7,7 +7,10 @@ pub(crate) mod document;
 pub(crate) mod guard_cmd;
 pub(crate) mod module;
 pub(crate) mod module_tasks;
+pub(crate) mod progress;
+pub(crate) mod run_io;
 pub(crate) mod session_cmd;
+pub(crate) mod shell;
 
 use std::ffi::OsString;
 

@@ -232,6 +232,8 @@ fn run_module(path: &Path) -> Value {
                 check_mode: flags.check_mode,
                 records_by_default: true,
                 want_result: true,
+                // The role's finalize handler closes its session.
+                close_own_session: false,
             };
             let mut answer = crate::app::run_command::run(&resolved, &opts, &log, &cancel, &timer);
             if !no_log {

@@ -25,20 +25,17 @@ pub struct SessionArgs {
 #[derive(Args, Debug, Clone)]
 pub struct DirArgs {
     /// Where the records are
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
+    #[arg(long, value_name = "DIR", env = ARTIFACTS_ENV, default_value = DEFAULT_DIR)]
     pub artifacts_dir: PathBuf,
 }
 
+/// The one environment variable naming the artifacts directory of every command.
+pub const ARTIFACTS_ENV: &str = "RETRYX_ARTIFACTS_DIR";
+
 #[derive(Subcommand, Debug)]
 pub enum SessionCmd {
-    /// List the sessions in the artifacts directory
-    List {
-        #[command(flatten)]
-        dir: DirArgs,
-        /// text or json
-        #[arg(long, default_value = "text")]
-        format: Format,
-    },
+    /// List the sessions in the artifacts directory, newest first
+    List(ListArgs),
     /// Show a session: json, text, or a timeline picture (svg, html)
     Show {
         id: String,
@@ -46,7 +43,7 @@ pub enum SessionCmd {
         dir: DirArgs,
         #[arg(long, default_value = "text")]
         format: Format,
-        /// Write to FILE instead of stdout
+        /// Write to FILE [default: stdout]
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
@@ -55,13 +52,62 @@ pub enum SessionCmd {
         id: String,
         #[command(flatten)]
         dir: DirArgs,
-        /// JSON config whose monitoring.alerts thresholds to apply (default: the session's own)
+        /// JSON config whose monitoring.alerts thresholds to apply [default: the session's own]
         #[arg(short = 'c', long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Close it as failed (as the role's "cleanup retry session on error")
         #[arg(long)]
         failed: bool,
     },
+}
+
+/// `session list`: filters and the two formats a listing has.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Only sessions with this status [default: any]
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<SessionStatus>,
+    /// Only sessions holding an operation of this name [default: any]
+    #[arg(long, value_name = "NAME")]
+    pub operation: Option<String>,
+    /// Only sessions started since WHEN: a duration ago (30m, 2h, 1d) or a time (2026-01-21, RFC 3339) [default: any time]
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub format: ListFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SessionStatus {
+    Open,
+    Completed,
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ListFormat {
+    Text,
+    Json,
+}
+
+/// `--since`: a duration back from now, a date (midnight UTC) or an RFC 3339 time.
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    use chrono::{DateTime, NaiveDate, Utc};
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(t.and_utc());
+    }
+    let ago = crate::config::duration::parse_duration(text).map_err(|_| {
+        format!("expected a duration ago (30m, 2h, 1d), a date (2026-01-21) or an RFC 3339 time, got {text:?}")
+    })?;
+    let ago = chrono::Duration::from_std(ago).map_err(|e| e.to_string())?;
+    Ok(Utc::now() - ago)
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -82,10 +128,10 @@ pub struct CleanupArgs {
     /// Keep at most this many finished sessions
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SESSIONS)]
     pub max_sessions: u32,
-    /// Guard state directory (never touched by cleanup)
+    /// Guard state directory (never touched by cleanup) [default: <artifacts-dir>/state]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Instead: close this session as failed ("cleanup retry session on error"; records kept)
+    /// Instead: close this session as failed ("cleanup retry session on error"; records kept) [default: none]
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
 }
@@ -94,7 +140,7 @@ pub struct CleanupArgs {
 pub struct CompressArgs {
     #[command(flatten)]
     pub dir: DirArgs,
-    /// Only this session
+    /// Only this session [default: every finished session]
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
     /// Files above this many bytes are gzipped
@@ -129,7 +175,7 @@ fn emit(output: Option<&PathBuf>, text: &str) -> Result<(), String> {
 
 pub fn session(a: SessionArgs) -> i32 {
     report(match a.cmd {
-        SessionCmd::List { dir, format } => list(&dir.artifacts_dir, format),
+        SessionCmd::List(a) => list(&a),
         SessionCmd::Show {
             id,
             dir,
@@ -145,46 +191,99 @@ pub fn session(a: SessionArgs) -> i32 {
     })
 }
 
-fn list(dir: &PathBuf, format: Format) -> Result<i32, String> {
-    let store = Store::new(dir);
+/// One row of `session list`.
+#[derive(serde::Serialize)]
+struct Row {
+    session_id: String,
+    session_status: String,
+    session_start: String,
+    session_end: Option<String>,
+    total_operations: u64,
+    failed_operations: u64,
+    alerts: usize,
+}
+
+fn list(a: &ListArgs) -> Result<i32, String> {
+    let store = Store::new(&a.dir.artifacts_dir);
     let mut rows = Vec::new();
     for sid in store.session_ids().map_err(e)? {
-        match store.read_session(&sid) {
-            Ok(s) => rows.push(json!({
-                "session_id": s.session_id,
-                "session_status": s.session_status,
-                "session_start": s.session_start,
-                "session_end": s.session_end,
-                "total_operations": s.final_statistics.total_operations,
-                "failed_operations": s.final_statistics.failed_operations,
-                "alerts": s.alerts.len(),
-            })),
-            Err(err) => eprintln!("retryx: skipping {sid}: {err}"),
+        let s = match store.read_session(&sid) {
+            Ok(s) => s,
+            Err(err) => {
+                eprintln!("retryx: skipping {sid}: {err}");
+                continue;
+            }
+        };
+        if let Some(want) = a.status
+            && s.session_status != format!("{want:?}").to_lowercase()
+        {
+            continue;
         }
+        if let Some(since) = a.since
+            && chrono::DateTime::parse_from_rfc3339(&s.session_start).map_or(true, |t| t < since)
+        {
+            continue;
+        }
+        // An open session lists its operations only in their own files.
+        if let Some(name) = &a.operation
+            && !store.view(&sid).is_ok_and(|v| {
+                v.operation_details
+                    .iter()
+                    .any(|d| &d.record.operation_name == name)
+            })
+        {
+            continue;
+        }
+        rows.push(Row {
+            session_id: s.session_id,
+            session_status: s.session_status,
+            session_start: s.session_start,
+            session_end: s.session_end,
+            total_operations: s.final_statistics.total_operations,
+            failed_operations: s.final_statistics.failed_operations,
+            alerts: s.alerts.len(),
+        });
     }
-    let text = match format {
-        Format::Json => format!(
+    // Newest first; the same timestamp format everywhere, so text order is time order.
+    rows.sort_by(|x, y| {
+        y.session_start
+            .cmp(&x.session_start)
+            .then(y.session_id.cmp(&x.session_id))
+    });
+    let text = match a.format {
+        ListFormat::Json => format!(
             "{}\n",
             serde_json::to_string_pretty(&rows).map_err(|x| x.to_string())?
         ),
-        _ => {
-            let mut t = String::new();
-            for r in &rows {
-                t.push_str(&format!(
-                    "{}  {:<9} {}  ops={} failed={} alerts={}\n",
-                    r["session_id"].as_str().unwrap_or(""),
-                    r["session_status"].as_str().unwrap_or(""),
-                    r["session_start"].as_str().unwrap_or(""),
-                    r["total_operations"],
-                    r["failed_operations"],
-                    r["alerts"]
-                ));
-            }
-            t
-        }
+        ListFormat::Text => list_text(&rows),
     };
     emit(None, &text)?;
     Ok(0)
+}
+
+fn list_text(rows: &[Row]) -> String {
+    let w = rows
+        .iter()
+        .map(|r| r.session_id.len())
+        .max()
+        .unwrap_or(0)
+        .max("SESSION".len());
+    let mut t = format!(
+        "{:<w$}  {:<9}  {:<24}  {:>4}  {:>6}  {:>6}\n",
+        "SESSION", "STATUS", "STARTED", "OPS", "FAILED", "ALERTS"
+    );
+    for r in rows {
+        t.push_str(&format!(
+            "{:<w$}  {:<9}  {:<24}  {:>4}  {:>6}  {:>6}\n",
+            r.session_id,
+            r.session_status,
+            r.session_start,
+            r.total_operations,
+            r.failed_operations,
+            r.alerts
+        ));
+    }
+    t
 }
 
 fn show(dir: &PathBuf, id: &str, format: Format, output: Option<&PathBuf>) -> Result<i32, String> {

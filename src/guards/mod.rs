@@ -26,8 +26,26 @@ use serde_json::{Map, Value};
 use crate::classify::ErrorClass;
 use crate::config::Plan;
 use crate::log::Logger;
+use crate::log::events::{Event, GuardData, GuardDecision};
 use crate::sys::clock::Timer;
 use crate::sys::stop::Cancel;
+
+/// Tells the run's observers (`--events`, `-v`) what a guard decided.
+fn tell(
+    ctx: &GuardCtx,
+    guard: &str,
+    decision: GuardDecision,
+    class: Option<ErrorClass>,
+    reason: &str,
+) {
+    ctx.log.event(&Event::Guard(GuardData {
+        guard: guard.to_string(),
+        attempt: ctx.attempt,
+        decision,
+        class,
+        reason: reason.to_string(),
+    }));
+}
 
 /// What the engine tells a guard.
 pub struct GuardCtx<'a> {
@@ -121,28 +139,49 @@ impl GuardSet {
     }
 
     pub fn adjust(&mut self, plan: &mut Plan, log: &Logger) -> Vec<String> {
-        self.guards
-            .iter_mut()
-            .filter_map(|g| g.adjust(plan, log))
-            .collect()
+        let mut notes = Vec::new();
+        for g in self.guards.iter_mut() {
+            if let Some(note) = g.adjust(plan, log) {
+                log.event(&Event::Guard(GuardData {
+                    guard: g.name().to_string(),
+                    attempt: 0,
+                    decision: GuardDecision::Adjust,
+                    class: None,
+                    reason: note.clone(),
+                }));
+                notes.push(note);
+            }
+        }
+        notes
     }
 
-    fn first_not_proceed(&mut self, f: impl Fn(&mut Box<dyn Guard>) -> Admission) -> Admission {
+    fn first_not_proceed(
+        &mut self,
+        ctx: &GuardCtx,
+        f: impl Fn(&mut Box<dyn Guard>) -> Admission,
+    ) -> Admission {
         for g in self.guards.iter_mut() {
             let a = f(g);
-            if a != Admission::Proceed {
-                return a;
+            match &a {
+                Admission::Proceed => continue,
+                Admission::Refuse { class, message } => {
+                    tell(ctx, g.name(), GuardDecision::Refuse, Some(*class), message)
+                }
+                Admission::Skip { message } => {
+                    tell(ctx, g.name(), GuardDecision::Skip, None, message)
+                }
             }
+            return a;
         }
         Admission::Proceed
     }
 
     pub fn before_operation(&mut self, ctx: &GuardCtx) -> Admission {
-        self.first_not_proceed(|g| g.before_operation(ctx))
+        self.first_not_proceed(ctx, |g| g.before_operation(ctx))
     }
 
     pub fn before_attempt(&mut self, ctx: &GuardCtx) -> Admission {
-        self.first_not_proceed(|g| g.before_attempt(ctx))
+        self.first_not_proceed(ctx, |g| g.before_attempt(ctx))
     }
 
     pub fn after_attempt(&mut self, ctx: &GuardCtx, view: &AttemptView) {
@@ -154,11 +193,31 @@ impl GuardSet {
     /// The first verdict other than `Allow` wins; `AllowNow` only if every guard allows.
     pub fn before_retry(&mut self, ctx: &GuardCtx, class: ErrorClass) -> RetryVerdict {
         let mut verdict = RetryVerdict::Allow;
+        let mut by = "";
         for g in self.guards.iter_mut() {
             match g.before_retry(ctx, class) {
                 RetryVerdict::Allow => {}
-                now @ RetryVerdict::AllowNow { .. } => verdict = now,
-                stop => return stop,
+                now @ RetryVerdict::AllowNow { .. } => {
+                    verdict = now;
+                    by = g.name();
+                }
+                stop => {
+                    verdict = stop;
+                    by = g.name();
+                    break;
+                }
+            }
+        }
+        match &verdict {
+            RetryVerdict::Allow => {}
+            RetryVerdict::AllowNow { reason } => {
+                tell(ctx, by, GuardDecision::RetryNow, Some(class), reason)
+            }
+            RetryVerdict::Deny { reason } => {
+                tell(ctx, by, GuardDecision::DenyRetry, Some(class), reason)
+            }
+            RetryVerdict::Done { reason } => {
+                tell(ctx, by, GuardDecision::Done, Some(class), reason)
             }
         }
         verdict

@@ -1,8 +1,9 @@
 //! The records: the seed's per-attempt and "Operation Details" shapes, and the ids that name
 //! them. Shapes and naming are pure; writing them to disk lives in `store`, statistics in
-//! `stats`, alert evaluation in `alerts`, pictures in `render`, front-door glue in `actions`.
+//! `stats`, alert evaluation in `alerts`, pictures in `render`, the event stream in `events`.
 
 pub mod alerts;
+pub(crate) mod events;
 pub mod render;
 pub mod stats;
 pub mod store;

@@ -1,12 +1,15 @@
 //! Pictures and listings of a session: a timeline in SVG (one row per operation, attempts as
-//! bars coloured by outcome, waits as gaps, alerts marked, legend and time axis), the same in a
-//! single self-contained HTML file, and plain text for terminals. Pure: strings in, string out.
+//! bars coloured by outcome with their error class, timeouts apart, waits as gaps, a wait cut by
+//! a stop signal drawn cut, every alert marked and written out, legend and time axis), the same
+//! in a single self-contained HTML file, and plain text for terminals. Pure: strings in, string
+//! out.
 
 use std::fmt::Write;
 
-use super::AttemptStatus;
+use super::alerts::Alert;
 use super::stats::seconds_between;
 use super::store::SessionView;
+use super::{AttemptRecord, AttemptStatus, OperationRecord, OperationStatus};
 
 /// Rows drawn at most; the rest are counted in a note (a picture of 10,000 rows helps no one).
 pub const MAX_ROWS: usize = 400;
@@ -43,18 +46,57 @@ fn short(s: &str, n: usize) -> String {
     }
 }
 
-/// Colours by outcome: success, failed and retried, failed for good, aborted.
-pub const COLOURS: [(&str, &str); 4] = [
+/// Colours by outcome: success, failed and retried, failed for good, aborted, timed out.
+pub const COLOURS: [(&str, &str); 5] = [
     ("success", "#2e9e44"),
     ("failed, retried", "#f0a030"),
     ("failed, final", "#d43c3c"),
     ("aborted", "#808080"),
+    ("timed out", "#7b3fb0"),
 ];
+
+/// Which of `COLOURS` an attempt gets. A timeout is told apart from other failures; the last
+/// attempt of an operation stopped during its wait was not retried, whatever it planned.
+fn outcome(a: &AttemptRecord, r: &OperationRecord) -> usize {
+    let last = r.attempts.last().is_some_and(|l| std::ptr::eq(l, a));
+    match a.status {
+        AttemptStatus::Success => 0,
+        AttemptStatus::Aborted => 3,
+        AttemptStatus::Failed if a.timed_out => 4,
+        AttemptStatus::Failed if a.should_retry && !(last && aborted(r)) => 1,
+        AttemptStatus::Failed => 2,
+    }
+}
+
+fn aborted(r: &OperationRecord) -> bool {
+    r.status == OperationStatus::Aborted
+}
+
+/// Every alert of the view once: the session's (which include the operations' once
+/// finalized), then any operation's own not among them (an open session).
+fn all_alerts(view: &SessionView) -> Vec<&Alert> {
+    let mut out: Vec<&Alert> = view.session.alerts.iter().collect();
+    for d in &view.operation_details {
+        for a in &d.alerts {
+            if !out
+                .iter()
+                .any(|b| b.message == a.message && b.scope == a.scope)
+            {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+/// One line per alert under the legend.
+const ALERT_LINE: f64 = 16.0;
 
 /// The SVG's height for a view.
 pub fn height(view: &SessionView) -> u32 {
     let rows = view.operation_details.len().clamp(1, MAX_ROWS);
-    (TOP + rows as f64 * ROW_H + 90.0) as u32
+    let alerts = all_alerts(view).len() as f64;
+    (TOP + rows as f64 * ROW_H + 90.0 + alerts * ALERT_LINE) as u32
 }
 
 fn nice_step(span: f64) -> f64 {
@@ -156,19 +198,38 @@ pub fn svg(view: &SessionView) -> String {
                 y + 11.0
             );
         }
+        // An operation stopped during a wait: the wait drawn up to where it was cut, then ×.
+        if aborted(r)
+            && let Some(a) = r.attempts.last()
+            && a.status == AttemptStatus::Failed
+            && a.should_retry
+        {
+            let (from, to) = (
+                seconds_between(start, &a.end_time),
+                seconds_between(start, &r.end_time),
+            );
+            let (xa, xb, ym) = (x(from), x(to).max(x(from) + 4.0), y + 11.0);
+            let tip = format!(
+                "wait of {:.3}s cut after {:.3}s: retryx was stopped",
+                a.delay_before_retry,
+                (to - from).max(0.0)
+            );
+            let _ = writeln!(
+                o,
+                r##"<g><title>{}</title><line x1="{xa:.1}" y1="{ym:.1}" x2="{xb:.1}" y2="{ym:.1}" stroke="#808080" stroke-dasharray="3,2"/><path d="M{:.1},{:.1} l6,6 m0,-6 l-6,6" stroke="#808080" stroke-width="2"/></g>"##,
+                esc(&tip),
+                xb - 3.0,
+                ym - 3.0
+            );
+        }
         for a in &r.attempts {
             let x0 = x(seconds_between(start, &a.start_time));
             let x1 = x(seconds_between(start, &a.end_time)).max(x0 + 3.0);
-            let colour = match a.status {
-                AttemptStatus::Success => COLOURS[0].1,
-                AttemptStatus::Failed if a.should_retry => COLOURS[1].1,
-                AttemptStatus::Failed => COLOURS[2].1,
-                AttemptStatus::Aborted => COLOURS[3].1,
-            };
+            let colour = COLOURS[outcome(a, r)].1;
             let tip = format!(
-                "attempt {}: {:?} {} {:.3}s{}",
+                "attempt {}: {} {} {:.3}s{}",
                 a.attempt_number,
-                a.status,
+                COLOURS[outcome(a, r)].0,
                 a.error_type.map(|c| c.as_str()).unwrap_or(""),
                 a.execution_time,
                 if a.delay_before_retry > 0.0 {
@@ -184,6 +245,18 @@ pub fn svg(view: &SessionView) -> String {
                 x1 - x0,
                 esc(&tip)
             );
+            // The class on the bar when it fits (about 5.5 px a character at this size).
+            if let Some(class) = a.error_type.map(|c| c.as_str())
+                && (x1 - x0) >= class.len() as f64 * 5.5 + 4.0
+            {
+                let _ = writeln!(
+                    o,
+                    r##"<text x="{:.1}" y="{:.1}" font-size="9" fill="#ffffff" pointer-events="none">{}</text>"##,
+                    x0 + 2.0,
+                    y + 14.5,
+                    esc(class)
+                );
+            }
         }
         if !d.alerts.is_empty() {
             let xe = x(seconds_between(start, &r.end_time)) + 8.0;
@@ -242,20 +315,21 @@ pub fn svg(view: &SessionView) -> String {
         ly + 1.0,
         lx + 18.0
     );
-    if !s.alerts.is_empty() {
-        let session_alerts: Vec<&str> = s
-            .alerts
-            .iter()
-            .filter(|a| a.scope == "session")
-            .map(|a| a.message.as_str())
-            .collect();
-        if !session_alerts.is_empty() {
-            let _ = writeln!(
-                o,
-                r##"<text x="16" y="64" fill="#c00000">⚠ {}</text>"##,
-                esc(&short(&session_alerts.join("; "), 160))
-            );
-        }
+    // Every alert, written out (the triangles only point at the operations).
+    let mut ay = ly + 24.0;
+    for a in all_alerts(view) {
+        let who = match (&a.scope[..], &a.operation_name) {
+            ("operation", Some(name)) => format!("{name}: "),
+            _ => "session: ".to_string(),
+        };
+        let _ = writeln!(
+            o,
+            r##"<text x="16" y="{ay:.1}" fill="#c00000">⚠ [{}] {}{}</text>"##,
+            esc(&a.severity),
+            esc(&who),
+            esc(&short(&a.message, 150))
+        );
+        ay += ALERT_LINE;
     }
     o.push_str("</svg>\n");
     o
@@ -293,9 +367,10 @@ pub fn html(view: &SessionView) -> String {
         }
     }
     o.push_str("</table>");
-    if !s.alerts.is_empty() {
+    let alerts = all_alerts(view);
+    if !alerts.is_empty() {
         o.push_str("<h3>Alerts</h3><ul>");
-        for a in &s.alerts {
+        for a in alerts {
             let _ = write!(
                 o,
                 "<li class=\"alert\">[{}] {}</li>",
@@ -348,20 +423,29 @@ pub fn text(view: &SessionView) -> String {
         f.success_rate,
         f.operations_per_minute
     );
-    for a in &s.alerts {
+    for a in all_alerts(view) {
         let _ = writeln!(o, "  ALERT [{}] {}", a.severity, a.message);
     }
     for d in &view.operation_details {
         let r = &d.record;
-        let marks: String = r
+        let marks: Vec<String> = r
             .attempts
             .iter()
-            .map(|a| match a.status {
-                AttemptStatus::Success => '✓',
-                AttemptStatus::Failed => '✗',
-                AttemptStatus::Aborted => '!',
+            .map(|a| match (outcome(a, r), a.error_type) {
+                (0, _) => "✓".to_string(),
+                (3, _) => "!aborted".to_string(),
+                (_, Some(c)) => format!("✗{c}"),
+                (_, None) => "✗".to_string(),
             })
             .collect();
+        let mut marks = marks.join(" ");
+        if aborted(r)
+            && r.attempts
+                .last()
+                .is_some_and(|a| a.status == AttemptStatus::Failed && a.should_retry)
+        {
+            marks.push_str(" ~wait cut");
+        }
         let _ = writeln!(
             o,
             "  {:<9} {:<24} {:>3}/{:<3} {:>9.3}s  {}  {}",

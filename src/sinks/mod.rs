@@ -74,6 +74,20 @@ pub struct NotificationOutcome {
     pub duration: f64,
 }
 
+/// A delivery as the event stream tells it.
+impl From<&NotificationOutcome> for crate::log::events::NotificationData {
+    fn from(o: &NotificationOutcome) -> Self {
+        crate::log::events::NotificationData {
+            system: o.system.clone(),
+            kind: o.kind.clone(),
+            status: o.status.clone(),
+            http_status: o.http_status,
+            attempts: o.attempts,
+            error: o.error.clone(),
+        }
+    }
+}
+
 /// All outcomes of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NotifyResult {

@@ -1,8 +1,14 @@
 //! Log lines in the seeds' format: `[2026-01-21 15:00:05] WARN: message | k=v, k=v`. To stderr
 //! (CLI) or kept in memory (module, where stderr is not the user's). Never logs secrets: callers
-//! pass redacted values.
+//! pass redacted values. It also carries the run's observers (the `--events` stream, the live
+//! progress line): the logger already reaches every place where something happens (engine,
+//! guards, sinks), and a line drawn in place on the terminal must step aside for a log line.
 
 use std::sync::Mutex;
+
+pub mod events;
+
+use events::{Event, Observer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -29,6 +35,7 @@ pub struct Logger {
     max: Option<Level>,
     to_stderr: bool,
     kept: Mutex<Vec<String>>,
+    observers: Vec<Box<dyn Observer>>,
 }
 
 impl Logger {
@@ -38,6 +45,7 @@ impl Logger {
             max: Self::level_for(verbosity),
             to_stderr: true,
             kept: Mutex::new(Vec::new()),
+            observers: Vec::new(),
         }
     }
 
@@ -47,6 +55,7 @@ impl Logger {
             max: Self::level_for(verbosity),
             to_stderr: false,
             kept: Mutex::new(Vec::new()),
+            observers: Vec::new(),
         }
     }
 
@@ -59,18 +68,42 @@ impl Logger {
         }
     }
 
+    /// Adds an observer of the run's events.
+    pub fn with_observer(mut self, observer: Box<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// Hands an event to every observer; at debug level (`-v`) an attempt's end and a guard's
+    /// decision also become a log line.
+    pub fn event(&self, event: &Event) {
+        for o in &self.observers {
+            o.event(event);
+        }
+        if self.enabled(Level::Debug)
+            && let Some((message, fields)) = events::detail(event)
+        {
+            self.debug(message, &fields);
+        }
+    }
+
     pub fn enabled(&self, level: Level) -> bool {
         self.max.is_some_and(|m| level <= m)
     }
 
     pub fn log(&self, level: Level, message: &str, fields: &[(&str, String)]) {
-        if !self.enabled(level) {
-            return;
+        if self.enabled(level) {
+            self.write(level, message, fields);
         }
+    }
+
+    fn write(&self, level: Level, message: &str, fields: &[(&str, String)]) {
         let line = format_line(chrono::Local::now().naive_local(), level, message, fields);
         if self.to_stderr {
             use std::io::Write;
+            self.observers.iter().for_each(|o| o.before_log_line());
             let _ = writeln!(std::io::stderr().lock(), "{line}");
+            self.observers.iter().for_each(|o| o.after_log_line());
         } else if let Ok(mut kept) = self.kept.lock() {
             kept.push(line);
         }
@@ -81,6 +114,15 @@ impl Logger {
     }
     pub fn warn(&self, message: &str, fields: &[(&str, String)]) {
         self.log(Level::Warn, message, fields)
+    }
+    /// A WARN line that says why the run ended (a command that could not start, a
+    /// non-retryable failure, a stop signal): `-q` keeps it, only `-qq` drops it.
+    pub fn warn_reason(&self, message: &str, fields: &[(&str, String)]) {
+        if self.enabled(Level::Error) && !self.enabled(Level::Warn) {
+            self.write(Level::Warn, message, fields);
+        } else {
+            self.log(Level::Warn, message, fields);
+        }
     }
     pub fn info(&self, message: &str, fields: &[(&str, String)]) {
         self.log(Level::Info, message, fields)

@@ -620,6 +620,8 @@ fn become_subreaper() {
 /// Runs one attempt to its end. A stop request is forwarded to the group; the attempt's result
 /// says so in `interrupted_by`. One thread does it all with `poll`: the child's exit (a pidfd),
 /// its two pipes, stop requests and the timeout; threads per attempt cost more than retrying.
+/// Long (~195 lines): the poll loop's order (exit, pipes, stop, timeout, descendants) is the
+/// point, and pieces of it share the descriptors it owns.
 pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
     become_subreaper();
     let mut cmd = match build_command(spec) {

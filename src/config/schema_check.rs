@@ -126,6 +126,8 @@ fn push_segment(path: &mut String, seg: &str) -> usize {
     len
 }
 
+/// Long (~200 lines): one match arm per JSON Schema keyword, kept together so the keywords
+/// read as the spec lists them.
 /// Whether `value` is valid under `node`; errors go to `out` (with `first`, it stops at one).
 fn check(
     root: &Value,

@@ -37,14 +37,16 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
-#[derive(Args, Debug, Default)]
-pub struct RunArgs {
+/// The policy flags of every command that retries (a run, `download`): defined once, so their
+/// names, help and defaults cannot drift apart.
+#[derive(Args, Debug, Default, Clone)]
+pub struct PolicyFlags {
     /// Attempts in all, first included [default: 3]
     #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub max_attempts: Option<u32>,
     /// exponential, linear, fixed (or exponential_backoff, linear_backoff, fixed_delay) [default: exponential]
-    #[arg(short = 'p', long, value_name = "P")]
-    pub policy: Option<PolicyKind>,
+    #[arg(short = 'p', long = "policy", value_name = "P")]
+    pub retry_policy: Option<PolicyKind>,
     /// Base delay: 250ms, 2s, 1m, or seconds [default: 1s]
     #[arg(short = 'd', long, value_name = "D")]
     pub base_delay: Option<DurationSpec>,
@@ -66,6 +68,40 @@ pub struct RunArgs {
     /// Bound on the whole operation, waits included [default: none]
     #[arg(long, value_name = "D")]
     pub deadline: Option<DurationSpec>,
+    /// Error classes that are retried, comma-separated [default: the retryable classes and unknown_error]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub retry_conditions: Option<Vec<ErrorClass>>,
+}
+
+impl PolicyFlags {
+    /// Puts the flags given into `m` under their config keys.
+    fn overlay(&self, m: &mut Map<String, Value>) {
+        let secs = |d: &DurationSpec| json!(d.get().as_secs_f64());
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        };
+        put("max_attempts", self.max_attempts.map(|v| json!(v)));
+        put("retry_policy", self.retry_policy.map(|v| json!(v)));
+        put("base_delay", self.base_delay.as_ref().map(secs));
+        put("max_delay", self.max_delay.as_ref().map(secs));
+        put("backoff_multiplier", self.multiplier.map(|v| json!(v)));
+        put("jitter", self.jitter.map(|v| json!(v)));
+        put("jitter_seed", self.jitter_seed.map(|v| json!(v)));
+        put("timeout", self.timeout.as_ref().map(secs));
+        put("deadline", self.deadline.as_ref().map(secs));
+        put(
+            "retry_conditions",
+            self.retry_conditions.as_ref().map(|v| json!(v)),
+        );
+    }
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub policy: PolicyFlags,
     /// Grace between TERM and KILL [default: 2s]
     #[arg(long, value_name = "D")]
     pub kill_grace: Option<DurationSpec>,
@@ -81,9 +117,6 @@ pub struct RunArgs {
     /// Never retry when the output matches (repeatable; wins over --retry-if) [default: none]
     #[arg(long, value_name = "REGEX")]
     pub fail_if: Vec<String>,
-    /// Error classes that are retried, comma-separated [default: the retryable classes and unknown_error]
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub retry_conditions: Option<Vec<ErrorClass>>,
     /// Wait the seconds captured by this pattern in the output (e.g. 'Retry-After: (\d+)'), capped [default: none]
     #[arg(long, value_name = "REGEX")]
     pub delay_from_output: Option<String>,
@@ -260,36 +293,8 @@ pub struct DownloadArgs {
     /// Download even when FILE exists (or matches the checksum)
     #[arg(long)]
     pub force: bool,
-    /// Attempts in all, first included [default: 3]
-    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
-    pub max_attempts: Option<u32>,
-    /// exponential, linear, fixed (or exponential_backoff, linear_backoff, fixed_delay) [default: exponential]
-    #[arg(short = 'p', long, value_name = "P")]
-    pub policy: Option<PolicyKind>,
-    /// Base delay: 250ms, 2s, 1m, or seconds [default: 1s]
-    #[arg(short = 'd', long, value_name = "D")]
-    pub base_delay: Option<DurationSpec>,
-    /// Cap on any single wait [default: 30s]
-    #[arg(short = 'M', long, value_name = "D")]
-    pub max_delay: Option<DurationSpec>,
-    /// Exponential multiplier [default: 2.0]
-    #[arg(short = 'x', long, value_name = "F", value_parser = parse_multiplier)]
-    pub multiplier: Option<f64>,
-    /// none, proportional, full, equal, decorrelated [default: proportional]
-    #[arg(short = 'j', long, value_name = "K")]
-    pub jitter: Option<JitterKind>,
-    /// Seed for reproducible jitter [default: random, recorded]
-    #[arg(long, value_name = "N")]
-    pub jitter_seed: Option<u64>,
-    /// Per-attempt timeout (the attempt is cut and classed timeout) [default: none]
-    #[arg(short = 't', long, value_name = "D")]
-    pub timeout: Option<DurationSpec>,
-    /// Bound on the whole download, waits included [default: none]
-    #[arg(long, value_name = "D")]
-    pub deadline: Option<DurationSpec>,
-    /// Error classes that are retried, comma-separated [default: the retryable classes and unknown_error]
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub retry_conditions: Option<Vec<ErrorClass>>,
+    #[command(flatten)]
+    pub policy: PolicyFlags,
     /// Operation name: picks operation_configs, keys guards and records [default: download <file name>]
     #[arg(long, value_name = "NAME")]
     pub operation: Option<String>,
@@ -356,37 +361,11 @@ fn read_config(path: &std::path::Path) -> Result<Value, Usage> {
 
 fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
     let mut m = Map::new();
+    a.policy.overlay(&mut m);
     let mut put = |k: &str, v: Value| {
         m.insert(k.to_string(), v);
     };
     let secs = |d: &DurationSpec| json!(d.get().as_secs_f64());
-    if let Some(v) = a.max_attempts {
-        put("max_attempts", json!(v));
-    }
-    if let Some(v) = &a.policy {
-        put("retry_policy", json!(v));
-    }
-    if let Some(v) = &a.base_delay {
-        put("base_delay", secs(v));
-    }
-    if let Some(v) = &a.max_delay {
-        put("max_delay", secs(v));
-    }
-    if let Some(v) = a.multiplier {
-        put("backoff_multiplier", json!(v));
-    }
-    if let Some(v) = &a.jitter {
-        put("jitter", json!(v));
-    }
-    if let Some(v) = a.jitter_seed {
-        put("jitter_seed", json!(v));
-    }
-    if let Some(v) = &a.timeout {
-        put("timeout", secs(v));
-    }
-    if let Some(v) = &a.deadline {
-        put("deadline", secs(v));
-    }
     if let Some(v) = &a.kill_grace {
         put("kill_grace", secs(v));
     }
@@ -401,9 +380,6 @@ fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {
     }
     if !a.fail_if.is_empty() {
         put("fail_if", json!(a.fail_if));
-    }
-    if let Some(v) = &a.retry_conditions {
-        put("retry_conditions", json!(v));
     }
     if let Some(v) = &a.delay_from_output {
         put("delay_from_output", json!(v));
@@ -631,16 +607,7 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
         None => json!({}),
     };
     let policy = RunArgs {
-        max_attempts: a.max_attempts,
-        policy: a.policy,
-        base_delay: a.base_delay,
-        max_delay: a.max_delay,
-        multiplier: a.multiplier,
-        jitter: a.jitter,
-        jitter_seed: a.jitter_seed,
-        timeout: a.timeout,
-        deadline: a.deadline,
-        retry_conditions: a.retry_conditions.clone(),
+        policy: a.policy.clone(),
         operation: a.operation.clone(),
         artifacts_dir: a.artifacts_dir.clone().or_else(artifacts_from_env),
         state_dir: a.state_dir.clone(),

@@ -110,6 +110,7 @@ fn nice_step(span: f64) -> f64 {
     10.0 * mag
 }
 
+/// Long (~220 lines): one drawing, top to bottom (axes, attempts, waits, alerts, legend).
 /// The timeline as an SVG document.
 pub fn svg(view: &SessionView) -> String {
     let s = &view.session;

@@ -465,6 +465,8 @@ impl Store {
         }
     }
 
+    /// Long (~160 lines): everything under one session lock, in the order the records depend on
+    /// each other (statistics, then the documents that quote them).
     /// Closes a session: statistics from every operation, end and duration, status, alerts;
     /// writes the session, performance and (when failed) error records. `force_failed` is the
     /// role's "cleanup retry session on error". Linear in the session's operations.
@@ -680,6 +682,8 @@ impl Store {
     /// `retry_session_<sid>.records.json.gz`, and any other file of ours above `threshold`
     /// bytes gzipped in place. Session documents stay plain: they are the entry point the
     /// handlers, the notifier and AAP read. Open or busy sessions are left alone.
+    /// Long (~185 lines): pack, read back, fsync, then unlink, under the session lock; the
+    /// order is what makes a kill at any point lose nothing.
     pub fn compress(
         &self,
         only: Option<&str>,

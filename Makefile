@@ -45,10 +45,11 @@ lint:
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 
-# A test that needs redis-server or man fails (instead of skipping) when it is missing; so does
+# A test that needs redis-server, man, ansible-playbook or network namespaces fails (instead of
+# skipping) when it is missing; so does
 # tests/hardening.rs when it cannot make a user to plant links (not root).
 rust-test:
-	RETRYX_REQUIRE_REDIS=1 RETRYX_REQUIRE_ROOT=1 RETRYX_REQUIRE_MAN=1 cargo test --locked
+	RETRYX_REQUIRE_REDIS=1 RETRYX_REQUIRE_ROOT=1 RETRYX_REQUIRE_MAN=1 RETRYX_REQUIRE_ANSIBLE=1 RETRYX_REQUIRE_NETNS=1 cargo test --locked
 
 # The role's suite runs on the newest ansible-core that installs here (.venv) and on the
 # oldest the role supports (.venv-min, tests/requirements-min.txt: meta/main.yml says which).

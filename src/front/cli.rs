@@ -244,7 +244,7 @@ pub enum NotifySub {
 }
 
 /// `retryx notify test`: exit 0 when every enabled system answered success, 1 otherwise.
-fn notify_test(config: &PathBuf, as_json: bool) -> Result<i32, Usage> {
+fn notify_test(config: &std::path::Path, as_json: bool) -> Result<i32, Usage> {
     let raw = read_config(config)?;
     let resolved = Resolved::from_value(raw, Map::new(), true)
         .map_err(|e| Usage(format!("{}: {e}", config.display())))?;
@@ -671,7 +671,7 @@ fn download(a: DownloadArgs) -> Result<i32, Usage> {
     Ok(present(&answer, &io, "download not started"))
 }
 
-fn validate(file: &PathBuf, operation: Option<String>) -> Result<i32, Usage> {
+fn validate(file: &std::path::Path, operation: Option<String>) -> Result<i32, Usage> {
     let raw = read_config(file)?;
     let mut flags = Map::new();
     if let Some(op) = operation {

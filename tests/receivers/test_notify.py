@@ -37,7 +37,7 @@ def run_op(retryx_bin, tmp_path, cfg, cmd=FAIL_CMD, operation="deploy_app", atte
     out = tmp_path / f"result_{time.monotonic_ns()}.json"
     t0 = time.monotonic()
     proc = subprocess.run(
-        [str(retryx_bin), "-n", str(attempts), "-d", "10ms", "-j", "none", "-o", operation,
+        [str(retryx_bin), "-n", str(attempts), "-d", "10ms", "-j", "none", "--operation", operation,
          "-c", str(cfg), "--result-json", str(out), "--", *cmd],
         capture_output=True, text=True, timeout=timeout, env=env)
     elapsed = time.monotonic() - t0

@@ -28,7 +28,7 @@ trace "$bin" -n 3 -d 0 -- sh -c 'echo "connection refused" >&2; exit 1'
 trace "$bin" -n 2 -d 0 --retry-if 'busy' --fail-if 'denied' -t 5s --result-json - -- sh -c 'echo busy; exit 3'
 trace "$bin" -n 1 -- /nonexistent/command
 printf '{"max_attempts": 2, "base_delay": 0, "operation_configs": {"api": {"max_attempts": 1}}}' >"$work/config.json"
-trace "$bin" -c "$work/config.json" -o api -- /bin/false
+trace "$bin" -c "$work/config.json" --operation api -- /bin/false
 trace "$bin" --artifacts-dir "$work/records" -n 2 -d 0 -- /bin/false
 printf '{"command": "/bin/true", "max_attempts": 1, "artifacts_dir": "%s/module-records"}' "$work" >"$work/args.json"
 trace "$bin" "$work/args.json"

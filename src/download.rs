@@ -2,12 +2,15 @@
 //! download`): an `engine::Attempter` that streams a URL into `dest.part` in fixed-size chunks,
 //! resumes after a failure with `Range: bytes=<offset>-` guarded by `If-Range`, starts again from
 //! zero when the server ignores the range or the file changed, verifies the sha256 and renames
-//! the part into place. Failures are reported as text ("HTTP 503 Service Unavailable",
+//! the part into place. A part left by an earlier run (killed, or out of attempts) is resumed
+//! too: its validator (ETag or Last-Modified), the announced size and the sha256 of the URL are
+//! kept beside it in `dest.part.resume` (0600, like the part), so the next run sends `If-Range`
+//! and a changed file restarts from zero. Failures are reported as text ("HTTP 503 Service Unavailable",
 //! "connection reset by peer") so the classifier, the policy and the records treat a download
 //! like any other operation.
 //!
 //! It must not: log, record or echo header values (they are secrets); hold more than a few
-//! chunks of the body in memory; write anywhere but `dest.part` and `dest`.
+//! chunks of the body in memory; write anywhere but `dest.part`, `dest.part.resume` and `dest`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -75,6 +78,8 @@ pub struct DownloadSpec {
     pub shown_url: String,
     pub dest: PathBuf,
     pub part: PathBuf,
+    /// `dest.part.resume`: what the next run needs to resume the part safely.
+    pub resume: PathBuf,
     /// Lower-case hex sha256 the file must have.
     pub checksum: Option<String>,
     headers: Vec<(String, String)>,
@@ -175,6 +180,8 @@ impl DownloadSpec {
         }
         let mut part = dest.clone().into_os_string();
         part.push(".part");
+        let mut resume = part.clone();
+        resume.push(".resume");
         let checksum = c.checksum.as_deref().map(parse_checksum).transpose()?;
         let mut headers = Vec::new();
         for (k, v) in c.headers.iter().flatten() {
@@ -194,6 +201,7 @@ impl DownloadSpec {
             shown_url: shown,
             dest,
             part: PathBuf::from(part),
+            resume: PathBuf::from(resume),
             checksum,
             headers,
             force: c.force.unwrap_or(false),
@@ -355,6 +363,51 @@ impl Validator {
         match self {
             Validator::ETag(v) | Validator::LastModified(v) => v,
         }
+    }
+}
+
+/// The `dest.part.resume` sidecar: which version of which URL the part holds the start of.
+/// The URL is kept only as a sha256 (it may carry credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sidecar {
+    validator: Validator,
+    size: Option<u64>,
+    url_sha256: String,
+}
+
+impl Sidecar {
+    fn to_json(&self) -> String {
+        let (kind, value) = match &self.validator {
+            Validator::ETag(v) => ("etag", v),
+            Validator::LastModified(v) => ("last_modified", v),
+        };
+        serde_json::json!({
+            "validator": kind,
+            "value": value,
+            "size": self.size,
+            "url_sha256": self.url_sha256,
+        })
+        .to_string()
+    }
+
+    /// None for anything but a sidecar this version wrote: a damaged one is not trusted.
+    fn parse(text: &str) -> Option<Sidecar> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        let value = v.get("value")?.as_str()?.to_string();
+        let validator = match v.get("validator")?.as_str()? {
+            "etag" => Validator::ETag(value),
+            "last_modified" => Validator::LastModified(value),
+            _ => return None,
+        };
+        let size = match v.get("size") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(n) => Some(n.as_u64()?),
+        };
+        Some(Sidecar {
+            validator,
+            size,
+            url_sha256: v.get("url_sha256")?.as_str()?.to_string(),
+        })
     }
 }
 
@@ -698,8 +751,9 @@ impl<'a> DownloadAttempter<'a> {
         }
         let part = &self.spec.part;
         let len = std::fs::symlink_metadata(part).map(|m| m.len()).ok();
+        let vouched = self.spec.checksum.is_some() || self.validator.is_some();
         match len {
-            Some(n) if n > 0 && self.spec.checksum.is_some() => self.log.info(
+            Some(n) if n > 0 && vouched => self.log.info(
                 "partial download kept for the next run",
                 &[
                     ("file", self.spec.file_label()),
@@ -709,9 +763,65 @@ impl<'a> DownloadAttempter<'a> {
             ),
             Some(_) => {
                 let _ = std::fs::remove_file(part);
+                let _ = std::fs::remove_file(&self.spec.resume);
             }
-            None => {}
+            None => {
+                let _ = std::fs::remove_file(&self.spec.resume);
+            }
         }
+    }
+
+    fn url_sha256(&self) -> String {
+        hex::encode(Sha256::digest(self.spec.url.as_bytes()))
+    }
+
+    /// Writes (or, with no validator, removes) the sidecar for the current part. Best effort:
+    /// without it the next run merely starts from zero.
+    fn save_resume(&self) {
+        let Some(validator) = self.validator.clone() else {
+            let _ = std::fs::remove_file(&self.spec.resume);
+            return;
+        };
+        let text = Sidecar {
+            validator,
+            size: self.total,
+            url_sha256: self.url_sha256(),
+        }
+        .to_json();
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&self.spec.resume)
+            .and_then(|mut f| {
+                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                f.write_all(text.as_bytes())
+            });
+        if let Err(e) = written {
+            self.log.debug(
+                "cannot keep the resume validator",
+                &[
+                    ("path", self.spec.resume.display().to_string()),
+                    ("error", e.to_string()),
+                ],
+            );
+        }
+    }
+
+    /// The sidecar an earlier run left, when it is for this URL.
+    fn load_resume(&self) -> Option<Sidecar> {
+        let mut text = String::new();
+        File::options()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&self.spec.resume)
+            .ok()?
+            .take(4096)
+            .read_to_string(&mut text)
+            .ok()?;
+        Sidecar::parse(&text).filter(|s| s.url_sha256 == self.url_sha256())
     }
 
     fn io_fail(&self, what: &str, path: &Path, e: std::io::Error) -> Fail {
@@ -720,6 +830,7 @@ impl<'a> DownloadAttempter<'a> {
 
     /// Forgets everything about the part file: the next bytes start a new file.
     fn forget(&mut self) {
+        let _ = std::fs::remove_file(&self.spec.resume);
         self.validator = None;
         self.total = None;
         self.hasher = Sha256::new();
@@ -735,20 +846,34 @@ impl<'a> DownloadAttempter<'a> {
         Ok(())
     }
 
-    /// Opens the part file for appending, never through a symlink. The first attempt starts it
-    /// afresh unless a checksum will vouch for bytes an earlier run left there.
+    /// Opens the part file (0600) for appending, never through a symlink. The first attempt
+    /// starts it afresh unless an earlier run's sidecar (sent back as `If-Range`) or a checksum
+    /// will vouch for the bytes left there.
     fn open_part(&mut self, first: bool) -> Result<(File, u64), Fail> {
+        let mut keep = !first;
+        if first {
+            if let Some(side) = self.load_resume() {
+                self.validator = Some(side.validator);
+                self.total = side.size;
+                keep = true;
+            } else {
+                let _ = std::fs::remove_file(&self.spec.resume);
+                keep = self.spec.checksum.is_some();
+            }
+        }
         let part = &self.spec.part;
-        let keep = !first || self.spec.checksum.is_some();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(!keep)
-            .mode(0o644)
+            .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .open(part)
             .map_err(|e| self.io_fail("opening", part, e))?;
+        // A part an older version left 0644 is tightened too.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| self.io_fail("setting the mode of", part, e))?;
         let len = file
             .metadata()
             .map_err(|e| self.io_fail("reading", part, e))?
@@ -887,6 +1012,7 @@ impl<'a> DownloadAttempter<'a> {
                 }
                 self.validator = head.validator();
                 self.total = head.content_length;
+                self.save_resume();
             }
             206 => {
                 let cr = head.content_range.as_deref().and_then(parse_content_range);
@@ -927,6 +1053,7 @@ impl<'a> DownloadAttempter<'a> {
                 if let Some(ContentRange { total: Some(t), .. }) = cr {
                     self.total = Some(t);
                 }
+                self.save_resume();
             }
             416 if offset > 0 => {
                 let _ = go_tx.send(false);
@@ -1049,6 +1176,7 @@ impl<'a> DownloadAttempter<'a> {
                 ("sha256", sha.clone()),
             ],
         );
+        let _ = std::fs::remove_file(&self.spec.resume);
         self.done = Some(Done { size, sha256: sha });
         Ok(())
     }
@@ -1285,6 +1413,32 @@ mod tests {
             h.failure_text(),
             "Retry-After: 7\nHTTP 503 Service Unavailable"
         );
+    }
+
+    #[test]
+    fn sidecars_round_trip_and_damaged_ones_are_refused() {
+        for validator in [
+            Validator::ETag("\"v1\"".into()),
+            Validator::LastModified("Wed, 02 Dec 2026 10:00:00 GMT".into()),
+        ] {
+            for size in [None, Some(3_000_000)] {
+                let s = Sidecar {
+                    validator: validator.clone(),
+                    size,
+                    url_sha256: "ab".repeat(32),
+                };
+                assert_eq!(Sidecar::parse(&s.to_json()), Some(s));
+            }
+        }
+        for bad in [
+            "",
+            "{}",
+            r#"{"validator":"md5","value":"x","url_sha256":"a"}"#,
+            r#"{"validator":"etag","value":"x","size":-1,"url_sha256":"a"}"#,
+            r#"{"validator":"etag","value":"x"}"#,
+        ] {
+            assert_eq!(Sidecar::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -543,8 +543,105 @@ fn a_stop_signal_ends_a_stalled_download_at_once() {
     assert_eq!(r["retry"]["status"], "aborted");
     assert_eq!(r["retry"]["attempt_count"], 1);
     assert_eq!(srv.requests().len(), 1);
-    // Without a checksum to vouch for it, the partial file is not kept.
-    assert!(!part_of(&dest).exists() && !dest.exists());
+    // Whatever reached the disk before the signal (the socket may still hold it all) is kept
+    // for the next run with its validator beside it, both 0600; an empty part is not kept.
+    assert!(!dest.exists());
+    if part_of(&dest).exists() {
+        assert_eq!(mode(&part_of(&dest)), 0o600);
+        assert_eq!(mode(&resume_of(&dest)), 0o600);
+    } else {
+        assert!(!resume_of(&dest).exists());
+    }
+}
+
+fn resume_of(dest: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.part.resume", dest.display()))
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_part_left_by_a_failed_run_is_resumed_by_the_next_run_with_if_range() {
+    let body = data(3 * MB as usize, 21);
+    let want = format!("sha256:{}", sha(&body));
+    let srv = Server::start(Content::bytes(body.clone()), vec![Fault::Cut(MB)], 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f.bin");
+
+    // First run: served only the first 1,000,000 bytes, no attempts left.
+    let run = download(&srv.url("/f.bin"), &dest, &["-n", "1", "--checksum", &want]);
+    assert_ne!(run.code, 0, "{}", run.log);
+    assert_eq!(std::fs::metadata(part_of(&dest)).unwrap().len(), MB);
+    assert_eq!(mode(&part_of(&dest)), 0o600);
+    assert_eq!(mode(&resume_of(&dest)), 0o600);
+    let side = std::fs::read_to_string(resume_of(&dest)).unwrap();
+    assert!(side.contains(&srv.etag().replace('"', "\\\"")), "{side}");
+    assert!(
+        !side.contains("f.bin"),
+        "the sidecar keeps only a hash of the URL: {side}"
+    );
+
+    // Second run: only the rest crosses the wire, as a 206 to Range + If-Range.
+    srv.reset(vec![]);
+    let run = download(&srv.url("/f.bin"), &dest, &["--checksum", &want]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert_eq!(sha_file(&dest), sha(&body));
+    let req = &srv.requests()[0];
+    assert_eq!(req.range.as_deref(), Some("bytes=1000000-"));
+    assert_eq!(req.if_range.as_deref(), Some(srv.etag().as_str()));
+    assert_eq!(req.status, 206);
+    assert_eq!(srv.bytes_sent(), 2 * MB);
+    assert_eq!(transferred(&run.result), 2 * MB);
+    assert!(!part_of(&dest).exists() && !resume_of(&dest).exists());
+
+    // Without a checksum the sidecar alone vouches for the part.
+    std::fs::remove_file(&dest).unwrap();
+    srv.reset(vec![Fault::Cut(MB)]);
+    let run = download(&srv.url("/f.bin"), &dest, &["-n", "1"]);
+    assert_ne!(run.code, 0, "{}", run.log);
+    srv.reset(vec![]);
+    let run = download(&srv.url("/f.bin"), &dest, &[]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert_eq!(sha_file(&dest), sha(&body));
+    assert_eq!(srv.requests()[0].status, 206);
+    assert_eq!(srv.bytes_sent(), 2 * MB);
+
+    // The file changed on the server between the runs: If-Range no longer matches, the 200
+    // restarts from zero and the new file's checksum is verified on the whole file.
+    std::fs::remove_file(&dest).unwrap();
+    srv.reset(vec![Fault::Cut(MB)]);
+    let run = download(&srv.url("/f.bin"), &dest, &["-n", "1"]);
+    assert_ne!(run.code, 0, "{}", run.log);
+    let new_body = data(3 * MB as usize, 22);
+    srv.reset(vec![Fault::Replace(Content::bytes(new_body.clone()))]);
+    let new_want = format!("sha256:{}", sha(&new_body));
+    let run = download(&srv.url("/f.bin"), &dest, &["--checksum", &new_want]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert_eq!(sha_file(&dest), sha(&new_body));
+    let req = &srv.requests()[0];
+    assert_eq!(req.range.as_deref(), Some("bytes=1000000-"));
+    assert_eq!(req.status, 200);
+    assert_eq!(srv.bytes_sent(), 3 * MB);
+    assert!(
+        attempts(&run.result)[0]["download"]["restarted"]
+            .as_bool()
+            .unwrap_or(false),
+        "{}",
+        run.result
+    );
+
+    // A sidecar for another URL is not trusted: the part starts from zero.
+    std::fs::remove_file(&dest).unwrap();
+    srv.reset(vec![Fault::Cut(MB)]);
+    let _ = download(&srv.url("/f.bin"), &dest, &["-n", "1"]);
+    srv.reset(vec![]);
+    let run = download(&srv.url("/other/f.bin"), &dest, &[]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert_eq!(srv.requests()[0].range, None);
+    assert_eq!(srv.bytes_sent(), 3 * MB);
 }
 
 #[test]

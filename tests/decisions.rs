@@ -322,3 +322,193 @@ fn json_sys(url: &str, auth: Option<&str>) -> Value {
     }
     serde_json::json!({"external_systems": [sys]})
 }
+
+/// `retryx ARGS` (no command), for the session actions; gives the exit code and stdout.
+fn retryx(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_retryx"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("retryx runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn names(alerts: &Value) -> Vec<(String, String)> {
+    alerts
+        .as_array()
+        .unwrap_or_else(|| panic!("alerts is a list: {alerts}"))
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_string(),
+                a["scope"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn operation_alerts_are_evaluated_on_a_run_without_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "max_attempts": 3, "base_delay": 0, "jitter_enabled": false,
+        "monitoring": {"alerts": {"operation_max_retries": 1, "max_average_retries": 1,
+                                  "min_success_rate": 99}}
+    });
+    let (code, doc, log) = run_config(
+        dir.path(),
+        &config,
+        "echo 'Connection timed out' >&2; exit 1",
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert_eq!(doc["retry"]["attempt_count"], 3, "{doc}");
+    // Two retries are above operation_max_retries 1; the session's average (and success rate)
+    // is not one operation's: those wait for a finalize.
+    assert_eq!(
+        names(&doc["retry"]["alerts"]),
+        [("operation_max_retries".to_string(), "operation".to_string())],
+        "{doc}"
+    );
+    assert!(
+        doc["retry"]["alerts"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry_count 2 is above the threshold 1"),
+        "{doc}"
+    );
+    assert!(
+        log.contains("retry_count 2 is above the threshold 1"),
+        "{log}"
+    );
+    assert!(dir.path().read_dir().unwrap().all(|e| {
+        let n = e.unwrap().file_name();
+        n == "cfg.json" || n == "result.json"
+    }));
+}
+
+#[test]
+fn session_alerts_are_evaluated_at_finalize_and_replaced_by_other_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let arts = dir.path().join("arts");
+    let a = arts.to_str().unwrap();
+    let cfg = dir.path().join("cfg.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({"base_delay": 0, "jitter_enabled": false,
+            "monitoring": {"alerts": {"max_average_retries": 1, "min_success_rate": 40}}})
+        .to_string(),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    // Three operations: two retries, then none, none: the average (2/3) is under 1.
+    let mut results = Vec::new();
+    for (op, n, script) in [
+        ("flaky", "3", "echo 'Connection timed out' >&2; exit 1"),
+        ("ok1", "1", "true"),
+        ("ok2", "1", "true"),
+    ] {
+        let res = dir.path().join(format!("{op}.json"));
+        let (code, _) = retryx(&[
+            "-q",
+            "-c",
+            c,
+            "-n",
+            n,
+            "--session-id",
+            "retry_1_alerts",
+            "--operation",
+            op,
+            "--artifacts-dir",
+            a,
+            "--result-json",
+            res.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert!(code.is_some());
+        results.push(serde_json::from_slice::<Value>(&std::fs::read(&res).unwrap()).unwrap());
+    }
+    // retry_count 2 of the first operation is not the session's average: no alert on it.
+    assert_eq!(results[0]["retry"]["attempt_count"], 3);
+    assert_eq!(names(&results[0]["retry"]["alerts"]), []);
+    let op_doc = arts
+        .join("retry_session_retry_1_alerts")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().contains("flaky"))
+        .unwrap();
+    let op: Value = serde_json::from_slice(&std::fs::read(op_doc).unwrap()).unwrap();
+    assert_eq!(names(&op["alerts"]), [], "{op}");
+
+    let (code, _) = retryx(&[
+        "session",
+        "finalize",
+        "retry_1_alerts",
+        "--artifacts-dir",
+        a,
+    ]);
+    assert_eq!(code, Some(0));
+    let session = |arts: &Path| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(arts.join("retry_session_retry_1_alerts.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    // 2/3 successes (66.7%) is above 40; the average 0.67 is under 1: quiet.
+    assert_eq!(names(&session(&arts)["alerts"]), [], "{}", session(&arts));
+
+    // Finalize again with other thresholds: re-evaluated, the earlier verdict replaced.
+    let strict = dir.path().join("strict.json");
+    std::fs::write(
+        &strict,
+        serde_json::json!({"monitoring": {"alerts": {"max_average_retries": 0.5, "min_success_rate": 90}}})
+            .to_string(),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let (code, _) = retryx(&[
+            "session",
+            "finalize",
+            "retry_1_alerts",
+            "--artifacts-dir",
+            a,
+            "-c",
+            strict.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0));
+        let s = session(&arts);
+        // Twice finalized, still one of each: replaced, not accumulated.
+        assert_eq!(
+            names(&s["alerts"]),
+            [
+                ("min_success_rate".to_string(), "session".to_string()),
+                ("max_average_retries".to_string(), "session".to_string())
+            ],
+            "{s}"
+        );
+        assert_eq!(s["alerts"][1]["metric"], "average_retry_count");
+    }
+    let lenient = dir.path().join("lenient.json");
+    std::fs::write(
+        &lenient,
+        serde_json::json!({"monitoring": {"alerts": {"max_average_retries": 5}}}).to_string(),
+    )
+    .unwrap();
+    let (code, _) = retryx(&[
+        "session",
+        "finalize",
+        "retry_1_alerts",
+        "--artifacts-dir",
+        a,
+        "-c",
+        lenient.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    assert_eq!(names(&session(&arts)["alerts"]), []);
+}

@@ -49,10 +49,23 @@ pub(crate) fn after_run(
     answer: &mut Answer,
     log: &Logger,
 ) {
+    let t = thresholds(config);
     let Some(dir) = artifacts_dir(config, by_default) else {
+        // No records: the operation-scope alerts are still evaluated and reported.
+        let op_alerts = t
+            .as_ref()
+            .map(|t| crate::record::alerts::operation_alerts(record, t))
+            .unwrap_or_default();
+        for a in &op_alerts {
+            log.warn("alert", &[("alert", a.message.clone())]);
+        }
+        if !answer.data.is_empty() {
+            answer
+                .retry_mut()
+                .insert("alerts".into(), store::to_value(&op_alerts));
+        }
         return;
     };
-    let t = thresholds(config);
     let log_attempts = config.log_individual_attempts.unwrap_or(false);
     let outcome = Store::open(&dir)
         .and_then(|s| s.record_operation(record, log_attempts, t.as_ref(), chrono::Utc::now()));

@@ -77,7 +77,9 @@ pub struct ExternalSystem {
     pub tags: Option<Vec<String>>,
 }
 
-/// Alert thresholds (seed 003 "Monitoring and Alerting").
+/// Alert thresholds (seed 003 "Monitoring and Alerting"). The seed's four are session-level:
+/// evaluated at finalize over the whole session. The `operation_*` ones are evaluated on every
+/// run, records or not.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertThresholds {
@@ -86,12 +88,20 @@ pub struct AlertThresholds {
     pub min_success_rate: Option<f64>,
     #[schemars(range(min = 0.0))]
     pub max_average_retries: Option<f64>,
-    /// Seconds.
+    /// Seconds, the session's total execution time.
     #[schemars(range(min = 0.0))]
     pub max_execution_time: Option<f64>,
     /// Percent.
     #[schemars(range(min = 0.0, max = 100.0))]
     pub max_error_rate: Option<f64>,
+    /// Seconds, one operation's execution time (evaluated on every run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub operation_max_execution_time: Option<f64>,
+    /// Retries of one operation (attempts - 1; evaluated on every run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub operation_max_retries: Option<f64>,
 }
 
 /// `monitoring` (seed 003).

@@ -1,6 +1,8 @@
-//! Alert evaluation: the seed's `monitoring.alerts` thresholds (`min_success_rate`,
-//! `max_average_retries`, `max_execution_time`, `max_error_rate`) against one operation (where a
-//! threshold means something for a single operation) and against a session's statistics. Pure:
+//! Alert evaluation, in two scopes. `operation`: `operation_max_execution_time` and
+//! `operation_max_retries` against one operation, on every run. `session`: the seed's
+//! `monitoring.alerts` thresholds (`min_success_rate`, `max_average_retries`,
+//! `max_execution_time`, `max_error_rate`) against a session's statistics, at finalize only (a
+//! single operation's retry count is not the session's average). Pure:
 //! no I/O, no clock, nothing sent — the alerts are data, ready for the sinks.
 
 use schemars::JsonSchema;
@@ -79,25 +81,25 @@ fn evaluate(checks: &[Check], mk: impl Fn(&Check, String, String) -> Alert) -> V
     out
 }
 
-/// Thresholds that apply to one operation: its execution time against `max_execution_time`
-/// and its retry count against `max_average_retries` (an operation's average is its own
-/// count). Success and error rates are only meaningful over many operations: session only.
+/// The operation-scope thresholds against one operation: its execution time against
+/// `operation_max_execution_time`, its retries against `operation_max_retries`. The seed's four
+/// are about a session and are never compared with one operation.
 pub fn operation_alerts(op: &OperationRecord, t: &AlertThresholds) -> Vec<Alert> {
     let retries = f64::from(op.attempt_count.saturating_sub(1));
     let checks = [
         Check {
-            name: "max_execution_time",
+            name: "operation_max_execution_time",
             metric: "execution_time",
             value: op.execution_time,
-            limit: t.max_execution_time,
+            limit: t.operation_max_execution_time,
             below: false,
             unit: "s",
         },
         Check {
-            name: "max_average_retries",
+            name: "operation_max_retries",
             metric: "retry_count",
             value: retries,
-            limit: t.max_average_retries,
+            limit: t.operation_max_retries,
             below: false,
             unit: "",
         },
@@ -197,6 +199,8 @@ pub fn threshold_alerts(stats: &serde_json::Value, t: &AlertThresholds) -> Vec<A
             .max_execution_time
             .filter(|_| num("total_execution_time").is_some()),
         max_error_rate: t.max_error_rate.filter(|_| num("failure_rate").is_some()),
+        operation_max_execution_time: None,
+        operation_max_retries: None,
     };
     s.success_rate = num("success_rate").unwrap_or(0.0);
     s.average_retry_count = num("average_retry_count").unwrap_or(0.0);
@@ -218,6 +222,7 @@ mod tests {
             max_average_retries: Some(2.5),
             max_execution_time: Some(1800.0),
             max_error_rate: Some(15.0),
+            ..Default::default()
         }
     }
 

@@ -438,6 +438,7 @@ mod tests {
             max_average_retries: Some(2.5),
             max_execution_time: Some(1800.0),
             max_error_rate: Some(15.0),
+            ..Default::default()
         };
         let names: Vec<String> = threshold_alerts(&stats, &t)
             .into_iter()

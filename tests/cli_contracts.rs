@@ -445,7 +445,7 @@ fn the_timeline_tells_timeouts_aborts_and_every_alert() {
     let cfg = dir.path().join("cfg.json");
     std::fs::write(
         &cfg,
-        r#"{"monitoring": {"alerts": {"max_average_retries": 0.5, "min_success_rate": 99}}, "jitter": "none"}"#,
+        r#"{"monitoring": {"alerts": {"max_average_retries": 0.4, "min_success_rate": 99}}, "jitter": "none"}"#,
     )
     .unwrap();
     let c = cfg.to_str().unwrap();

@@ -136,7 +136,7 @@ fn cli_writes_records_only_when_asked_and_they_match_the_schemas() {
     std::fs::write(
         &cfg,
         json!({"log_individual_attempts": true, "base_delay": 0, "jitter": "none",
-               "monitoring": {"alerts": {"max_average_retries": 0.5, "min_success_rate": 90}}})
+               "monitoring": {"alerts": {"operation_max_retries": 0.5, "min_success_rate": 90}}})
         .to_string(),
     )
     .unwrap();
@@ -165,8 +165,8 @@ fn cli_writes_records_only_when_asked_and_they_match_the_schemas() {
     let r: Value = serde_json::from_str(&out).unwrap();
     let arts = r["retry"]["artifacts"].as_array().unwrap();
     assert_eq!(arts.len(), 4, "operation, two attempts, session: {arts:?}");
-    // One retry is above max_average_retries 0.5: an operation alert, returned ready to send.
-    assert_eq!(r["retry"]["alerts"][0]["name"], "max_average_retries");
+    // One retry is above operation_max_retries 0.5: an operation alert, returned ready to send.
+    assert_eq!(r["retry"]["alerts"][0]["name"], "operation_max_retries");
     assert_eq!(r["retry"]["alerts"][0]["scope"], "operation");
     assert_eq!(r["retry"]["statistics"]["session"]["total_operations"], 1);
     let o = retryx(&[
@@ -217,7 +217,7 @@ fn cli_writes_records_only_when_asked_and_they_match_the_schemas() {
         .map(|a| a["name"].as_str().unwrap())
         .collect();
     assert!(
-        names.contains("min_success_rate") && names.contains("max_average_retries"),
+        names.contains("min_success_rate") && names.contains("operation_max_retries"),
         "{names:?}"
     );
     let err = read_doc(&dir.join("retry_session_error_retry_1_test.json"));

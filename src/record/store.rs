@@ -11,8 +11,8 @@
 //! retry_session_<sid>.records.json.gz      a finished session's operation and attempt files, packed by compress
 //! ```
 //!
-//! Each operation writes its own file (no lock needed: the name is unique) and then adds its
-//! counts to the session document under the session lock: O(1) per operation however long the
+//! Each operation writes its own file and adds its counts to the session document, both under
+//! the session lock (so cleanup, which takes that lock, never races a writer): O(1) per operation however long the
 //! session. Finalize reads the operation files once (linear) and rewrites the session document.
 //! This module decides nothing about policy and never sends anything.
 
@@ -303,6 +303,9 @@ impl Store {
         let sid = &record.session_id;
         check_session_id(sid)?;
         safe_fs::ensure_private_dir(&self.dir)?;
+        // The operation file is written under the session lock: cleanup takes the same lock
+        // before removing a session, so it can never remove (or miss) an operation mid-write.
+        let _lock = self.lock(sid)?;
         let sdir = self.session_dir(sid);
         safe_fs::ensure_private_dir(&sdir)?;
         let op_alerts = thresholds
@@ -338,7 +341,6 @@ impl Store {
                     .push(safe_fs::write_atomic(&self.dir, &name, &bytes)?);
             }
         }
-        let _lock = self.lock(sid)?;
         let spath = self.session_file(sid);
         let mut session = match Self::read_json::<SessionDocument>(&spath) {
             Ok(s) => s,

@@ -222,7 +222,23 @@ pub fn deliver(
             break;
         }
         out.attempts = n;
-        let answer = send_once(req, policy.timeout.min(remaining));
+        // Scrub the whole answer before anything cuts it to a line or a tail: a cut can split a
+        // secret a receiver echoed back, and the scrubber no longer sees the halves.
+        let answer = match send_once(req, policy.timeout.min(remaining)) {
+            Answer::Http {
+                status,
+                body,
+                retry_after,
+            } => Answer::Http {
+                status,
+                body: redactor.scrub(&body),
+                retry_after,
+            },
+            Answer::Transport { error, timed_out } => Answer::Transport {
+                error: redactor.scrub(&error),
+                timed_out,
+            },
+        };
         let retry_after = match &answer {
             Answer::Http {
                 status,
@@ -230,7 +246,7 @@ pub fn deliver(
                 retry_after,
             } => {
                 out.http_status = Some(*status);
-                out.response = Some(redactor.scrub(&first_line(body)));
+                out.response = Some(first_line(body));
                 *retry_after
             }
             Answer::Transport { .. } => {
@@ -379,6 +395,51 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn an_echoed_secret_cut_by_the_line_limit_is_still_masked() {
+        use std::io::{Read as _, Write as _};
+        let secret = "s3cr3tT0k3nValueLongEnoughToSpanTheCut";
+        let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => l,
+            Err(e) => panic!("bind 127.0.0.1:0: {e}"),
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(9);
+        // The secret starts 10 characters before the 300-character cut of `first_line`.
+        let body = format!("{}{secret}", "a".repeat(290));
+        let server = std::thread::spawn(move || {
+            if let Ok((mut conn, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let answer = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes());
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/hook/{secret}");
+        let mut red = Redactor::new();
+        red.add_url(&url);
+        let req = HttpRequest {
+            method: "POST".into(),
+            url,
+            headers: vec![],
+            body: b"{}".to_vec(),
+        };
+        let policy = DeliveryPolicy {
+            timeout: Duration::from_secs(5),
+            retry_count: 0,
+            retry_delay: Duration::from_millis(1),
+            deadline: Instant::now() + Duration::from_secs(20),
+        };
+        let d = deliver(&req, &policy, &http_verdict, &red, &|_| {});
+        let _ = server.join();
+        assert_eq!(d.http_status, Some(500));
+        let shown = format!("{:?} {:?}", d.response, d.error);
+        // Any 10-character piece of the secret is a leak (the part before the cut).
+        assert!(!shown.contains(&secret[..10]), "{shown}");
     }
 
     #[test]

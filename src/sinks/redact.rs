@@ -113,10 +113,14 @@ impl Redactor {
     pub fn add(&mut self, secret: &str) {
         use base64::Engine as _;
         let s = secret.trim();
-        // The forms a secret travels in are secrets too: base64 (a Basic header) and
-        // URL-encoded (a query); a receiver that echoes a request shows them.
+        // The forms a secret travels in are secrets too: base64 std and url-safe, padded or not
+        // (a Basic header, a token in a path) and URL-encoded (a query); a receiver that echoes
+        // a request shows them.
         if s.len() >= 4 {
             self.add_one(&base64::engine::general_purpose::STANDARD.encode(s));
+            self.add_one(&base64::engine::general_purpose::URL_SAFE.encode(s));
+            self.add_one(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(s));
+            self.add_one(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s));
             self.add_one(&percent_encode(s));
         }
         self.add_one(s);
@@ -249,5 +253,21 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode("tok en/+=");
         let out = r.scrub(&format!("q=tok%20en%2F%2B%3D b={b64}"));
         assert_eq!(out, "q=*** b=***");
+    }
+
+    #[test]
+    fn url_safe_and_unpadded_base64_forms_are_masked() {
+        use base64::Engine as _;
+        let secret = "p>ss?w~rd>>??"; // bytes whose base64 differs between std and url-safe
+        let mut red = Redactor::new();
+        red.add(secret);
+        for e in [
+            base64::engine::general_purpose::URL_SAFE.encode(secret),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
+        ] {
+            let out = red.scrub(&format!("echo: {e}"));
+            assert_eq!(out, format!("echo: {MASK}"), "{e}");
+        }
     }
 }

@@ -444,7 +444,7 @@ fn a_finalized_session_says_the_same_numbers_everywhere() {
     let body: Value = serde_json::from_slice(&seen[0].body).expect("series json");
     let series = body["series"].as_array().expect("series");
     assert_eq!(series.len(), 13, "{body}");
-    for (stat, prom) in PROM_OF {
+    for (stat, _) in PROM_OF {
         let s = series
             .iter()
             .find(|s| s["metric"] == format!("retry.session.{stat}"))
@@ -465,7 +465,6 @@ fn a_finalized_session_says_the_same_numbers_everywhere() {
             .map(|t| t.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         assert!(!tags.iter().any(|t| t.starts_with("session:")), "{tags:?}");
-        let _ = prom;
     }
     // None of an operation's figures: no retry.retries (it said 7), no retry.success.
     assert!(

@@ -507,6 +507,41 @@ mod tests {
     }
 
     #[test]
+    fn points_too_old_for_the_receiver_are_skipped_with_the_reason() {
+        // A run that ended three hours ago: Datadog would drop every point, remote write
+        // answer `out of bounds`. Nothing is sent (port 1 is never dialled), nothing `sent`.
+        let mut r = Report::sample();
+        r.end_epoch -= 3 * 3600;
+        for a in &mut r.attempts {
+            a.end_ms -= 3 * 3600 * 1000;
+        }
+        let mut dd = sys("dd", "http://127.0.0.1:1/api/v2/series");
+        dd.system_type = Some(SystemType::Datadog);
+        dd.auth_header = Some("DD-API-KEY k3y".into());
+        let mut rw = sys("rw", "http://127.0.0.1:1/api/v1/write");
+        rw.system_type = Some(SystemType::PrometheusRemoteWrite);
+        let systems = vec![dd, rw];
+        let res = notify(
+            &NotifySettings {
+                systems: &systems,
+                external_integration: None,
+                budget: DEFAULT_BUDGET,
+            },
+            &r,
+            Purpose::Metrics,
+        );
+        for o in &res.outcomes {
+            assert_eq!((o.status.as_str(), o.attempts), ("skipped", 0), "{o:?}");
+            let note = o.note.as_deref().unwrap_or("");
+            assert!(
+                note.contains("3h0m0s ago") && note.contains("older than an hour"),
+                "{note}"
+            );
+            assert!(describe(o).contains("older than an hour"));
+        }
+    }
+
+    #[test]
     fn config_errors_are_outcomes_without_secrets() {
         let mut s = sys(
             "dd",

@@ -213,8 +213,9 @@ fn json_request(
     }
 }
 
-/// One request per receiver type, from one match: long (~150 lines) because each arm is the
-/// receiver's own wire format, and splitting them would scatter the shared redaction.
+/// One request per receiver type, from one match: long (~200 lines) because each arm is the
+/// receiver's own wire format (with what it refuses: points too old, and for `notify test` its
+/// own series and how it goes away), and splitting them would scatter the shared redaction.
 pub(super) fn prepare(
     sys: &ExternalSystem,
     kind: SystemType,

@@ -129,6 +129,11 @@ def test_failed_run_notifies_slack_datadog_events_and_webhook(retryx_bin, tmp_pa
     assert hook.json["operation_name"] == "deploy_app"
     assert hook.json["status"] == "failed"
     assert len(hook.json["attempts"]) == 2
+    # The same figures as Datadog's, from the same table.
+    assert set(hook.json["metrics"]) == {"attempts", "retries", "duration", "success", "operations"}
+    for name, value in hook.json["metrics"].items():
+        assert by_name[f"retry.{name}"]["points"][0]["value"] == value, name
+    assert (hook.json["metrics"]["retries"], hook.json["metrics"]["operations"]) == (1, 1)
     assert_no_secrets(json.dumps(result), proc.stderr)
 
 

@@ -550,3 +550,47 @@ fn a_session_that_ended_hours_ago_is_sent_as_of_now() {
         );
     }
 }
+
+#[test]
+fn every_documented_datadog_site_validates_and_others_are_refused_by_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let validate = |site: &str| {
+        let cfg = write_config(
+            dir.path(),
+            json!([{"name": "dd", "type": "datadog", "site": site,
+                    "auth_header": "DD-API-KEY 0123456789abcdef0123456789abcdef"}]),
+        );
+        let o = retryx()
+            .arg("validate")
+            .arg(&cfg)
+            .output()
+            .expect("validate");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Datadog's API reference, "Submit metrics": one API host per site.
+    for site in [
+        "datadoghq.com",
+        "us3.datadoghq.com",
+        "us5.datadoghq.com",
+        "datadoghq.eu",
+        "ap1.datadoghq.com",
+        "ap2.datadoghq.com",
+        "uk1.datadoghq.com",
+        "ddog-gov.com",
+        "us2.ddog-gov.com",
+        "app.datadoghq.eu",
+        "us1-fed",
+    ] {
+        let (code, err) = validate(site);
+        assert_eq!(code, Some(0), "{site}: {err}");
+    }
+    for site in ["us9.datadoghq.com", "datadog.example.com"] {
+        let (code, err) = validate(site);
+        assert_eq!(code, Some(125), "{site}: {err}");
+        assert!(err.contains("external_systems[0].site"), "{err}");
+        assert!(err.contains("us2.ddog-gov.com"), "{err}");
+    }
+}

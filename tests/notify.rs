@@ -295,3 +295,302 @@ fn retry_after_is_waited_for_and_client_errors_are_not_retried() {
             .any(|(k, v)| k == "content-type" && v == "application/json")
     );
 }
+
+/// Five operations in one session through the CLI: (attempts used, last attempt succeeds?).
+/// Retries: 0 + 1 + 2 + 1 + 0 = 4; retried operations 3; failed 1.
+const SESSION_OPS: [(&str, u32, bool); 5] = [
+    ("op_a", 1, true),
+    ("op_b", 2, true),
+    ("op_c", 3, true),
+    ("op_d", 2, false),
+    ("op_e", 1, true),
+];
+
+/// Runs `SESSION_OPS` through the binary into one session in `art`, finalizes it with
+/// `retryx session finalize`, and returns (session id, the finalized record).
+fn finalized_session(dir: &Path, art: &Path) -> (String, Value) {
+    let mut session = String::new();
+    for (i, (name, attempts, ok)) in SESSION_OPS.iter().enumerate() {
+        let count = dir.join(format!("{name}.n"));
+        // Fails until its attempt number reaches `attempts` (then succeeds if `ok`).
+        let script = format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; \
+             [ $n -ge {attempts} ] && [ {ok} = true ] && exit 0; echo 'service unavailable' >&2; exit 3",
+            c = count.display()
+        );
+        let result = dir.join(format!("{name}.json"));
+        let mut cmd = retryx();
+        cmd.args(["-n", &attempts.to_string(), "-d", "10ms", "-j", "none"])
+            .args(["--operation", name, "--artifacts-dir"])
+            .arg(art)
+            .arg("--result-json")
+            .arg(&result);
+        if i == 0 {
+            cmd.arg("--keep-open");
+        } else {
+            cmd.args(["--session-id", &session]);
+        }
+        let o = cmd.args(["--", "sh", "-c", &script]).output().expect("run");
+        assert_eq!(
+            o.status.success(),
+            *ok,
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(&result).expect("result")).expect("json");
+        assert_eq!(r["retry"]["attempt_count"], *attempts, "{name}: {r}");
+        if i == 0 {
+            session = r["retry"]["session_id"]
+                .as_str()
+                .expect("session id")
+                .to_string();
+        }
+    }
+    let o = retryx()
+        .args(["session", "finalize", &session, "--artifacts-dir"])
+        .arg(art)
+        .output()
+        .expect("finalize");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let path = art.join(format!("retry_session_{session}.json"));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("record"))
+        .expect("session json");
+    (session, doc)
+}
+
+/// The module's `action: notify` (the role's metrics handler), as Ansible runs it.
+fn module_notify(dir: &Path, args: Value) -> Value {
+    let p = dir.join("notify_args.json");
+    std::fs::write(&p, args.to_string()).expect("args");
+    let o = retryx().arg(&p).output().expect("module");
+    serde_json::from_slice(&o.stdout).expect("module prints one JSON object")
+}
+
+/// `name{labels} value` lines of a text exposition whose labels hold `operation="session"`.
+fn session_samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.contains("operation=\"session\""))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once('{')?;
+            let value = rest.rsplit_once(' ')?.1.parse().ok()?;
+            Some((name.to_string(), value))
+        })
+        .collect()
+}
+
+/// The Prometheus family of each statistic (src/sinks/metrics.rs's table).
+const PROM_OF: [(&str, &str); 13] = [
+    ("total_operations", "retryx_session_operations"),
+    (
+        "successful_operations",
+        "retryx_session_successful_operations",
+    ),
+    ("failed_operations", "retryx_session_failed_operations"),
+    ("retried_operations", "retryx_session_retried_operations"),
+    ("total_retry_attempts", "retryx_session_retry_attempts"),
+    ("average_retry_count", "retryx_session_average_retry_count"),
+    ("max_retry_count", "retryx_session_max_retry_count"),
+    (
+        "total_execution_time",
+        "retryx_session_execution_time_seconds",
+    ),
+    (
+        "average_execution_time",
+        "retryx_session_average_execution_time_seconds",
+    ),
+    ("success_rate", "retryx_session_success_rate_percent"),
+    ("failure_rate", "retryx_session_failure_rate_percent"),
+    ("retry_rate", "retryx_session_retry_rate_percent"),
+    (
+        "operations_per_minute",
+        "retryx_session_operations_per_minute",
+    ),
+];
+
+#[test]
+fn a_finalized_session_says_the_same_numbers_everywhere() {
+    let dd = Receiver::start(vec![(202, vec![], r#"{"errors":[]}"#)]);
+    let hook = Receiver::start(vec![(200, vec![], "ok")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let art = dir.path().join("records");
+    let textfile = dir.path().join("textfile");
+    std::fs::create_dir_all(&textfile).expect("mkdir");
+    let (session, doc) = finalized_session(dir.path(), &art);
+    let stats = &doc["final_statistics"];
+    assert_eq!(stats["total_operations"], 5, "{doc}");
+    assert_eq!(stats["total_retry_attempts"], 4, "{doc}");
+    assert_eq!(stats["failed_operations"], 1, "{doc}");
+    let systems = json!([
+        {"name": "datadog", "type": "datadog", "url": dd.url(""), "compression": "none",
+         "auth_header": "DD-API-KEY 0123456789abcdef0123456789abcdef"},
+        {"name": "hook", "type": "webhook", "url": hook.url("/hook")},
+        {"name": "node", "textfile_dir": textfile},
+    ]);
+    let started = chrono_now();
+    let res = module_notify(
+        dir.path(),
+        json!({"action": "notify", "notify_kind": "metrics", "session_id": session,
+               "artifacts_dir": art, "external_systems": systems}),
+    );
+    assert_eq!(res["failed"], false, "{res}");
+    for n in res["retry"]["notifications"].as_array().expect("outcomes") {
+        assert_eq!(n["status"], "sent", "{n}");
+    }
+
+    // Datadog: one series per statistic, retry.session.<name>, stamped now.
+    let seen = dd.seen();
+    assert_eq!(seen.len(), 1);
+    let body: Value = serde_json::from_slice(&seen[0].body).expect("series json");
+    let series = body["series"].as_array().expect("series");
+    assert_eq!(series.len(), 13, "{body}");
+    for (stat, _) in PROM_OF {
+        let s = series
+            .iter()
+            .find(|s| s["metric"] == format!("retry.session.{stat}"))
+            .unwrap_or_else(|| panic!("no retry.session.{stat} in {body}"));
+        let point = &s["points"][0];
+        assert_eq!(
+            point["value"].as_f64(),
+            stats[stat].as_f64(),
+            "datadog {stat}"
+        );
+        let ts = point["timestamp"].as_i64().unwrap_or(0);
+        assert!(
+            (ts - started).abs() < 120,
+            "{stat} stamped {ts}, now {started}"
+        );
+        let tags: Vec<&str> = s["tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert!(!tags.iter().any(|t| t.starts_with("session:")), "{tags:?}");
+    }
+    // None of an operation's figures: no retry.retries (it said 7), no retry.success.
+    assert!(
+        !series
+            .iter()
+            .any(|s| s["metric"] == "retry.retries" || s["metric"] == "retry.success")
+    );
+
+    // The webhook: the session document and the same figures.
+    let seen = hook.seen();
+    assert_eq!(seen.len(), 1);
+    let posted: Value = serde_json::from_slice(&seen[0].body).expect("webhook json");
+    assert_eq!(posted["session_id"], session.as_str());
+    for (stat, _) in PROM_OF {
+        assert_eq!(
+            posted["metrics"][format!("session.{stat}")].as_f64(),
+            stats[stat].as_f64(),
+            "webhook {stat}"
+        );
+        assert_eq!(posted["final_statistics"][stat], stats[stat]);
+    }
+
+    // The textfile: the session's gauges, and no operation counter bumped by the session.
+    let text = std::fs::read_to_string(textfile.join("retryx.prom")).expect("retryx.prom");
+    let samples = session_samples(&text);
+    for (stat, prom) in PROM_OF {
+        assert_eq!(
+            samples.get(prom).copied(),
+            stats[stat].as_f64(),
+            "textfile {prom}\n{text}"
+        );
+    }
+    assert!(!text.contains("retryx_operations_total"), "{text}");
+    assert!(!text.contains("retryx_retries_total"), "{text}");
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_session_that_ended_hours_ago_is_sent_as_of_now() {
+    let dd = Receiver::start(vec![(202, vec![], r#"{"errors":[]}"#)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let art = dir.path().join("records");
+    let (session, mut doc) = finalized_session(dir.path(), &art);
+    // The same session, finalized three hours ago.
+    let three_hours_ago = chrono_now() - 3 * 3600;
+    let at = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    doc["session_start"] = json!(at(three_hours_ago - 60));
+    doc["session_end"] = json!(at(three_hours_ago));
+    std::fs::write(
+        art.join(format!("retry_session_{session}.json")),
+        doc.to_string(),
+    )
+    .expect("rewrite");
+    let res = module_notify(
+        dir.path(),
+        json!({"action": "notify", "notify_kind": "metrics", "session_id": session,
+               "artifacts_dir": art, "external_systems": [
+                   {"name": "datadog", "type": "datadog", "url": dd.url(""), "compression": "none",
+                    "auth_header": "DD-API-KEY 0123456789abcdef0123456789abcdef"}]}),
+    );
+    let n = &res["retry"]["notifications"][0];
+    assert_eq!(n["status"], "sent", "{res}");
+    let seen = dd.seen();
+    let body: Value = serde_json::from_slice(&seen[0].body).expect("json");
+    let now = chrono_now();
+    for s in body["series"].as_array().expect("series") {
+        let ts = s["points"][0]["timestamp"].as_i64().unwrap_or(0);
+        // Datadog drops points more than an hour old: these are the statistics as of now.
+        assert!(
+            (now - ts).abs() < 120,
+            "{} stamped {ts}, now {now}",
+            s["metric"]
+        );
+    }
+}
+
+#[test]
+fn every_documented_datadog_site_validates_and_others_are_refused_by_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let validate = |site: &str| {
+        let cfg = write_config(
+            dir.path(),
+            json!([{"name": "dd", "type": "datadog", "site": site,
+                    "auth_header": "DD-API-KEY 0123456789abcdef0123456789abcdef"}]),
+        );
+        let o = retryx()
+            .arg("validate")
+            .arg(&cfg)
+            .output()
+            .expect("validate");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Datadog's API reference, "Submit metrics": one API host per site.
+    for site in [
+        "datadoghq.com",
+        "us3.datadoghq.com",
+        "us5.datadoghq.com",
+        "datadoghq.eu",
+        "ap1.datadoghq.com",
+        "ap2.datadoghq.com",
+        "uk1.datadoghq.com",
+        "ddog-gov.com",
+        "us2.ddog-gov.com",
+        "app.datadoghq.eu",
+        "us1-fed",
+    ] {
+        let (code, err) = validate(site);
+        assert_eq!(code, Some(0), "{site}: {err}");
+    }
+    for site in ["us9.datadoghq.com", "datadog.example.com"] {
+        let (code, err) = validate(site);
+        assert_eq!(code, Some(125), "{site}: {err}");
+        assert!(err.contains("external_systems[0].site"), "{err}");
+        assert!(err.contains("us2.ddog-gov.com"), "{err}");
+    }
+}

@@ -68,6 +68,11 @@ pub(crate) fn check_systems(config: &Config) -> Result<(), String> {
                 ));
             }
         }
+        if let Some(site) = &sys.site
+            && let Err(e) = crate::sinks::datadog::site_base(site)
+        {
+            return Err(format!("{}: {e}", key("site")));
+        }
         if let Some(h) = &sys.auth_header {
             let parsed = crate::sinks::system::parse_auth_header(h);
             if parsed.is_err() || !sendable(h) {

@@ -63,8 +63,14 @@ pub struct ExternalSystem {
     /// Datadog API version: 1 or 2 (default 2).
     #[schemars(range(min = 1, max = 2))]
     pub api_version: Option<u8>,
-    /// Datadog site (datadoghq.com, datadoghq.eu, us3, us5, ap1, ...).
+    /// Datadog site: datadoghq.com (default), us3.datadoghq.com, us5.datadoghq.com,
+    /// datadoghq.eu, ap1.datadoghq.com, ap2.datadoghq.com, uk1.datadoghq.com, ddog-gov.com,
+    /// us2.ddog-gov.com (or the short names us1, us3, us5, eu, ap1, ap2, uk1, us1-fed, us2-fed).
     pub site: Option<String>,
+    /// Datadog: tag every series and event with `session:<id>` (default false: the id is new
+    /// each run, so each run would be a new tag combination, billed as custom metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_tag: Option<bool>,
     /// Datadog series body compression: gzip (default), deflate (zlib) or none.
     pub compression: Option<String>,
     /// Directory for the node_exporter textfile collector.

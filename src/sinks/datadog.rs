@@ -17,7 +17,7 @@ pub const MAX_AGGREGATION_KEY: usize = 100;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DatadogError {
     #[error(
-        "unknown Datadog site {0:?} (datadoghq.com, datadoghq.eu, us3, us5, ap1, ap2, ddog-gov.com, or give url)"
+        "unknown Datadog site {0:?} (datadoghq.com, us3.datadoghq.com, us5.datadoghq.com, datadoghq.eu, ap1.datadoghq.com, ap2.datadoghq.com, uk1.datadoghq.com, ddog-gov.com, us2.ddog-gov.com; or give url)"
     )]
     UnknownSite(String),
     #[error("unknown compression {0:?} (none, gzip or deflate)")]
@@ -28,25 +28,47 @@ pub enum DatadogError {
     Compress(String),
 }
 
-/// `https://api.<site>` for a site name.
+/// Datadog's sites as its API reference lists them ("Submit metrics": one API host per site),
+/// each with the short names people use for it.
+pub const SITES: [(&str, &[&str]); 9] = [
+    ("datadoghq.com", &["us1", "us"]),
+    ("us3.datadoghq.com", &["us3"]),
+    ("us5.datadoghq.com", &["us5"]),
+    ("datadoghq.eu", &["eu", "eu1"]),
+    ("ap1.datadoghq.com", &["ap1"]),
+    ("ap2.datadoghq.com", &["ap2"]),
+    ("uk1.datadoghq.com", &["uk1"]),
+    ("ddog-gov.com", &["gov", "us1-fed"]),
+    ("us2.ddog-gov.com", &["us2-fed"]),
+];
+
+/// Datadog's tag limit: "Tags can be up to 200 characters long".
+pub const MAX_TAG: usize = 200;
+
+/// `https://api.<site>` for a site: its name (`us5.datadoghq.com`), the web app's host
+/// (`app.datadoghq.eu`), the API host, or a short name (`us5`, `eu`, `us1-fed`).
 pub fn site_base(site: &str) -> Result<String, DatadogError> {
     let s = site.trim().trim_end_matches('/').to_ascii_lowercase();
-    let host = match s.as_str() {
-        "" | "us1" | "datadoghq.com" | "app.datadoghq.com" | "api.datadoghq.com" => {
-            "datadoghq.com".to_string()
-        }
-        "eu" | "eu1" | "datadoghq.eu" | "app.datadoghq.eu" | "api.datadoghq.eu" => {
-            "datadoghq.eu".to_string()
-        }
-        "gov" | "us1-fed" | "ddog-gov.com" | "app.ddog-gov.com" => "ddog-gov.com".to_string(),
-        short if ["us3", "us5", "ap1", "ap2"].contains(&short) => format!("{short}.datadoghq.com"),
-        full if full.ends_with(".datadoghq.com") || full.ends_with(".datadoghq.eu") => full
-            .trim_start_matches("app.")
-            .trim_start_matches("api.")
-            .to_string(),
-        other => return Err(DatadogError::UnknownSite(other.to_string())),
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(&s);
+    let bare = s
+        .strip_prefix("app.")
+        .or_else(|| s.strip_prefix("api."))
+        .unwrap_or(s);
+    let host = if bare.is_empty() {
+        Some(SITES[0].0)
+    } else {
+        SITES
+            .iter()
+            .find(|(name, short)| *name == bare || short.contains(&bare))
+            .map(|(name, _)| *name)
     };
-    Ok(format!("https://api.{host}"))
+    match host {
+        Some(h) => Ok(format!("https://api.{h}")),
+        None => Err(DatadogError::UnknownSite(site.trim().to_string())),
+    }
 }
 
 /// The endpoint: `url` as given when it already names the endpoint, `url` + path when it is a
@@ -102,30 +124,43 @@ pub fn compress(
     }
 }
 
-/// `retry.<name>` tagged operation/status/session/host plus the system's own tags.
-pub fn tags(report: &Report, extra: &[String]) -> Vec<String> {
+/// Cuts a tag to Datadog's 200 characters (on a character boundary; a cut that would end on
+/// `:` loses it too, as Datadog refuses a tag ending with a colon).
+pub fn cut_tag(tag: &str) -> String {
+    if tag.chars().count() <= MAX_TAG {
+        return tag.to_string();
+    }
+    let cut: String = tag.chars().take(MAX_TAG).collect();
+    cut.trim_end_matches(':').to_string()
+}
+
+/// The tags of every series and event: operation, status, host, the last error class, the
+/// session only when `session_tag` asks for it (a new value each run: a new tag combination,
+/// which Datadog bills as custom metrics), then the system's own tags; each cut to 200
+/// characters.
+pub fn tags(report: &Report, extra: &[String], session_tag: bool) -> Vec<String> {
     let mut t = vec![
         format!("operation:{}", report.operation),
         format!("status:{}", report.status),
-        format!("session:{}", report.session_id),
-        format!("host:{}", report.host),
     ];
+    if session_tag {
+        t.push(format!("session:{}", report.session_id));
+    }
+    t.push(format!("host:{}", report.host));
     if let Some(c) = &report.last_error_class {
         t.push(format!("error_class:{c}"));
     }
     t.extend(extra.iter().cloned());
-    t
+    t.iter().map(|x| cut_tag(x)).collect()
 }
 
-/// v2 series body (`type` 1 count, 3 gauge; resources name the host).
-pub fn series_v2(report: &Report, metrics: &[Metric], extra_tags: &[String]) -> Value {
-    let ts = report.end_epoch;
-    let tags = tags(report, extra_tags);
+/// v2 series body (`type` 1 count, 3 gauge; resources name the host), points at `ts`.
+pub fn series_v2(report: &Report, metrics: &[Metric], tags: &[String], ts: i64) -> Value {
     let series: Vec<Value> = metrics
         .iter()
         .map(|m| {
             let mut s = json!({
-                "metric": format!("retry.{}", m.dd_name),
+                "metric": m.dd_name,
                 "type": match m.kind { MetricKind::Count => 1, MetricKind::Gauge => 3 },
                 "points": [{"timestamp": ts, "value": m.value}],
                 "tags": tags,
@@ -141,14 +176,12 @@ pub fn series_v2(report: &Report, metrics: &[Metric], extra_tags: &[String]) -> 
 }
 
 /// v1 series body (`type` "count"/"gauge", points `[[ts, value]]`, `host`).
-pub fn series_v1(report: &Report, metrics: &[Metric], extra_tags: &[String]) -> Value {
-    let ts = report.end_epoch;
-    let tags = tags(report, extra_tags);
+pub fn series_v1(report: &Report, metrics: &[Metric], tags: &[String], ts: i64) -> Value {
     let series: Vec<Value> = metrics
         .iter()
         .map(|m| {
             json!({
-                "metric": format!("retry.{}", m.dd_name),
+                "metric": m.dd_name,
                 "type": match m.kind { MetricKind::Count => "count", MetricKind::Gauge => "gauge" },
                 "points": [[ts, m.value]],
                 "tags": tags,
@@ -165,7 +198,7 @@ fn cut(s: &str, max: usize) -> String {
 
 /// An event for alerts and failures: `alert_type` error on failure, warning for alerts on a
 /// success, success/info otherwise; `aggregation_key` groups one operation's events.
-pub fn event(report: &Report, extra_tags: &[String]) -> Value {
+pub fn event(report: &Report, tags: &[String]) -> Value {
     let alert_type = match report.kind {
         super::ReportKind::Test => "info",
         _ if !report.succeeded => "error",
@@ -200,7 +233,7 @@ pub fn event(report: &Report, extra_tags: &[String]) -> Value {
         "text": cut(&text, MAX_EVENT_TEXT),
         "alert_type": alert_type,
         "aggregation_key": cut(&format!("retryx:{}", report.operation), MAX_AGGREGATION_KEY),
-        "tags": tags(report, extra_tags),
+        "tags": tags,
         "host": report.host,
         "date_happened": report.end_epoch,
     })
@@ -258,7 +291,41 @@ mod tests {
             Ok("https://api.us5.datadoghq.com".into())
         );
         assert_eq!(site_base("ap1"), Ok("https://api.ap1.datadoghq.com".into()));
+        for (site, api) in [
+            ("datadoghq.com", "https://api.datadoghq.com"),
+            ("us3.datadoghq.com", "https://api.us3.datadoghq.com"),
+            ("us5.datadoghq.com", "https://api.us5.datadoghq.com"),
+            ("datadoghq.eu", "https://api.datadoghq.eu"),
+            ("app.datadoghq.eu", "https://api.datadoghq.eu"),
+            ("ap1.datadoghq.com", "https://api.ap1.datadoghq.com"),
+            ("ap2.datadoghq.com", "https://api.ap2.datadoghq.com"),
+            ("uk1.datadoghq.com", "https://api.uk1.datadoghq.com"),
+            ("ddog-gov.com", "https://api.ddog-gov.com"),
+            ("app.ddog-gov.com", "https://api.ddog-gov.com"),
+            ("us2.ddog-gov.com", "https://api.us2.ddog-gov.com"),
+            ("US2-FED", "https://api.us2.ddog-gov.com"),
+        ] {
+            assert_eq!(site_base(site), Ok(api.to_string()), "{site}");
+        }
         assert!(site_base("example.com").is_err());
+        assert!(site_base("us9.datadoghq.com").is_err());
+    }
+
+    #[test]
+    fn tags_are_cut_and_the_session_is_opt_in() {
+        let mut r = Report::sample();
+        r.operation = "o".repeat(413);
+        let t = tags(&r, &["team:".repeat(60)], false);
+        assert!(t.iter().all(|x| x.chars().count() <= MAX_TAG), "{t:?}");
+        assert!(t.iter().all(|x| !x.ends_with(':')), "{t:?}");
+        assert!(t[0].starts_with("operation:ooo"));
+        assert!(!t.iter().any(|x| x.starts_with("session:")));
+        assert!(
+            tags(&r, &[], true)
+                .iter()
+                .any(|x| x == &format!("session:{}", r.session_id))
+        );
+        assert_eq!(cut_tag(&"é".repeat(250)).chars().count(), MAX_TAG);
     }
 
     #[test]
@@ -314,7 +381,7 @@ mod tests {
         let mut r = Report::sample();
         r.last_error_message = Some("x".repeat(9000));
         r.operation = "o".repeat(300);
-        let e = event(&r, &[]);
+        let e = event(&r, &tags(&r, &[], false));
         assert!(e["text"].as_str().map(|s| s.chars().count()).unwrap_or(0) <= MAX_EVENT_TEXT);
         assert!(e["title"].as_str().map(|s| s.chars().count()).unwrap_or(0) <= MAX_EVENT_TITLE);
         assert!(

@@ -25,10 +25,10 @@ use crate::log::Logger;
 use deliver::{Delivery, DeliveryPolicy};
 use redact::{Redactor, redact_url};
 
-use metrics::{counter_samples, last_run_samples};
+use metrics::{counter_samples, gauge_samples, textfile_families};
 use system::{is_metric_sink, judge_for, prepare};
 
-pub use metrics::{COUNTERS, LAST_RUN, Metric, MetricKind, PromFamily, PromKind};
+pub use metrics::{Metric, MetricKind, PromFamily, PromKind};
 pub use report::{Alert, Report, ReportKind, threshold_alerts};
 pub use system::{default_notify_on, infer_type, type_name};
 
@@ -67,6 +67,10 @@ pub struct NotificationOutcome {
     /// Where it went: method and redacted URL, or the textfile path.
     #[serde(default)]
     pub target: String,
+    /// Why it was not sent (`skipped`: points the receiver would drop), what was left out,
+    /// or how to remove what `notify test` wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     #[serde(default)]
     pub required: bool,
     /// Seconds, waits included.
@@ -153,6 +157,7 @@ fn deliver_one(
         error: None,
         response: None,
         target: sys.url.as_deref().map(redact_url).unwrap_or_default(),
+        note: None,
         required,
         duration: 0.0,
     };
@@ -165,7 +170,8 @@ fn deliver_one(
     }
     let started = Instant::now();
     let mut red = Redactor::new();
-    let prepared = match prepare(sys, kind, report, &mut red) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let prepared = match prepare(sys, kind, report, &mut red, now_ms) {
         Ok(p) => p,
         Err(e) => {
             out.status = "failed".into();
@@ -174,14 +180,29 @@ fn deliver_one(
         }
     };
     out.target = prepared.target.clone();
+    out.note = prepared.note.as_deref().map(|n| red.scrub(n));
+    if let Some(why) = &prepared.skip {
+        out.note = Some(red.scrub(why));
+        return out;
+    }
     if let Some(dir) = &prepared.textfile {
         out.attempts = 1;
-        let base = [("operation", report.operation.as_str())];
-        let mut current = last_run_samples(report, &base);
-        current.extend(counter_samples(report, &base));
-        let families: Vec<PromFamily> = LAST_RUN.iter().chain(COUNTERS.iter()).cloned().collect();
-        match prometheus::write_textfile(dir, &families, &report.operation, &current) {
-            Ok(_) => out.status = "sent".into(),
+        let written = if report.kind == ReportKind::Test {
+            // A test proves the directory takes our file, then removes it: nothing of the
+            // real retryx.prom is touched.
+            prometheus::probe_textfile(dir).map(|p| {
+                out.target = p.display().to_string();
+                out.note = Some(format!("wrote and removed {}", p.display()));
+            })
+        } else {
+            let base = [("operation", report.operation.as_str())];
+            let mut current = gauge_samples(report, &base);
+            current.extend(counter_samples(report, &base));
+            prometheus::write_textfile(dir, &textfile_families(), &report.operation, &current)
+                .map(|_| ())
+        };
+        match written {
+            Ok(()) => out.status = "sent".into(),
             Err(e) => {
                 out.status = "failed".into();
                 out.error = Some(red.scrub(&e.to_string()));
@@ -211,7 +232,25 @@ fn deliver_one(
     out.attempts = d.attempts;
     out.error = d.error;
     out.response = d.response;
-    out.duration = d.duration;
+    if d.ok
+        && let Some(del) = &prepared.cleanup
+    {
+        // The test group is removed as soon as it has been accepted.
+        let gone = deliver::deliver(del, &policy, &judge, &red, &std::thread::sleep);
+        out.note = Some(if gone.ok {
+            format!(
+                "test group deleted afterwards: DELETE {}",
+                redact_url(&del.url)
+            )
+        } else {
+            format!(
+                "could not delete the test group ({}); remove it with: curl -X DELETE '{}'",
+                gone.error.unwrap_or_default(),
+                redact_url(&del.url)
+            )
+        });
+    }
+    out.duration = started.elapsed().as_secs_f64().max(d.duration);
     out
 }
 
@@ -243,6 +282,7 @@ pub fn notify(settings: &NotifySettings<'_>, report: &Report, purpose: Purpose) 
                     error: Some("internal error while notifying".into()),
                     response: None,
                     target: sys.url.as_deref().map(redact_url).unwrap_or_default(),
+                    note: None,
                     required: sys.required.unwrap_or(false),
                     duration: 0.0,
                 })
@@ -322,6 +362,9 @@ pub fn describe(o: &NotificationOutcome) -> String {
     ));
     if let Some(e) = &o.error {
         s.push_str(&format!("; error: {e}"));
+    }
+    if let Some(n) = &o.note {
+        s.push_str(&format!("; {n}"));
     }
     s
 }
@@ -461,6 +504,41 @@ mod tests {
             Purpose::Test,
         );
         assert!(res.outcomes.is_empty());
+    }
+
+    #[test]
+    fn points_too_old_for_the_receiver_are_skipped_with_the_reason() {
+        // A run that ended three hours ago: Datadog would drop every point, remote write
+        // answer `out of bounds`. Nothing is sent (port 1 is never dialled), nothing `sent`.
+        let mut r = Report::sample();
+        r.end_epoch -= 3 * 3600;
+        for a in &mut r.attempts {
+            a.end_ms -= 3 * 3600 * 1000;
+        }
+        let mut dd = sys("dd", "http://127.0.0.1:1/api/v2/series");
+        dd.system_type = Some(SystemType::Datadog);
+        dd.auth_header = Some("DD-API-KEY k3y".into());
+        let mut rw = sys("rw", "http://127.0.0.1:1/api/v1/write");
+        rw.system_type = Some(SystemType::PrometheusRemoteWrite);
+        let systems = vec![dd, rw];
+        let res = notify(
+            &NotifySettings {
+                systems: &systems,
+                external_integration: None,
+                budget: DEFAULT_BUDGET,
+            },
+            &r,
+            Purpose::Metrics,
+        );
+        for o in &res.outcomes {
+            assert_eq!((o.status.as_str(), o.attempts), ("skipped", 0), "{o:?}");
+            let note = o.note.as_deref().unwrap_or("");
+            assert!(
+                note.contains("3h0m0s ago") && note.contains("older than an hour"),
+                "{note}"
+            );
+            assert!(describe(o).contains("older than an hour"));
+        }
     }
 
     #[test]

@@ -422,6 +422,40 @@ pub fn write_textfile(
     result
 }
 
+/// `retryx notify test` for a textfile directory: writes the test family into its own file
+/// (`retryx_notify_test.prom`, temp file then rename, as a real write does), then removes it.
+/// Proves the directory takes our files without touching `retryx.prom`.
+pub fn probe_textfile(dir: &Path) -> Result<PathBuf, TextfileError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| TextfileError::Io { path, source }
+    };
+    if !dir.is_dir() {
+        return Err(TextfileError::NotADirectory(dir.display().to_string()));
+    }
+    let name = super::metrics::TEST_SERIES;
+    let target = dir.join(format!("{name}.prom"));
+    let tmp = dir.join(format!(".{name}.prom.{}.tmp", std::process::id()));
+    let fam = PromFamily {
+        name,
+        help: super::metrics::TEST[0].help,
+        kind: PromKind::Gauge,
+    };
+    let text = exposition(&[(fam, vec![(vec![], 1.0)])]);
+    let result = (|| {
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &target).map_err(io(&target))?;
+        fs::remove_file(&target).map_err(io(&target))?;
+        Ok(target.clone())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

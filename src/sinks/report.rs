@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::notify::NotifyOn;
+use crate::record::stats::FinalStatistics;
 use crate::record::{OperationRecord, OperationStatus};
 
 /// What a report describes.
@@ -53,8 +54,32 @@ pub struct Report {
     pub end_epoch: i64,
     pub attempts: Vec<AttemptPoint>,
     pub alerts: Vec<Alert>,
+    /// A session's `final_statistics` (the seed's 13): the only source of its figures.
+    pub statistics: Option<FinalStatistics>,
     /// What the generic webhook posts: the operation or session JSON.
     pub document: Value,
+}
+
+/// A record's `final_statistics`, read field by field: a missing or non-numeric field is 0
+/// (older or hand-written records may carry only some of the 13).
+fn statistics_of(v: &Value) -> FinalStatistics {
+    let f = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    let n = |k: &str| f(k).max(0.0) as u64;
+    FinalStatistics {
+        total_operations: n("total_operations"),
+        successful_operations: n("successful_operations"),
+        failed_operations: n("failed_operations"),
+        retried_operations: n("retried_operations"),
+        total_retry_attempts: n("total_retry_attempts"),
+        average_retry_count: f("average_retry_count"),
+        max_retry_count: n("max_retry_count"),
+        total_execution_time: f("total_execution_time"),
+        average_execution_time: f("average_execution_time"),
+        success_rate: f("success_rate"),
+        failure_rate: f("failure_rate"),
+        retry_rate: f("retry_rate"),
+        operations_per_minute: f("operations_per_minute"),
+    }
 }
 
 fn epoch_ms(rfc3339: &str) -> Option<i64> {
@@ -110,6 +135,7 @@ impl Report {
             end_epoch: end_ms.div_euclid(1000),
             attempts,
             alerts,
+            statistics: None,
             document: serde_json::to_value(op).unwrap_or(Value::Null),
         }
     }
@@ -141,6 +167,7 @@ impl Report {
                 succeeded: true,
             }],
             alerts: vec![],
+            statistics: None,
             document: serde_json::json!({
                 "test": true,
                 "message": "retryx notify test",
@@ -202,6 +229,7 @@ impl Report {
             end_epoch: end_ms.div_euclid(1000),
             attempts: vec![],
             alerts,
+            statistics: Some(statistics_of(&stats)),
             document: doc.clone(),
         })
     }

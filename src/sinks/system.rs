@@ -8,9 +8,12 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::deliver::{self, Answer, HttpRequest, Verdict};
-use super::metrics::{dd_metrics, pushgateway_body, remote_write_series};
+use super::metrics::{
+    TEST_SERIES, metrics, point_time_ms, pushgateway_body, remote_write_series, too_old,
+    webhook_metrics,
+};
 use super::redact::{Redactor, redact_url};
-use super::report::Report;
+use super::report::{Report, ReportKind};
 use super::{datadog, prometheus, slack};
 use crate::config::notify::{ExternalSystem, NotifyOn, SystemType};
 
@@ -154,6 +157,12 @@ pub(super) struct Prepared {
     pub(super) request: Option<HttpRequest>,
     pub(super) textfile: Option<PathBuf>,
     pub(super) target: String,
+    /// Not sent, and why (points the receiver would drop).
+    pub(super) skip: Option<String>,
+    /// Said beside the outcome (samples left out, how to remove a test series).
+    pub(super) note: Option<String>,
+    /// After a successful send: a request that removes what a `notify test` wrote.
+    pub(super) cleanup: Option<HttpRequest>,
 }
 
 fn with_headers(
@@ -204,18 +213,28 @@ fn json_request(
     }
 }
 
-/// One request per receiver type, from one match: long (~150 lines) because each arm is the
-/// receiver's own wire format, and splitting them would scatter the shared redaction.
+/// One request per receiver type, from one match: long (~200 lines) because each arm is the
+/// receiver's own wire format (with what it refuses: points too old, and for `notify test` its
+/// own series and how it goes away), and splitting them would scatter the shared redaction.
 pub(super) fn prepare(
     sys: &ExternalSystem,
     kind: SystemType,
     report: &Report,
     red: &mut Redactor,
+    now_ms: i64,
 ) -> Result<Prepared, SystemError> {
     if let Some(u) = &sys.url {
         red.add_url(u);
     }
-    let tags: Vec<String> = sys.tags.clone().unwrap_or_default();
+    let tags = datadog::tags(
+        report,
+        &sys.tags.clone().unwrap_or_default(),
+        sys.session_tag.unwrap_or(false),
+    );
+    let test = report.kind == ReportKind::Test;
+    let mut skip = None;
+    let mut note = None;
+    let mut cleanup = None;
     let mut headers = with_headers(sys, red)?;
     let method = sys
         .method
@@ -263,11 +282,19 @@ pub(super) fn prepare(
                     "/api/v2/series"
                 };
                 let endpoint = datadog::endpoint(url, sys.site.as_deref(), path)?;
-                let metrics = dd_metrics(report);
+                let metrics = metrics(report);
+                let ts = point_time_ms(report, now_ms).div_euclid(1000);
+                skip = too_old(report, now_ms);
+                if test {
+                    note = Some(format!(
+                        "test metric {}, outside retry.*; Datadog cannot delete points: it stops reporting by itself",
+                        metrics.first().map(|m| m.dd_name).unwrap_or(TEST_SERIES)
+                    ));
+                }
                 let body = if v1 {
-                    datadog::series_v1(report, &metrics, &tags)
+                    datadog::series_v1(report, &metrics, &tags, ts)
                 } else {
-                    datadog::series_v2(report, &metrics, &tags)
+                    datadog::series_v2(report, &metrics, &tags, ts)
                 };
                 let raw =
                     serde_json::to_vec(&body).map_err(|e| SystemError::Encode(e.to_string()))?;
@@ -289,12 +316,21 @@ pub(super) fn prepare(
         }
         SystemType::PrometheusPushgateway => {
             let url = need_url(sys, kind)?;
-            let target = prometheus::pushgateway_url(
-                &url,
-                sys.job.as_deref(),
-                &report.host,
-                &report.operation,
-            );
+            // A test goes to its own group (job retryx_notify_test), removed right after.
+            let job = if test {
+                Some(TEST_SERIES)
+            } else {
+                sys.job.as_deref()
+            };
+            let target = prometheus::pushgateway_url(&url, job, &report.host, &report.operation);
+            if test {
+                cleanup = Some(HttpRequest {
+                    method: "DELETE".into(),
+                    url: target.clone(),
+                    headers: headers.clone(),
+                    body: Vec::new(),
+                });
+            }
             headers.push(("Content-Type".into(), "text/plain; version=0.0.4".into()));
             // PUT by default: the group (job, instance, operation) is replaced whole, so no
             // series of an earlier run (an attempt that no longer exists) lingers. POST only
@@ -315,8 +351,26 @@ pub(super) fn prepare(
         }
         SystemType::PrometheusRemoteWrite => {
             let url = need_url(sys, kind)?;
-            let job = sys.job.as_deref().unwrap_or("retryx");
-            let req = prometheus::write_request(remote_write_series(report, job));
+            let job = if test {
+                TEST_SERIES
+            } else {
+                sys.job.as_deref().unwrap_or("retryx")
+            };
+            let (series, dropped) = remote_write_series(report, job, now_ms);
+            if series.iter().all(|s| s.samples.is_empty()) {
+                skip = too_old(report, now_ms)
+                    .or_else(|| Some("not sent: no sample recent enough".to_string()));
+            } else if dropped > 0 {
+                note = Some(format!(
+                    "{dropped} sample(s) older than 55m left out (the receiver answers `out of bounds` for samples more than an hour old)"
+                ));
+            }
+            if test {
+                note = Some(format!(
+                    "test series {TEST_SERIES}{{job=\"{TEST_SERIES}\"}}; remove it with the admin API: POST <prometheus>/api/v1/admin/tsdb/delete_series?match[]={TEST_SERIES} (Prometheus needs --web.enable-admin-api)"
+                ));
+            }
+            let req = prometheus::write_request(series);
             let body = prometheus::encode_write_request(&req)
                 .map_err(|e| SystemError::Encode(e.to_string()))?;
             for (k, v) in prometheus::REMOTE_WRITE_HEADERS {
@@ -346,7 +400,11 @@ pub(super) fn prepare(
                 Some("PATCH") => "PATCH",
                 _ => "POST",
             };
-            (Some(json_request(m, url, headers, &report.document)), None)
+            let mut doc = report.document.clone();
+            if let Some(o) = doc.as_object_mut() {
+                o.insert("metrics".into(), webhook_metrics(report));
+            }
+            (Some(json_request(m, url, headers, &doc)), None)
         }
     };
     let target = match (&request, &textfile) {
@@ -359,6 +417,9 @@ pub(super) fn prepare(
         request,
         textfile,
         target,
+        skip,
+        note,
+        cleanup,
     })
 }
 

@@ -114,8 +114,10 @@ def test_failed_run_notifies_slack_datadog_events_and_webhook(retryx_bin, tmp_pa
     assert by_name["retry.attempts"]["points"][0]["value"] == 2
     assert by_name["retry.success"]["points"][0]["value"] == 0
     tags = by_name["retry.attempts"]["tags"]
-    for prefix in ("operation:deploy_app", "status:failed", f"session:{session}", "host:"):
+    for prefix in ("operation:deploy_app", "status:failed", "host:"):
         assert any(t.startswith(prefix) for t in tags), (prefix, tags)
+    # The session tag is opt-in (session_tag: true): a new value each run.
+    assert not any(t.startswith("session:") for t in tags), tags
 
     (event,) = mock.seen("datadog_events")
     assert event.problems == []
@@ -127,6 +129,11 @@ def test_failed_run_notifies_slack_datadog_events_and_webhook(retryx_bin, tmp_pa
     assert hook.json["operation_name"] == "deploy_app"
     assert hook.json["status"] == "failed"
     assert len(hook.json["attempts"]) == 2
+    # The same figures as Datadog's, from the same table.
+    assert set(hook.json["metrics"]) == {"attempts", "retries", "duration", "success", "operations"}
+    for name, value in hook.json["metrics"].items():
+        assert by_name[f"retry.{name}"]["points"][0]["value"] == value, name
+    assert (hook.json["metrics"]["retries"], hook.json["metrics"]["operations"]) == (1, 1)
     assert_no_secrets(json.dumps(result), proc.stderr)
 
 
@@ -171,7 +178,7 @@ def test_datadog_api_key_from_environment(retryx_bin, tmp_path, mock):
 
 def test_victoria_metrics_datadog_intake(retryx_bin, tmp_path, victoria):
     cfg = write_config(tmp_path, [{"name": "vm", "type": "datadog", "api_version": 1,
-                                   "url": victoria.datadog_base,
+                                   "session_tag": True, "url": victoria.datadog_base,
                                    "auth_header": f"DD-API-KEY {DD_KEY}"}])
     proc, result, _ = run_op(retryx_bin, tmp_path, cfg, operation="vm_check")
     n = notif(result, "vm")
@@ -436,7 +443,7 @@ def test_module_action_notify_metrics_and_alerts(retryx_bin, tmp_path, mock):
     statuses = {n["system"]: n["status"] for n in res["retry"]["notifications"]}
     assert statuses == {"slack_alerts": "skipped", "datadog": "sent"}
     (series,) = mock.seen("datadog_series")
-    ops = [s for s in series.json["series"] if s["metric"] == "retry.operations"]
+    ops = [s for s in series.json["series"] if s["metric"] == "retry.session.total_operations"]
     assert ops[0]["points"][0]["value"] == 5
     res = run_module(retryx_bin, tmp_path, {**base, "notify_kind": "alerts"})
     statuses = {n["system"]: n["status"] for n in res["retry"]["notifications"]}
@@ -488,7 +495,7 @@ def test_role_handlers_through_ansible_playbook(retryx_bin, tmp_path, mock):
                              "success_rate": 80.0, "failure_rate": 20.0},
     }))
     config = {
-        "external_systems": [slack_sys(mock), dd_sys(mock)],
+        "external_systems": [slack_sys(mock), dd_sys(mock, session_tag=True)],
         "monitoring": {"alerts": {"min_success_rate": 85, "max_average_retries": 2.5,
                                   "max_execution_time": 1800, "max_error_rate": 15}},
     }
@@ -537,7 +544,7 @@ def test_role_handlers_through_ansible_playbook(retryx_bin, tmp_path, mock):
     assert "failed=0" in proc.stdout
     (series,) = mock.seen("datadog_series")
     assert series.problems == []
-    ops = [s for s in series.json["series"] if s["metric"] == "retry.operations"]
+    ops = [s for s in series.json["series"] if s["metric"] == "retry.session.total_operations"]
     assert ops[0]["points"][0]["value"] == 5
     assert f"session:{session}" in ops[0]["tags"]
     (slack,) = mock.seen("slack")

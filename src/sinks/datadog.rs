@@ -210,11 +210,10 @@ pub fn event(report: &Report, tags: &[String]) -> Value {
         MAX_EVENT_TITLE,
     );
     let mut text = format!(
-        "Operation {} {} after {} of {} attempt(s) in {:.2}s.\nSession {} on host {}.",
+        "Operation {} {} {} in {:.2}s.\nSession {} on host {}.",
         report.operation,
         report.status,
-        report.attempt_count,
-        report.max_attempts,
+        report.outcome_words(),
         report.duration_secs,
         report.session_id,
         report.host

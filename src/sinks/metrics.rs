@@ -123,11 +123,13 @@ pub const OPERATION: [Figure; 5] = [
 
 /// A finalized session: the seed's 13 `final_statistics`, each under its own name
 /// (`retry.session.<statistic>`, `retryx_session_*`), never mixed with an operation's figures.
+/// All gauges, totals included: they say how the session stands, and the metrics handler or a
+/// second finalize sends them again (as counts, Datadog would add the sends up).
 pub const SESSION: [Figure; 13] = [
     Figure {
         name: "session.total_operations",
         dd: "retry.session.total_operations",
-        kind: MetricKind::Count,
+        kind: MetricKind::Gauge,
         unit: None,
         gauge: Some("retryx_session_operations"),
         counter: None,
@@ -137,7 +139,7 @@ pub const SESSION: [Figure; 13] = [
     Figure {
         name: "session.successful_operations",
         dd: "retry.session.successful_operations",
-        kind: MetricKind::Count,
+        kind: MetricKind::Gauge,
         unit: None,
         gauge: Some("retryx_session_successful_operations"),
         counter: None,
@@ -147,7 +149,7 @@ pub const SESSION: [Figure; 13] = [
     Figure {
         name: "session.failed_operations",
         dd: "retry.session.failed_operations",
-        kind: MetricKind::Count,
+        kind: MetricKind::Gauge,
         unit: None,
         gauge: Some("retryx_session_failed_operations"),
         counter: None,
@@ -157,7 +159,7 @@ pub const SESSION: [Figure; 13] = [
     Figure {
         name: "session.retried_operations",
         dd: "retry.session.retried_operations",
-        kind: MetricKind::Count,
+        kind: MetricKind::Gauge,
         unit: None,
         gauge: Some("retryx_session_retried_operations"),
         counter: None,
@@ -167,7 +169,7 @@ pub const SESSION: [Figure; 13] = [
     Figure {
         name: "session.total_retry_attempts",
         dd: "retry.session.total_retry_attempts",
-        kind: MetricKind::Count,
+        kind: MetricKind::Gauge,
         unit: None,
         gauge: Some("retryx_session_retry_attempts"),
         counter: None,
@@ -197,7 +199,7 @@ pub const SESSION: [Figure; 13] = [
     Figure {
         name: "session.total_execution_time",
         dd: "retry.session.total_execution_time",
-        kind: MetricKind::Count,
+        kind: MetricKind::Gauge,
         unit: Some("second"),
         gauge: Some("retryx_session_execution_time_seconds"),
         counter: None,
@@ -589,6 +591,7 @@ mod tests {
         assert!(too_old(&s, now).is_none());
         let (series, dropped) = remote_write_series(&s, "retryx", now);
         assert_eq!(dropped, 0);
+        assert_eq!(series.len(), SESSION.len());
         assert!(
             series
                 .iter()

@@ -232,6 +232,15 @@ fn deliver_one(
     out.attempts = d.attempts;
     out.error = d.error;
     out.response = d.response;
+    if !d.ok
+        && let Some(del) = &prepared.cleanup
+    {
+        // The push may have landed though its answer did not reach us.
+        out.note = Some(format!(
+            "the test push may have landed; remove it with: curl -X DELETE {}",
+            redact_url(&del.url)
+        ));
+    }
     if d.ok
         && let Some(del) = &prepared.cleanup
     {
@@ -244,7 +253,7 @@ fn deliver_one(
             )
         } else {
             format!(
-                "could not delete the test group ({}); remove it with: curl -X DELETE '{}'",
+                "could not delete the test group ({}); remove it with: curl -X DELETE {}",
                 gone.error.unwrap_or_default(),
                 redact_url(&del.url)
             )
@@ -530,6 +539,7 @@ mod tests {
             &r,
             Purpose::Metrics,
         );
+        assert_eq!(res.outcomes.len(), 2, "{:?}", res.outcomes);
         for o in &res.outcomes {
             assert_eq!((o.status.as_str(), o.attempts), ("skipped", 0), "{o:?}");
             let note = o.note.as_deref().unwrap_or("");

@@ -406,7 +406,7 @@ pub fn write_textfile(
     let text = merge_textfile(&previous, families, operation, current);
     let tmp = dir.join(format!(".retryx.prom.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        let mut f = create_textfile_tmp(&tmp).map_err(io(&tmp))?;
         f.write_all(text.as_bytes()).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         fs::rename(&tmp, &target).map_err(io(&target))?;
@@ -420,6 +420,26 @@ pub fn write_textfile(
     }
     drop(lock);
     result
+}
+
+/// A fresh temp file for the textfile directory, which may be shared: never through a link
+/// someone planted (a leftover of ours is unlinked, not followed), 0644 whatever the umask
+/// (node_exporter runs as another user and must read it).
+fn create_textfile_tmp(tmp: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match fs::remove_file(tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(tmp)?;
+    // the mode given to open is cut by the umask
+    f.set_permissions(fs::Permissions::from_mode(0o644))?;
+    Ok(f)
 }
 
 /// `retryx notify test` for a textfile directory: writes the test family into its own file
@@ -443,7 +463,7 @@ pub fn probe_textfile(dir: &Path) -> Result<PathBuf, TextfileError> {
     };
     let text = exposition(&[(fam, vec![(vec![], 1.0)])]);
     let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        let mut f = create_textfile_tmp(&tmp).map_err(io(&tmp))?;
         f.write_all(text.as_bytes()).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         fs::rename(&tmp, &target).map_err(io(&target))?;

@@ -100,6 +100,22 @@ pub fn hostname() -> String {
 }
 
 impl Report {
+    /// What the run came to, in the words every message sink uses: an operation's attempts,
+    /// or a session's operations and retries (two of its statistics, not a sum of attempts).
+    pub fn outcome_words(&self) -> String {
+        match self.kind {
+            ReportKind::Session => format!(
+                "with {} operation(s) and {} retry attempt(s)",
+                self.operations,
+                self.attempt_count.saturating_sub(self.operations)
+            ),
+            _ => format!(
+                "after {} of {} attempt(s)",
+                self.attempt_count, self.max_attempts
+            ),
+        }
+    }
+
     /// The report of one finished operation.
     pub fn from_operation(op: &OperationRecord, alerts: Vec<Alert>) -> Self {
         let now_ms = chrono::Utc::now().timestamp_millis();

@@ -72,8 +72,11 @@ fn field(label: &str, value: &str) -> Value {
 /// The plain-text summary used as `text` (notifications and screen readers show it).
 pub fn fallback_text(report: &Report) -> String {
     let mut s = format!(
-        "retryx: {} {} after {} attempt(s) in {:.1}s",
-        report.operation, report.status, report.attempt_count, report.duration_secs
+        "retryx: {} {} {} in {:.1}s",
+        report.operation,
+        report.status,
+        report.outcome_words(),
+        report.duration_secs
     );
     if let Some(class) = &report.last_error_class {
         s.push_str(&format!(" (last error: {class})"));
@@ -101,12 +104,11 @@ pub fn payload(report: &Report) -> Value {
         "text": {"type": "plain_text", "text": truncate(&title, MAX_HEADER), "emoji": true}
     }));
     let summary = format!(
-        "{} *{}* {} after *{}* of {} attempt(s) in {:.1}s",
+        "{} *{}* {} {} in {:.1}s",
         status_emoji(report),
         escape(&report.operation),
         escape(&report.status),
-        report.attempt_count,
-        report.max_attempts,
+        report.outcome_words(),
         report.duration_secs
     );
     blocks.push(
@@ -116,10 +118,13 @@ pub fn payload(report: &Report) -> Value {
     let mut fields = vec![
         field("Operation", &report.operation),
         field("Status", &report.status),
-        field(
-            "Attempts",
-            &format!("{} / {}", report.attempt_count, report.max_attempts),
-        ),
+        match report.kind {
+            ReportKind::Session => field("Operations", &report.operations.to_string()),
+            _ => field(
+                "Attempts",
+                &format!("{} / {}", report.attempt_count, report.max_attempts),
+            ),
+        },
         field("Duration", &format!("{:.2}s", report.duration_secs)),
         field(
             "Last error class",

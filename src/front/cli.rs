@@ -355,8 +355,14 @@ fn read_config(path: &std::path::Path) -> Result<Value, Usage> {
     // One cap for config files and module args files: `-c /dev/zero` is refused, not read.
     let text = crate::sys::safe_fs::read_input(path, crate::sys::safe_fs::MAX_INPUT_BYTES)
         .map_err(|e| Usage(format!("cannot read config {}: {e}", path.display())))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| Usage(format!("config {} is not valid JSON: {e}", path.display())))
+    serde_json::from_slice(&text).map_err(|e| {
+        Usage(
+            match crate::config::nesting::explain_parse_error(&text, &e) {
+                Some(msg) => format!("config {}: {msg}", path.display()),
+                None => format!("config {} is not valid JSON: {e}", path.display()),
+            },
+        )
+    })
 }
 
 fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {

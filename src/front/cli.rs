@@ -65,7 +65,7 @@ pub struct PolicyFlags {
     /// Per-attempt timeout: the attempt's process group is killed (TERM, grace, KILL) [default: none]
     #[arg(short = 't', long, value_name = "D")]
     pub timeout: Option<DurationSpec>,
-    /// Bound on the whole operation, waits included [default: none]
+    /// Bound on the whole operation, waits and kill grace included (a stopped attempt gets TERM early enough that KILL lands at it) [default: none]
     #[arg(long, value_name = "D")]
     pub deadline: Option<DurationSpec>,
     /// Error classes that are retried, comma-separated [default: the retryable classes and unknown_error]

@@ -1,6 +1,8 @@
 //! Attacks on the release behaviour, through the binary: links and directories planted by an
 //! unprivileged user (made by the test), a FIFO planted under `umask 000`, SIGTERM while
-//! retryx is blocked, endless stdin. Each test says what it attacks; none talks to the network.
+//! retryx is blocked, endless stdin, `cleanup` racing writers, orphaned records, deeply nested
+//! context, a deadline against a child that ignores TERM, a wait cut short. Each test says what
+//! it attacks; none talks to the network.
 //! Needs root for the planting user (`RETRYX_REQUIRE_ROOT=1` makes its absence a failure).
 
 mod common;

@@ -460,10 +460,43 @@ impl Store {
         }
         let pack = self.dir.join(Self::pack_name(sid));
         if pack.exists() {
-            let p: RecordsPack = Self::read_json(&pack)?;
-            p.operations.into_iter().for_each(f);
+            let bytes = safe_fs::read_private(&pack, MAX_DOC_BYTES)?;
+            Self::stream_pack(&bytes, &pack, &mut f, &mut drop)?;
         }
         Ok(())
+    }
+
+    /// How every reader reads a pack (`session show`, finalize, compress checking its own):
+    /// gunzipped and parsed as a stream, one document at a time handed to `on_op` or
+    /// `on_attempt` (memory stays at one document however big the session), with
+    /// serde_json's limits. Returns how many of each it held.
+    fn stream_pack(
+        bytes: &[u8],
+        path: &Path,
+        on_op: &mut dyn FnMut(OperationDocument),
+        on_attempt: &mut dyn FnMut(AttemptDocument),
+    ) -> Result<(usize, usize), RecordError> {
+        use serde::de::DeserializeSeed;
+        let gz = bytes.starts_with(&[0x1f, 0x8b]);
+        let reader: Box<dyn Read> = if gz {
+            Box::new(flate2::read::GzDecoder::new(bytes).take(MAX_DOC_BYTES))
+        } else {
+            Box::new(bytes)
+        };
+        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+        let counts = pack_stream::Pack { on_op, on_attempt }
+            .deserialize(&mut de)
+            .and_then(|c| de.end().map(|()| c));
+        counts.map_err(|source| {
+            if source.is_io() {
+                RecordError::Gzip {
+                    path: path.to_path_buf(),
+                    source: source.into(),
+                }
+            } else {
+                json_err(path)(source)
+            }
+        })
     }
 
     pub fn read_session(&self, sid: &str) -> Result<SessionDocument, RecordError> {
@@ -691,8 +724,7 @@ impl Store {
 
     /// A pack's bytes read as the readers read them, holding `want` (operations, attempts).
     fn check_pack(bytes: &[u8], path: &Path, want: (usize, usize)) -> Result<(), RecordError> {
-        let p: RecordsPack = Self::parse_doc(bytes, path)?;
-        let got = (p.operations.len(), p.attempts.len());
+        let got = Self::stream_pack(bytes, path, &mut drop, &mut drop)?;
         if got != want {
             return Err(RecordError::PackMismatch {
                 path: path.to_path_buf(),
@@ -797,70 +829,73 @@ impl Store {
             )
             .map_err(io)?;
             let mut first = true;
-            let old: Option<RecordsPack> = if pack_path.exists() {
-                match Self::read_json(&pack_path) {
-                    Ok(p) => Some(p),
+            // A pack left by an earlier compress (the session was reopened since) is carried
+            // over document by document: its operations straight into the new stream, its
+            // attempts held (serialised) until the new operations are in.
+            let mut packed_ops = std::collections::HashSet::new();
+            let mut packed_attempts = std::collections::HashSet::new();
+            let mut old_attempts: Vec<u8> = Vec::new();
+            let (mut put_err, mut held_err): (Option<std::io::Error>, Option<std::io::Error>) =
+                (None, None);
+            let old = if pack_path.exists() {
+                let carried = safe_fs::read_private(&pack_path, MAX_DOC_BYTES)
+                    .map_err(RecordError::from)
+                    .and_then(|bytes| {
+                        Self::stream_pack(
+                            &bytes,
+                            &pack_path,
+                            &mut |op| {
+                                packed_ops.insert(format!(
+                                    "operation_{}.json",
+                                    super::sanitize_file_part(&op.record.operation_id)
+                                ));
+                                let r = serde_json::to_vec(&op).map_err(std::io::Error::other);
+                                if let Err(e) = r.and_then(|b| put_item(&mut enc, &mut first, &b)) {
+                                    put_err.get_or_insert(e);
+                                }
+                            },
+                            &mut |a| {
+                                packed_attempts.insert(format!(
+                                    "attempt_{}_{}.json",
+                                    super::sanitize_file_part(&a.operation_id),
+                                    a.attempt.attempt_number
+                                ));
+                                if !old_attempts.is_empty() {
+                                    old_attempts.push(b',');
+                                }
+                                if let Err(e) = serde_json::to_writer(&mut old_attempts, &a) {
+                                    held_err.get_or_insert(std::io::Error::other(e));
+                                }
+                            },
+                        )
+                    });
+                match carried {
+                    Ok(counts) => counts,
                     Err(e) => {
                         report.skipped.push(format!("{sid}: {e}"));
                         continue;
                     }
                 }
             } else {
-                None
+                (0, 0)
             };
-            if let Some(old) = &old {
-                for op in &old.operations {
-                    put_item(
-                        &mut enc,
-                        &mut first,
-                        &serde_json::to_vec(op).map_err(json_err(&pack_path))?,
-                    )
-                    .map_err(io)?;
-                }
+            if let Some(e) = put_err.or(held_err) {
+                return Err(io(e));
             }
-            let packed: std::collections::HashSet<String> = old
-                .iter()
-                .flat_map(|o| o.operations.iter())
-                .map(|d| {
-                    format!(
-                        "operation_{}.json",
-                        super::sanitize_file_part(&d.record.operation_id)
-                    )
-                })
-                .collect();
             // Files already packed by a compress that was stopped before removing them are
             // skipped; the rest are read and checked on several threads (the cost is system
             // calls) and streamed in the order they come.
-            let todo = not_packed(&op_paths, &packed);
+            let todo = not_packed(&op_paths, &packed_ops);
             let todo_ops = todo.len();
             safe_fs::for_each_loaded(&todo, Self::checked_json, |bytes| {
                 before += bytes.len() as u64;
                 put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)
             })?;
             enc.write_all(b"],\"attempts\":[").map_err(io)?;
-            first = true;
-            if let Some(old) = &old {
-                for a in &old.attempts {
-                    put_item(
-                        &mut enc,
-                        &mut first,
-                        &serde_json::to_vec(a).map_err(json_err(&pack_path))?,
-                    )
-                    .map_err(io)?;
-                }
-            }
-            let packed: std::collections::HashSet<String> = old
-                .iter()
-                .flat_map(|o| o.attempts.iter())
-                .map(|a| {
-                    format!(
-                        "attempt_{}_{}.json",
-                        super::sanitize_file_part(&a.operation_id),
-                        a.attempt.attempt_number
-                    )
-                })
-                .collect();
-            let todo = not_packed(&attempt_paths, &packed);
+            enc.write_all(&old_attempts).map_err(io)?;
+            first = old_attempts.is_empty();
+            drop(old_attempts);
+            let todo = not_packed(&attempt_paths, &packed_attempts);
             let todo_attempts = todo.len();
             safe_fs::for_each_loaded(&todo, Self::checked_json, |bytes| {
                 before += bytes.len() as u64;
@@ -868,13 +903,10 @@ impl Store {
             })?;
             enc.write_all(b"]}").map_err(io)?;
             let gz = enc.finish().map_err(io)?;
-            // The pack is read back as every reader will read it (same parser, same limits)
-            // before it replaces the old one, and again from disk before any original goes:
-            // a pack that `session show` could not read must never cost the originals.
-            let want = (
-                old.as_ref().map_or(0, |o| o.operations.len()) + todo_ops,
-                old.as_ref().map_or(0, |o| o.attempts.len()) + todo_attempts,
-            );
+            // The pack is read as every reader reads it (same parser, same limits, one document
+            // at a time) before it replaces the old one; what reached the disk is then compared
+            // with it. A pack `session show` could not read never costs the originals.
+            let want = (old.0 + todo_ops, old.1 + todo_attempts);
             if let Err(e) = Self::check_pack(&gz, &pack_path, want) {
                 report
                     .skipped
@@ -882,11 +914,10 @@ impl Store {
                 continue;
             }
             safe_fs::write_atomic(&self.dir, &pack_name, &gz)?;
-            let on_disk = safe_fs::read_private(&pack_path, MAX_DOC_BYTES)?;
-            if let Err(e) = Self::check_pack(&on_disk, &pack_path, want) {
-                report
-                    .skipped
-                    .push(format!("{sid}: pack not readable, nothing removed: {e}"));
+            if safe_fs::read_private(&pack_path, MAX_DOC_BYTES)? != gz {
+                report.skipped.push(format!(
+                    "{sid}: the pack read back differs, nothing removed"
+                ));
                 continue;
             }
             // Only once the pack is safely on disk, and readable, do the originals go.
@@ -1176,6 +1207,80 @@ impl Store {
             }
         }
         Ok(n)
+    }
+}
+
+/// The shape of a `RecordsPack`, read one document at a time.
+mod pack_stream {
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    use super::{AttemptDocument, OperationDocument};
+
+    pub(super) struct Pack<'a> {
+        pub on_op: &'a mut dyn FnMut(OperationDocument),
+        pub on_attempt: &'a mut dyn FnMut(AttemptDocument),
+    }
+
+    impl<'de> DeserializeSeed<'de> for Pack<'_> {
+        type Value = (usize, usize);
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Pack<'_> {
+        type Value = (usize, usize);
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a records pack (session_id, operations, attempts)")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut sid, mut ops, mut attempts) = (false, None, None);
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "session_id" => sid = map.next_value::<String>().map(|_| true)?,
+                    "operations" => ops = Some(map.next_value_seed(Each(&mut *self.on_op))?),
+                    "attempts" => {
+                        attempts = Some(map.next_value_seed(Each(&mut *self.on_attempt))?)
+                    }
+                    _ => drop(map.next_value::<IgnoredAny>()?),
+                }
+            }
+            if !sid {
+                return Err(de::Error::missing_field("session_id"));
+            }
+            Ok((
+                ops.ok_or_else(|| de::Error::missing_field("operations"))?,
+                attempts.ok_or_else(|| de::Error::missing_field("attempts"))?,
+            ))
+        }
+    }
+
+    /// A list whose items go to the callback one by one; its value is how many there were.
+    struct Each<'a, T>(&'a mut dyn FnMut(T));
+
+    impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Each<'_, T> {
+        type Value = usize;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Each<'_, T> {
+        type Value = usize;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of records")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while let Some(item) = seq.next_element::<T>()? {
+                (self.0)(item);
+                n += 1;
+            }
+            Ok(n)
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Runs one attempt: the child in its own process group, a per-attempt timeout that stops the
-//! whole group (TERM, a grace, KILL), signals forwarded to the group, stdout and stderr passed
-//! through live (CLI) while a bounded tail is kept and user patterns are scanned as the output
-//! streams. Memory stays flat whatever the child writes. The only place that spawns.
+//! whole group (TERM, a grace, KILL; the grace never runs past the deadline), signals forwarded
+//! to the group, stdout and stderr passed through live (CLI) while a bounded tail is kept and
+//! user patterns are scanned as the output streams. Memory stays flat whatever the child
+//! writes. The only place that spawns.
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

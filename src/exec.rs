@@ -1,7 +1,8 @@
 //! Runs one attempt: the child in its own process group, a per-attempt timeout that stops the
-//! whole group (TERM, a grace, KILL), signals forwarded to the group, stdout and stderr passed
-//! through live (CLI) while a bounded tail is kept and user patterns are scanned as the output
-//! streams. Memory stays flat whatever the child writes. The only place that spawns.
+//! whole group (TERM, a grace, KILL; the grace never runs past the deadline), signals forwarded
+//! to the group, stdout and stderr passed through live (CLI) while a bounded tail is kept and
+//! user patterns are scanned as the output streams. Memory stays flat whatever the child
+//! writes. The only place that spawns.
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -111,8 +112,11 @@ pub struct AttemptSpec<'a> {
     pub stdin: &'a StdinSpec,
     pub attempt: u32,
     pub max_attempts: u32,
+    /// TERM after this long (the attempt's timeout, or earlier for the deadline).
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
+    /// Everything is over by then, grace or not (the deadline): KILL at the latest then.
+    pub kill_by: Option<Duration>,
     /// Copy the child's output to our stdout/stderr as it comes.
     pub passthrough: bool,
     pub tail_bytes: usize,
@@ -651,6 +655,12 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
 
     let mut timed_out = false;
     let mut interrupted_by = None;
+    // The grace never runs past the deadline: KILL after it, or at the deadline if sooner.
+    let hard_end = spec.kill_by.map(|d| started + d);
+    let grace_end = |from: Instant| {
+        let end = from + spec.kill_grace;
+        hard_end.map_or(end, |h| end.min(h.max(from)))
+    };
     // The next moment something must be done: TERM at the timeout, KILL after the grace.
     let mut kill_at: Option<Instant> = spec.timeout.map(|t| started + t);
     let mut term_sent = false;
@@ -664,7 +674,7 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
                 term_sent = true;
                 send_group(pgid, Signal::SIGTERM);
                 signal_descendants(Signal::SIGTERM);
-                kill_at = Some(now + spec.kill_grace);
+                kill_at = Some(grace_end(now));
             } else {
                 send_group(pgid, Signal::SIGKILL);
                 kill_at = None;
@@ -711,7 +721,7 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
                 send_group(pgid, s);
             }
             term_sent = true;
-            kill_at = Some(Instant::now() + spec.kill_grace);
+            kill_at = Some(grace_end(Instant::now()));
         }
         if ready[2] || pidfd.is_none() {
             match child.try_wait() {
@@ -728,7 +738,7 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         // live on into the wait or the next attempt. A successful one keeps its children.
         send_group(pgid, Signal::SIGTERM);
         term_sent = true;
-        kill_at = Some(Instant::now() + spec.kill_grace);
+        kill_at = Some(grace_end(Instant::now()));
     }
     if term_sent {
         // The leader is gone; stragglers in its group get the rest of the grace, then KILL.
@@ -768,6 +778,10 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
             .kill_grace
             .min(Duration::from_secs(1))
             .max(Duration::from_millis(200));
+    // Past the deadline, only what is already in the pipes is worth a moment.
+    let drain_limit = hard_end.map_or(drain_limit, |h| {
+        drain_limit.min(h.max(Instant::now() + Duration::from_millis(50)))
+    });
     while out.open() || err.open() {
         let now = Instant::now();
         if now >= drain_limit {

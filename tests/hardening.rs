@@ -1,6 +1,8 @@
 //! Attacks on the release behaviour, through the binary: links and directories planted by an
 //! unprivileged user (made by the test), a FIFO planted under `umask 000`, SIGTERM while
-//! retryx is blocked, endless stdin. Each test says what it attacks; none talks to the network.
+//! retryx is blocked, endless stdin, `cleanup` racing writers, orphaned records, deeply nested
+//! context, a deadline against a child that ignores TERM, a wait cut short. Each test says what
+//! it attacks; none talks to the network.
 //! Needs root for the planting user (`RETRYX_REQUIRE_ROOT=1` makes its absence a failure).
 
 mod common;
@@ -428,4 +430,532 @@ fn setsid_descendants_are_ended_at_timeout_and_no_zombies_pile_up() {
         alive.is_empty(),
         "setsid descendants outlived retryx: {alive:?}"
     );
+}
+
+/// One writer of the race below: an operation of two failed attempts (attempt files on) into
+/// session `sid`, left open. Returns its operation id when its records were written.
+fn race_writer(arts: &Path, cfg: &Path, sid: &str) -> Option<String> {
+    let out = retryx()
+        .args(["-q", "--result-json", "-", "-c"])
+        .arg(cfg)
+        .arg("--artifacts-dir")
+        .arg(arts)
+        .args(["--session-id", sid, "--keep-open", "--", "false"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        shell_code(out.status),
+        1,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if r["retry"].get("record_error").is_some() {
+        return None;
+    }
+    Some(r["retry"]["operation_id"].as_str().unwrap().to_string())
+}
+
+/// `session show` as JSON: the session document's own count and the operation ids found.
+fn show_session(arts: &Path, sid: &str) -> Option<(u64, Vec<String>)> {
+    let out = retryx()
+        .args([
+            "session",
+            "show",
+            sid,
+            "--format",
+            "json",
+            "--artifacts-dir",
+        ])
+        .arg(arts)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains("no session"), "{e}");
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = v["operation_details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["operation_id"].as_str().unwrap().to_string())
+        .collect();
+    let count = v["session"]["final_statistics"]["total_operations"]
+        .as_u64()
+        .unwrap();
+    Some((count, ids))
+}
+
+/// `cleanup` racing writers (issue 17, item 3): writers add operations to an open session
+/// and to one that a closer finalizes again and again, while `cleanup --max-sessions 0`
+/// removes whatever is finished. Every operation written is found, or was removed with a
+/// finished session; a session document never counts an operation whose file is gone; and no
+/// attempt file is left that no operation refers to. (It used to lose operations and leave
+/// hundreds of orphaned attempt files: the operation file was written before the lock.)
+#[test]
+fn cleanup_racing_writers_loses_no_operation_and_leaves_no_orphan() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let arts = tmp.path().join("arts");
+    let cfg = tmp.path().join("cfg.json");
+    std::fs::write(
+        &cfg,
+        r#"{"log_individual_attempts": true, "max_attempts": 2, "base_delay": 0, "jitter": "none"}"#,
+    )
+    .unwrap();
+    let written: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    let removed_ops = AtomicU64::new(0);
+    let removed_sessions = AtomicU64::new(0);
+    let cleanups = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..3 {
+            let (arts, cfg, written, done) = (&arts, &cfg, &written, &done);
+            s.spawn(move || {
+                let mut i = w;
+                while !done.load(Ordering::SeqCst) {
+                    let sid = if i % 2 == 0 {
+                        "race_open"
+                    } else {
+                        "race_closed"
+                    };
+                    if let Some(oid) = race_writer(arts, cfg, sid) {
+                        written.lock().unwrap().push((sid.to_string(), oid));
+                    }
+                    i += 1;
+                }
+            });
+        }
+        // The closer: finalize, then cleanup, in a loop, for a few seconds (longer only if no
+        // session was removed yet: the race must have been run, 15 s at most).
+        loop {
+            let _ = retryx()
+                .args(["session", "finalize", "race_closed", "--artifacts-dir"])
+                .arg(&arts)
+                .output()
+                .unwrap();
+            let out = retryx()
+                .args(["cleanup", "--retention-days", "0", "--max-sessions", "0"])
+                .arg("--artifacts-dir")
+                .arg(&arts)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                removed_ops.fetch_add(
+                    r["removed_operations"].as_u64().unwrap_or(0),
+                    Ordering::SeqCst,
+                );
+                let n = r["removed_sessions"].as_array().map_or(0, Vec::len) as u64;
+                assert!(
+                    r["removed_sessions"]
+                        .as_array()
+                        .is_none_or(|v| v.iter().all(|s| s == "race_closed")),
+                    "{r}"
+                );
+                removed_sessions.fetch_add(n, Ordering::SeqCst);
+                cleanups.fetch_add(1, Ordering::SeqCst);
+            }
+            let t = started.elapsed();
+            if (t > Duration::from_secs(3) && removed_sessions.load(Ordering::SeqCst) >= 2)
+                || t > Duration::from_secs(15)
+            {
+                break;
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    let written = written.into_inner().unwrap();
+    let of = |sid: &str| -> Vec<String> {
+        let mut v: Vec<String> = written
+            .iter()
+            .filter(|(s, _)| s == sid)
+            .map(|(_, o)| o.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let (w_open, w_closed) = (of("race_open"), of("race_closed"));
+    let removed = removed_ops.load(Ordering::SeqCst);
+    eprintln!(
+        "written: {} open, {} closed; cleanups {}, sessions removed {}, operations removed {removed}",
+        w_open.len(),
+        w_closed.len(),
+        cleanups.load(Ordering::SeqCst),
+        removed_sessions.load(Ordering::SeqCst)
+    );
+    assert!(
+        removed_sessions.load(Ordering::SeqCst) >= 1,
+        "cleanup never removed the finished session: the race did not run"
+    );
+    // The open session: never touched by cleanup, every operation there.
+    let (count, mut found_open) = show_session(&arts, "race_open").unwrap();
+    found_open.sort();
+    assert_eq!(found_open, w_open, "operations lost from the open session");
+    assert_eq!(count, w_open.len() as u64);
+    // The other: what is there is what its document counts, and the rest was removed with it.
+    let found_closed = match show_session(&arts, "race_closed") {
+        Some((count, ids)) => {
+            assert_eq!(
+                count,
+                ids.len() as u64,
+                "the session counts operations whose files are gone"
+            );
+            ids
+        }
+        None => Vec::new(),
+    };
+    assert!(found_closed.iter().all(|o| w_closed.contains(o)));
+    assert_eq!(
+        w_closed.len() as u64,
+        found_closed.len() as u64 + removed,
+        "operations written = found + removed with their session"
+    );
+    // Orphans: attempt files of no operation found; and every found one has both attempts.
+    let found: std::collections::HashSet<&String> =
+        found_open.iter().chain(&found_closed).collect();
+    let attempts: Vec<String> = names_in(&arts)
+        .into_iter()
+        .filter(|n| n.starts_with("attempt_"))
+        .collect();
+    let orphans: Vec<&String> = attempts
+        .iter()
+        .filter(|n| {
+            let oid = n
+                .strip_prefix("attempt_")
+                .and_then(|r| r.strip_suffix(".json"))
+                .and_then(|r| r.rsplit_once('_'))
+                .map(|(o, _)| o.to_string())
+                .unwrap_or_default();
+            !found.contains(&oid)
+        })
+        .collect();
+    assert_eq!(orphans.len(), 0, "orphaned attempt files: {orphans:?}");
+    assert_eq!(attempts.len(), 2 * found.len());
+}
+
+/// `--deadline` is a hard bound, kill grace included (issue 17, item 4): a child that ignores
+/// TERM, a 1 s deadline and a 5 s grace. It used to take the deadline plus the whole grace
+/// (TERM at the deadline, KILL 5 s later); now TERM comes early enough that KILL lands at the
+/// deadline. The bound asserted is generous (the machine may be loaded).
+#[test]
+fn the_deadline_is_a_hard_bound_kill_grace_included() {
+    let tmp = tempfile::tempdir().unwrap();
+    let result = tmp.path().join("result.json");
+    let started = std::time::Instant::now();
+    let mut child = retryx()
+        .args(["-q", "--deadline", "1s", "--kill-grace", "5s", "-n", "3"])
+        .arg("--result-json")
+        .arg(&result)
+        .args(["--", "sh", "-c", "trap '' TERM; sleep 30"])
+        .spawn()
+        .unwrap();
+    let st = wait_bounded(&mut child, Duration::from_secs(60), "retryx --deadline 1s");
+    let took = started.elapsed();
+    assert_eq!(shell_code(st), 124);
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    assert_eq!(r["retry"]["stop_reason"], "deadline reached", "{r}");
+    assert_eq!(r["retry"]["final_error_type"], "timeout", "{r}");
+    assert_eq!(r["retry"]["attempts"][0]["timed_out"], true, "{r}");
+}
+
+/// A wait aborted by SIGTERM is recorded at the length actually waited (issue 17, item 4):
+/// a 30 s wait planned after the first failure, TERM as soon as the wait starts. The result,
+/// the operation record and the session's total wait must all say far less than 30 s.
+#[test]
+fn an_aborted_wait_is_recorded_at_the_length_waited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (events, result, arts) = (
+        tmp.path().join("events.jsonl"),
+        tmp.path().join("result.json"),
+        tmp.path().join("arts"),
+    );
+    let mut child = retryx()
+        .args(["-q", "-n", "3", "-d", "30s", "-j", "none", "--events"])
+        .arg(&events)
+        .arg("--result-json")
+        .arg(&result)
+        .arg("--artifacts-dir")
+        .arg(&arts)
+        .args(["--", "false"])
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(20), "the wait started", || {
+        std::fs::read_to_string(&events).is_ok_and(|t| t.contains("\"type\":\"wait\""))
+    });
+    signal(child.id(), "TERM");
+    let st = wait_bounded(&mut child, Duration::from_secs(20), "retryx after SIGTERM");
+    assert_eq!(shell_code(st), 143);
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    assert_eq!(r["retry"]["status"], "aborted", "{r}");
+    let waited = r["retry"]["attempts"][0]["delay_before_retry"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        waited < 10.0,
+        "recorded wait {waited} s of a 30 s wait cut short"
+    );
+    let sid = r["retry"]["session_id"].as_str().unwrap();
+    let op_dir = arts.join(format!("retry_session_{sid}"));
+    let op = names_in(&op_dir).into_iter().next().unwrap();
+    let op: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(op_dir.join(op)).unwrap()).unwrap();
+    assert_eq!(
+        op["attempts"][0]["delay_before_retry"].as_f64(),
+        Some(waited)
+    );
+    let perf: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(arts.join(format!("retry_performance_{sid}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert!(perf["total_wait_time"].as_f64().unwrap() < 10.0, "{perf}");
+}
+
+/// `{"a": {"a": ... 1}}`, `levels` dicts deep.
+fn nested(levels: usize) -> serde_json::Value {
+    let mut v = serde_json::json!(1);
+    for _ in 0..levels {
+        v = serde_json::json!({ "a": v });
+    }
+    v
+}
+
+/// The nesting the front door accepts is the nesting the records can hold (issue 17, item 3):
+/// a `context` nested past 64 levels is refused before anything runs, by the CLI (125) and by
+/// the module (failed), naming the key and the limit, also past serde_json's own limit (it
+/// used to be accepted at 125 levels, and the pack compress made of it could not be read).
+#[test]
+fn a_context_nested_too_deep_is_refused_before_the_run_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("ran");
+    for levels in [65, 125, 300] {
+        let cfg = tmp.path().join(format!("ctx{levels}.json"));
+        std::fs::write(
+            &cfg,
+            serde_json::json!({"max_attempts": 1, "context": nested(levels)}).to_string(),
+        )
+        .unwrap();
+        let out = retryx()
+            .arg("-c")
+            .arg(&cfg)
+            .args(["--", "touch"])
+            .arg(&marker)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(shell_code(out.status), 125, "{levels}: {err}");
+        assert!(
+            err.contains("key 'context'") && err.contains("at most 64 levels"),
+            "{levels}: {err}"
+        );
+        let args = tmp.path().join(format!("args{levels}.json"));
+        std::fs::write(
+            &args,
+            serde_json::json!({"argv": ["touch", marker], "context": nested(levels)}).to_string(),
+        )
+        .unwrap();
+        let out = retryx().arg(&args).output().unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["failed"], true, "{r}");
+        let msg = r["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("key 'context'") && msg.contains("at most 64 levels"),
+            "{levels}: {msg}"
+        );
+        assert!(!marker.exists(), "the command ran for {levels} levels");
+    }
+}
+
+/// A context at the limit is accepted, compressed and read back by `session show`; and
+/// compress checks its pack with the readers' own limits before removing anything: an
+/// operation file nested deeper than the pack can hold (as an older retryx wrote them) is
+/// left in place, still readable, and the session is reported skipped.
+#[test]
+fn compress_keeps_what_its_pack_could_not_hold_and_the_limit_fits_the_pack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let arts = tmp.path().join("arts");
+    let mut sids = Vec::new();
+    for (i, levels) in [64, 64].into_iter().enumerate() {
+        let args = tmp.path().join(format!("args{i}.json"));
+        std::fs::write(
+            &args,
+            serde_json::json!({"argv": ["true"], "context": nested(levels),
+                               "artifacts_dir": arts, "session_id": format!("deep{i}"),
+                               "log_individual_attempts": true})
+            .to_string(),
+        )
+        .unwrap();
+        let out = retryx().arg(&args).output().unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["failed"], false, "{r}");
+        let sid = r["retry"]["session_id"].as_str().unwrap().to_string();
+        let fin = retryx()
+            .args(["session", "finalize", &sid, "--artifacts-dir"])
+            .arg(&arts)
+            .output()
+            .unwrap();
+        assert!(fin.status.success());
+        sids.push(sid);
+    }
+    // The second session's operation, as an older retryx (no limit) wrote it: 125 levels.
+    let dir1 = arts.join(format!("retry_session_{}", sids[1]));
+    let op1 = dir1.join(names_in(&dir1).pop().unwrap());
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&op1).unwrap()).unwrap();
+    doc["context"] = nested(125);
+    std::fs::write(&op1, doc.to_string()).unwrap();
+    let out = retryx()
+        .args(["compress", "--artifacts-dir"])
+        .arg(&arts)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let skipped = r["skipped"].to_string();
+    assert!(
+        skipped.contains(&sids[1]) && skipped.contains("nothing removed"),
+        "{r}"
+    );
+    // At the limit: packed, the originals gone, and read back whole.
+    assert!(!arts.join(format!("retry_session_{}", sids[0])).exists());
+    assert!(
+        arts.join(format!("retry_session_{}.records.json.gz", sids[0]))
+            .exists()
+    );
+    for (sid, levels) in [(&sids[0], 64), (&sids[1], 125)] {
+        let out = retryx()
+            .args([
+                "session",
+                "show",
+                sid,
+                "--format",
+                "json",
+                "--artifacts-dir",
+            ])
+            .arg(&arts)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sid}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The 125-level one reads back too, but deeper than this test's own parser goes.
+        if levels == 64 {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["operation_details"][0]["context"], nested(levels));
+        }
+    }
+    // The one too deep to pack is still there, as it was.
+    assert!(op1.exists());
+    assert!(
+        !arts
+            .join(format!("retry_session_{}.records.json.gz", sids[1]))
+            .exists()
+    );
+}
+
+/// Orphans (issue 17, item 3): attempt files no operation refers to, and an operation
+/// directory whose session document was never written (a writer killed half-way), are removed
+/// by `cleanup` once older than the retention period and an hour, never before; attempt files
+/// of live sessions and files that are not ours stay.
+#[test]
+fn cleanup_removes_orphaned_attempt_files_once_old() {
+    let tmp = tempfile::tempdir().unwrap();
+    let arts = tmp.path().join("arts");
+    let cfg = tmp.path().join("cfg.json");
+    std::fs::write(
+        &cfg,
+        r#"{"log_individual_attempts": true, "max_attempts": 2, "base_delay": 0}"#,
+    )
+    .unwrap();
+    let live = race_writer(&arts, &cfg, "live").unwrap();
+    let lost = race_writer(&arts, &cfg, "lost").unwrap();
+    // The "lost" session's document is gone (its writer killed before writing it); and an
+    // attempt file of an operation nobody knows.
+    std::fs::remove_file(arts.join("retry_session_lost.json")).unwrap();
+    std::fs::copy(
+        arts.join(format!("attempt_{live}_1.json")),
+        arts.join("attempt_gone_1_0123456789abcdef_1.json"),
+    )
+    .unwrap();
+    std::fs::write(arts.join("notes.txt"), "mine").unwrap();
+    let cleanup = |days: &str| -> serde_json::Value {
+        let out = retryx()
+            .args(["cleanup", "--retention-days", days, "--artifacts-dir"])
+            .arg(&arts)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = names_in(&arts);
+    let r = cleanup("0");
+    assert_eq!(r["orphans"], serde_json::json!([]), "{r}");
+    assert_eq!(
+        names_in(&arts),
+        before,
+        "fresh orphans are kept (a writer may be at work)"
+    );
+    // Two hours later.
+    let ago = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    let mut all = vec![arts.clone()];
+    while let Some(d) = all.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                all.push(e.path());
+            } else {
+                std::fs::File::options()
+                    .append(true)
+                    .open(e.path())
+                    .unwrap()
+                    .set_modified(ago)
+                    .unwrap();
+            }
+        }
+    }
+    let r = cleanup("1");
+    assert_eq!(
+        r["orphans"],
+        serde_json::json!([]),
+        "younger than the retention: {r}"
+    );
+    let r = cleanup("0");
+    let mut orphans: Vec<String> = r["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    orphans.sort();
+    let mut want = vec![
+        "attempt_gone_1_0123456789abcdef_1.json".to_string(),
+        format!("attempt_{lost}_1.json"),
+        format!("attempt_{lost}_2.json"),
+        "retry_session_lost/".to_string(),
+    ];
+    want.sort();
+    assert_eq!(orphans, want, "{r}");
+    assert_eq!(r["removed_operations"], 1, "{r}");
+    let left = names_in(&arts);
+    assert!(left.contains(&format!("attempt_{live}_1.json")), "{left:?}");
+    assert!(left.contains(&format!("attempt_{live}_2.json")), "{left:?}");
+    assert!(left.contains(&"notes.txt".to_string()));
+    assert!(!left.iter().any(|n| n.contains("lost")), "{left:?}");
 }

@@ -347,13 +347,8 @@ fn sigkill_at_random_moments_leaves_no_torn_json() {
         json!({"log_individual_attempts": true, "base_delay": 0, "max_attempts": 4}).to_string(),
     )
     .unwrap();
-    // A seeded walk of kill moments: from "before anything" to "after everything".
-    let mut seed: u64 = 0x9e3779b97f4a7c15;
-    for i in 0..40 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let mut c = Command::new(BIN)
+    let writer = |i: u32| {
+        Command::new(BIN)
             .args([
                 "-qq",
                 "-c",
@@ -362,7 +357,7 @@ fn sigkill_at_random_moments_leaves_no_torn_json() {
                 ds,
                 "--session-id",
                 "retry_kill",
-                "-o",
+                "--operation",
                 &format!("k{i}"),
                 "--",
                 "sh",
@@ -371,9 +366,23 @@ fn sigkill_at_random_moments_leaves_no_torn_json() {
             ])
             .stdin(Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap()
+    };
+    // One run to its end measures how long a whole run takes on this machine now, so the
+    // kill moments span "before anything" to "after everything" however loaded it is.
+    let started = std::time::Instant::now();
+    let whole = writer(1000).wait().unwrap();
+    assert_eq!(whole.code(), Some(1));
+    let span = (started.elapsed().as_micros() as u64 * 5 / 4).max(1);
+    // A seeded walk of kill moments.
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    for i in 0..40 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut c = writer(i);
         // Where it is killed is what varies; nothing is asserted about timing.
-        std::thread::sleep(std::time::Duration::from_micros(seed % 40_000));
+        std::thread::sleep(std::time::Duration::from_micros(seed % span));
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(c.id() as i32),
             nix::sys::signal::Signal::SIGKILL,
@@ -383,13 +392,27 @@ fn sigkill_at_random_moments_leaves_no_torn_json() {
             validate_all(&d);
         }
     }
-    // Whatever survived can still be finalized, and the result is valid too.
-    if d.join("retry_session_retry_kill.json").exists()
-        || d.join("retry_session_retry_kill").exists()
-    {
-        ok(&["session", "finalize", "retry_kill", "--artifacts-dir", ds]);
-        validate_all(&d);
-    }
+    // Whatever survived can be finalized (the whole run above at least), and the result is
+    // valid too: every operation file that survived is counted.
+    let ops = std::fs::read_dir(d.join("retry_session_retry_kill"))
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("operation_") && n.ends_with(".json")
+        })
+        .count() as u64;
+    let out: Value = serde_json::from_str(&ok(&[
+        "session",
+        "finalize",
+        "retry_kill",
+        "--artifacts-dir",
+        ds,
+    ]))
+    .unwrap();
+    assert_eq!(out["final_statistics"]["total_operations"], ops);
+    assert!(ops >= 1);
+    validate_all(&d);
 }
 
 #[test]

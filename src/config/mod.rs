@@ -3,6 +3,7 @@
 
 pub mod duration;
 pub mod guards;
+pub mod nesting;
 pub mod notify;
 mod resolve;
 mod schema_check;

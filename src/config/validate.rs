@@ -393,6 +393,10 @@ pub fn coerce_and_validate(mut value: Value, coerce_strings: bool) -> Result<Con
             short(&value)
         )));
     }
+    // Free-form, so the schema says nothing of its depth; the records must be able to hold it.
+    if let Some(context) = value.get("context") {
+        super::nesting::check_context(context).map_err(ConfigError::Invalid)?;
+    }
     drop_nulls(&mut value);
     let root = schema()?;
     coerce(root, root, &mut value, coerce_strings);

@@ -106,6 +106,43 @@ pub(crate) fn retry_or_stop(
     Decision::Retry { delay, note }
 }
 
+/// When an attempt is stopped, as offsets from its start: TERM at `term` (the attempt's own
+/// timeout, or earlier for the deadline), everything over by `kill_by` (the deadline), and the
+/// plain `timeout` (the shorter of the two limits) for attempters without a kill grace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    pub timeout: Option<Duration>,
+    pub term: Option<Duration>,
+    pub kill_by: Option<Duration>,
+    /// The deadline, not the attempt's own timeout, set the TERM.
+    pub cut_by_deadline: bool,
+}
+
+/// The deadline is a hard bound, kill grace included: the grace comes out of the time left,
+/// not on top of it, so an attempt that ignores TERM is killed at the deadline. The grace
+/// takes at most half the time left: an attempt always gets half of it before any signal.
+pub(crate) fn attempt_bounds(
+    timeout: Option<Duration>,
+    remaining: Option<Duration>,
+    grace: Duration,
+) -> Bounds {
+    let Some(r) = remaining else {
+        return Bounds {
+            timeout,
+            term: timeout,
+            kill_by: None,
+            cut_by_deadline: false,
+        };
+    };
+    let room = r.saturating_sub(grace.min(r / 2));
+    Bounds {
+        timeout: Some(timeout.map_or(r, |t| t.min(r))),
+        term: Some(timeout.map_or(room, |t| t.min(room))),
+        kill_by: Some(r),
+        cut_by_deadline: timeout.is_none_or(|t| room < t),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +218,60 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_kill_grace_fits_before_the_deadline() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // No deadline: the timeout alone, grace after it.
+        let b = attempt_bounds(Some(s(10)), None, s(5));
+        assert_eq!(
+            (b.term, b.kill_by, b.cut_by_deadline),
+            (Some(s(10)), None, false)
+        );
+        // 1s left, 5s grace: TERM half-way, KILL at the deadline.
+        let b = attempt_bounds(None, Some(s(1)), s(5));
+        assert_eq!(
+            (b.term, b.kill_by, b.timeout),
+            (Some(ms(500)), Some(s(1)), Some(s(1)))
+        );
+        assert!(b.cut_by_deadline);
+        // 2m left, 2s grace: TERM 2s before the deadline.
+        let b = attempt_bounds(Some(s(600)), Some(s(120)), s(2));
+        assert_eq!((b.term, b.kill_by), (Some(s(118)), Some(s(120))));
+        assert!(b.cut_by_deadline);
+        // A timeout well inside the deadline is the attempt's own.
+        let b = attempt_bounds(Some(s(10)), Some(s(120)), s(2));
+        assert_eq!(
+            (b.term, b.kill_by, b.cut_by_deadline),
+            (Some(s(10)), Some(s(120)), false)
+        );
+    }
+
     proptest! {
+        /// TERM never comes after KILL or after the attempt's own timeout, KILL never after
+        /// the deadline, and the attempt always gets at least half the time left.
+        #[test]
+        fn bounds_hold_the_deadline(
+            timeout_ms in proptest::option::of(0u64..100_000),
+            remaining_ms in proptest::option::of(0u64..100_000),
+            grace_ms in 0u64..100_000,
+        ) {
+            let t = timeout_ms.map(Duration::from_millis);
+            let r = remaining_ms.map(Duration::from_millis);
+            let b = attempt_bounds(t, r, Duration::from_millis(grace_ms));
+            if let (Some(term), Some(t)) = (b.term, t) { prop_assert!(term <= t); }
+            match r {
+                None => prop_assert_eq!((b.term, b.kill_by), (t, None)),
+                Some(r) => {
+                    let term = b.term.unwrap_or(Duration::MAX);
+                    prop_assert_eq!(b.kill_by, Some(r));
+                    prop_assert!(term <= r);
+                    prop_assert!(term >= (r / 2).min(t.unwrap_or(r)));
+                    prop_assert_eq!(b.cut_by_deadline, t.is_none_or(|t| term < t));
+                }
+            }
+        }
+
         /// A retry is never decided past the attempt budget, for a non-retryable failure, or
         /// after a stop request; and every retry's wait ends before the deadline.
         #[test]

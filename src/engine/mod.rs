@@ -17,6 +17,7 @@ use crate::policy::Schedule;
 use crate::record::{AttemptRecord, AttemptStatus, OperationRecord, OperationStatus, timestamp};
 use crate::sys::clock::Timer;
 use crate::sys::stop::Cancel;
+pub use decide::Bounds;
 use decide::{AttemptFacts, Decision, Stop};
 
 /// Runs one attempt. The real one spawns the plan's command; tests use scripted ones.
@@ -29,6 +30,18 @@ pub trait Attempter {
         timeout: Option<Duration>,
         cancel: &Cancel,
     ) -> AttemptOutput;
+
+    /// Runs one attempt within `bounds`. Attempters that can be asked to stop (a process,
+    /// with TERM and a grace before KILL) use all of them; the others get the plain timeout.
+    fn attempt_within(
+        &mut self,
+        attempt: u32,
+        max_attempts: u32,
+        bounds: &Bounds,
+        cancel: &Cancel,
+    ) -> AttemptOutput {
+        self.attempt(attempt, max_attempts, bounds.timeout, cancel)
+    }
 }
 
 /// Spawns the plan's command for each attempt.
@@ -37,12 +50,13 @@ pub struct ProcessAttempter<'a> {
     pub passthrough: bool,
 }
 
-impl Attempter for ProcessAttempter<'_> {
-    fn attempt(
+impl ProcessAttempter<'_> {
+    fn spawn(
         &mut self,
         attempt: u32,
         max_attempts: u32,
         timeout: Option<Duration>,
+        kill_by: Option<Duration>,
         cancel: &Cancel,
     ) -> AttemptOutput {
         let Some(command) = &self.plan.command else {
@@ -61,6 +75,7 @@ impl Attempter for ProcessAttempter<'_> {
                 max_attempts,
                 timeout,
                 kill_grace: self.plan.kill_grace,
+                kill_by,
                 passthrough: self.passthrough,
                 tail_bytes: self.plan.output_tail_bytes,
                 retry_if: &self.plan.retry_if,
@@ -68,6 +83,29 @@ impl Attempter for ProcessAttempter<'_> {
             },
             cancel,
         )
+    }
+}
+
+impl Attempter for ProcessAttempter<'_> {
+    fn attempt(
+        &mut self,
+        attempt: u32,
+        max_attempts: u32,
+        timeout: Option<Duration>,
+        cancel: &Cancel,
+    ) -> AttemptOutput {
+        self.spawn(attempt, max_attempts, timeout, None, cancel)
+    }
+
+    /// TERM early enough that the grace ends at the deadline, KILL at it.
+    fn attempt_within(
+        &mut self,
+        attempt: u32,
+        max_attempts: u32,
+        bounds: &Bounds,
+        cancel: &Cancel,
+    ) -> AttemptOutput {
+        self.spawn(attempt, max_attempts, bounds.term, bounds.kill_by, cancel)
     }
 }
 
@@ -325,15 +363,7 @@ impl Operation<'_> {
             self.progress.stop_reason = "deadline reached".into();
             return false;
         }
-        let cut_by_deadline = match (self.limits.timeout, remaining) {
-            (Some(t), Some(r)) => r < t,
-            (None, Some(_)) => true,
-            _ => false,
-        };
-        let attempt_timeout = match (self.limits.timeout, remaining) {
-            (Some(t), Some(r)) => Some(t.min(r)),
-            (t, r) => t.or(r),
-        };
+        let bounds = decide::attempt_bounds(self.limits.timeout, remaining, plan.kill_grace);
         if n > 1 {
             self.log.info(
                 "retrying operation",
@@ -346,11 +376,11 @@ impl Operation<'_> {
         self.log.event(&Event::AttemptStart(AttemptStartData {
             attempt: n,
             max_attempts: plan.max_attempts,
-            timeout: attempt_timeout.map(|d| d.as_secs_f64()),
+            timeout: bounds.timeout.map(|d| d.as_secs_f64()),
         }));
         let a_start = self.timer.now();
         let a_wall = self.timer.wall();
-        let out = attempter.attempt(n, self.limits.max_attempts, attempt_timeout, self.cancel);
+        let out = attempter.attempt_within(n, self.limits.max_attempts, &bounds, self.cancel);
         let a_dur = self.timer.now().saturating_sub(a_start);
         let interrupted = out.interrupted_by.or_else(|| self.cancel.signal());
         let success = out.exit.success() && interrupted.is_none();
@@ -383,7 +413,7 @@ impl Operation<'_> {
             max_attempts: self.limits.max_attempts,
             interrupted,
             verdict: verdict.as_ref(),
-            timed_out_by_deadline: timed_out && cut_by_deadline,
+            timed_out_by_deadline: timed_out && bounds.cut_by_deadline,
         };
         let decision = match decide::after_attempt(&facts) {
             Some(stop) => Decision::Stop(stop),
@@ -428,6 +458,7 @@ impl Operation<'_> {
                 }
                 record.should_retry = true;
                 record.delay_before_retry = delay.as_secs_f64();
+                let record_at = self.progress.attempts.len();
                 self.progress.attempts.push(record);
                 self.log.warn(
                     "operation failed, retrying",
@@ -446,7 +477,11 @@ impl Operation<'_> {
                     delay: delay.as_secs_f64(),
                     class: verdict.map(|v| v.class),
                 }));
+                let wait_start = self.timer.now();
                 if let Some(sig) = self.timer.sleep(delay, self.cancel) {
+                    // Recorded at the length actually waited, not the length planned.
+                    let waited = self.timer.now().saturating_sub(wait_start).min(delay);
+                    self.progress.attempts[record_at].delay_before_retry = waited.as_secs_f64();
                     self.progress.aborted_by = Some(sig);
                     return false;
                 }
@@ -879,6 +914,53 @@ mod tests {
         assert_eq!(o.record.status, OperationStatus::Aborted);
         assert_eq!(o.exit_code(), 143);
         assert_eq!(o.record.attempt_count, 1);
+        // The 1s wait was cut after 0.5s: recorded as waited, not as planned.
+        assert_eq!(t.sleeps(), vec![SEC]);
+        assert_eq!(o.record.attempts[0].delay_before_retry, 0.5);
+        assert_eq!(o.record.execution_time, 1.5);
+    }
+
+    #[test]
+    fn the_deadline_keeps_room_for_the_kill_grace() {
+        let t = FakeTimer::new();
+        let mut p = plan(
+            json!({"max_attempts": 3, "jitter": "none", "base_delay": 0, "deadline": 1, "kill_grace": 5}),
+        );
+        let mut s = Bounded {
+            timer: &t,
+            seen: vec![],
+        };
+        let o = run(
+            &mut p,
+            &mut s,
+            &t,
+            &Cancel::new(),
+            &mut GuardSet::default(),
+            &Logger::memory(-2),
+            who(),
+        );
+        let half = Duration::from_millis(500);
+        assert_eq!(s.seen, vec![(Some(half), Some(SEC))]);
+        assert_eq!(o.exit_code(), 124);
+        assert_eq!(o.record.stop_reason, "deadline reached");
+        assert!(t.now() <= SEC);
+    }
+
+    /// An attempter that runs until killed: it sees the bounds and ends at `kill_by`.
+    struct Bounded<'t> {
+        timer: &'t FakeTimer,
+        seen: Vec<(Option<Duration>, Option<Duration>)>,
+    }
+
+    impl Attempter for Bounded<'_> {
+        fn attempt(&mut self, _: u32, _: u32, _: Option<Duration>, _: &Cancel) -> AttemptOutput {
+            unreachable!("the engine asks within bounds")
+        }
+        fn attempt_within(&mut self, _: u32, _: u32, b: &Bounds, _: &Cancel) -> AttemptOutput {
+            self.seen.push((b.term, b.kill_by));
+            self.timer.advance(b.kill_by.unwrap_or(SEC));
+            AttemptOutput::synthetic(ExitKind::TimedOut)
+        }
     }
 
     #[test]

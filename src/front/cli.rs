@@ -65,7 +65,7 @@ pub struct PolicyFlags {
     /// Per-attempt timeout: the attempt's process group is killed (TERM, grace, KILL) [default: none]
     #[arg(short = 't', long, value_name = "D")]
     pub timeout: Option<DurationSpec>,
-    /// Bound on the whole operation, waits included [default: none]
+    /// Bound on the whole operation, waits and kill grace included (a stopped attempt gets TERM early enough that KILL lands at it) [default: none]
     #[arg(long, value_name = "D")]
     pub deadline: Option<DurationSpec>,
     /// Error classes that are retried, comma-separated [default: the retryable classes and unknown_error]
@@ -355,8 +355,14 @@ fn read_config(path: &std::path::Path) -> Result<Value, Usage> {
     // One cap for config files and module args files: `-c /dev/zero` is refused, not read.
     let text = crate::sys::safe_fs::read_input(path, crate::sys::safe_fs::MAX_INPUT_BYTES)
         .map_err(|e| Usage(format!("cannot read config {}: {e}", path.display())))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| Usage(format!("config {} is not valid JSON: {e}", path.display())))
+    serde_json::from_slice(&text).map_err(|e| {
+        Usage(
+            match crate::config::nesting::explain_parse_error(&text, &e) {
+                Some(msg) => format!("config {}: {msg}", path.display()),
+                None => format!("config {} is not valid JSON: {e}", path.display()),
+            },
+        )
+    })
 }
 
 fn flags_to_overrides(a: &RunArgs) -> Result<Map<String, Value>, Usage> {

@@ -190,7 +190,12 @@ fn run_module(path: &Path) -> Value {
                 other
             ));
         }
-        Err(e) => return failure(format!("module args are not valid JSON: {e}")),
+        Err(e) => {
+            return failure(
+                crate::config::nesting::explain_parse_error(text.as_bytes(), &e)
+                    .unwrap_or_else(|| format!("module args are not valid JSON: {e}")),
+            );
+        }
     };
     let flags = split_ansible_keys(&mut args);
     let no_log = flags.no_log;

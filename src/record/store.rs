@@ -57,6 +57,12 @@ pub enum RecordError {
         "session id {0:?} is not usable: expected 1-128 characters from A-Z a-z 0-9 _ -, not starting with 'error_' (e.g. retry_1640995200_123456)"
     )]
     BadSessionId(String),
+    #[error("{path}: holds {got:?} operations/attempts, {want:?} were packed")]
+    PackMismatch {
+        path: PathBuf,
+        want: (usize, usize),
+        got: (usize, usize),
+    },
     #[error("no session {id} in {dir}")]
     NoSuchSession { id: String, dir: PathBuf },
 }
@@ -268,20 +274,29 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        Self::parse_doc(&bytes, &p)
+    }
+
+    /// A document's bytes (gzipped or not) as `T`, with the reader's limits: what every reader
+    /// of the records (`session show`, finalize, compress) goes through, and what compress
+    /// checks its pack with before anything is removed.
+    fn parse_doc<T: serde::de::DeserializeOwned>(
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<T, RecordError> {
+        if bytes.starts_with(&[0x1f, 0x8b]) {
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&bytes[..])
+            flate2::read::GzDecoder::new(bytes)
                 .take(MAX_DOC_BYTES)
                 .read_to_end(&mut out)
                 .map_err(|source| RecordError::Gzip {
-                    path: p.clone(),
+                    path: path.to_path_buf(),
                     source,
                 })?;
-            out
+            serde_json::from_slice(&out).map_err(json_err(path))
         } else {
-            bytes
-        };
-        serde_json::from_slice(&bytes).map_err(json_err(&p))
+            serde_json::from_slice(bytes).map_err(json_err(path))
+        }
     }
 
     /// A plain (not gzipped) record file's bytes, checked to be one JSON value.
@@ -445,10 +460,43 @@ impl Store {
         }
         let pack = self.dir.join(Self::pack_name(sid));
         if pack.exists() {
-            let p: RecordsPack = Self::read_json(&pack)?;
-            p.operations.into_iter().for_each(f);
+            let bytes = safe_fs::read_private(&pack, MAX_DOC_BYTES)?;
+            Self::stream_pack(&bytes, &pack, &mut f, &mut drop)?;
         }
         Ok(())
+    }
+
+    /// How every reader reads a pack (`session show`, finalize, compress checking its own):
+    /// gunzipped and parsed as a stream, one document at a time handed to `on_op` or
+    /// `on_attempt` (memory stays at one document however big the session), with
+    /// serde_json's limits. Returns how many of each it held.
+    fn stream_pack(
+        bytes: &[u8],
+        path: &Path,
+        on_op: &mut dyn FnMut(OperationDocument),
+        on_attempt: &mut dyn FnMut(AttemptDocument),
+    ) -> Result<(usize, usize), RecordError> {
+        use serde::de::DeserializeSeed;
+        let gz = bytes.starts_with(&[0x1f, 0x8b]);
+        let reader: Box<dyn Read> = if gz {
+            Box::new(flate2::read::GzDecoder::new(bytes).take(MAX_DOC_BYTES))
+        } else {
+            Box::new(bytes)
+        };
+        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+        let counts = pack_stream::Pack { on_op, on_attempt }
+            .deserialize(&mut de)
+            .and_then(|c| de.end().map(|()| c));
+        counts.map_err(|source| {
+            if source.is_io() {
+                RecordError::Gzip {
+                    path: path.to_path_buf(),
+                    source: source.into(),
+                }
+            } else {
+                json_err(path)(source)
+            }
+        })
     }
 
     pub fn read_session(&self, sid: &str) -> Result<SessionDocument, RecordError> {
@@ -674,10 +722,37 @@ impl Store {
         out
     }
 
+    /// A pack's bytes read as the readers read them, holding `want` (operations, attempts).
+    fn check_pack(bytes: &[u8], path: &Path, want: (usize, usize)) -> Result<(), RecordError> {
+        let got = Self::stream_pack(bytes, path, &mut drop, &mut drop)?;
+        if got != want {
+            return Err(RecordError::PackMismatch {
+                path: path.to_path_buf(),
+                want,
+                got,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether someone holds the session lock right now (a writer or finalize at work).
     fn busy(&self, sid: &str) -> Result<Option<LockGuard>, RecordError> {
         let path = self.lock_file(sid);
-        Ok(LockGuard::try_exclusive(&path)?)
+        // As in `lock`: a lock taken on a file another cleanup unlinked meanwhile is no lock
+        // (a writer may hold the new one); look again.
+        loop {
+            let Some(g) = LockGuard::try_exclusive(&path)? else {
+                return Ok(None);
+            };
+            let held = g.file().metadata().map_err(|e| FsError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => return Ok(Some(g)),
+                _ => continue,
+            }
+        }
     }
 
     /// gzip: every finished session's operation and attempt files packed into one
@@ -754,71 +829,98 @@ impl Store {
             )
             .map_err(io)?;
             let mut first = true;
-            let old: Option<RecordsPack> = if pack_path.exists() {
-                Some(Self::read_json(&pack_path)?)
-            } else {
-                None
-            };
-            if let Some(old) = &old {
-                for op in &old.operations {
-                    put_item(
-                        &mut enc,
-                        &mut first,
-                        &serde_json::to_vec(op).map_err(json_err(&pack_path))?,
-                    )
-                    .map_err(io)?;
+            // A pack left by an earlier compress (the session was reopened since) is carried
+            // over document by document: its operations straight into the new stream, its
+            // attempts held (serialised) until the new operations are in.
+            let mut packed_ops = std::collections::HashSet::new();
+            let mut packed_attempts = std::collections::HashSet::new();
+            let mut old_attempts: Vec<u8> = Vec::new();
+            let (mut put_err, mut held_err): (Option<std::io::Error>, Option<std::io::Error>) =
+                (None, None);
+            let old = if pack_path.exists() {
+                let carried = safe_fs::read_private(&pack_path, MAX_DOC_BYTES)
+                    .map_err(RecordError::from)
+                    .and_then(|bytes| {
+                        Self::stream_pack(
+                            &bytes,
+                            &pack_path,
+                            &mut |op| {
+                                packed_ops.insert(format!(
+                                    "operation_{}.json",
+                                    super::sanitize_file_part(&op.record.operation_id)
+                                ));
+                                let r = serde_json::to_vec(&op).map_err(std::io::Error::other);
+                                if let Err(e) = r.and_then(|b| put_item(&mut enc, &mut first, &b)) {
+                                    put_err.get_or_insert(e);
+                                }
+                            },
+                            &mut |a| {
+                                packed_attempts.insert(format!(
+                                    "attempt_{}_{}.json",
+                                    super::sanitize_file_part(&a.operation_id),
+                                    a.attempt.attempt_number
+                                ));
+                                if !old_attempts.is_empty() {
+                                    old_attempts.push(b',');
+                                }
+                                if let Err(e) = serde_json::to_writer(&mut old_attempts, &a) {
+                                    held_err.get_or_insert(std::io::Error::other(e));
+                                }
+                            },
+                        )
+                    });
+                match carried {
+                    Ok(counts) => counts,
+                    Err(e) => {
+                        report.skipped.push(format!("{sid}: {e}"));
+                        continue;
+                    }
                 }
+            } else {
+                (0, 0)
+            };
+            if let Some(e) = put_err.or(held_err) {
+                return Err(io(e));
             }
-            let packed: std::collections::HashSet<String> = old
-                .iter()
-                .flat_map(|o| o.operations.iter())
-                .map(|d| {
-                    format!(
-                        "operation_{}.json",
-                        super::sanitize_file_part(&d.record.operation_id)
-                    )
-                })
-                .collect();
             // Files already packed by a compress that was stopped before removing them are
             // skipped; the rest are read and checked on several threads (the cost is system
             // calls) and streamed in the order they come.
-            let todo = not_packed(&op_paths, &packed);
+            let todo = not_packed(&op_paths, &packed_ops);
+            let todo_ops = todo.len();
             safe_fs::for_each_loaded(&todo, Self::checked_json, |bytes| {
                 before += bytes.len() as u64;
                 put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)
             })?;
             enc.write_all(b"],\"attempts\":[").map_err(io)?;
-            first = true;
-            if let Some(old) = &old {
-                for a in &old.attempts {
-                    put_item(
-                        &mut enc,
-                        &mut first,
-                        &serde_json::to_vec(a).map_err(json_err(&pack_path))?,
-                    )
-                    .map_err(io)?;
-                }
-            }
-            let packed: std::collections::HashSet<String> = old
-                .iter()
-                .flat_map(|o| o.attempts.iter())
-                .map(|a| {
-                    format!(
-                        "attempt_{}_{}.json",
-                        super::sanitize_file_part(&a.operation_id),
-                        a.attempt.attempt_number
-                    )
-                })
-                .collect();
-            let todo = not_packed(&attempt_paths, &packed);
+            enc.write_all(&old_attempts).map_err(io)?;
+            first = old_attempts.is_empty();
+            drop(old_attempts);
+            let todo = not_packed(&attempt_paths, &packed_attempts);
+            let todo_attempts = todo.len();
             safe_fs::for_each_loaded(&todo, Self::checked_json, |bytes| {
                 before += bytes.len() as u64;
                 put_item(&mut enc, &mut first, bytes.trim_ascii()).map_err(io)
             })?;
             enc.write_all(b"]}").map_err(io)?;
             let gz = enc.finish().map_err(io)?;
+            // The pack is read as every reader reads it (same parser, same limits, one document
+            // at a time) before it replaces the old one; what reached the disk is then compared
+            // with it. A pack `session show` could not read never costs the originals.
+            let want = (old.0 + todo_ops, old.1 + todo_attempts);
+            if let Err(e) = Self::check_pack(&gz, &pack_path, want) {
+                report
+                    .skipped
+                    .push(format!("{sid}: pack not readable, nothing removed: {e}"));
+                continue;
+            }
             safe_fs::write_atomic(&self.dir, &pack_name, &gz)?;
-            // Only once the pack is safely on disk do the originals go.
+            if safe_fs::read_private(&pack_path, MAX_DOC_BYTES)? != gz {
+                report.skipped.push(format!(
+                    "{sid}: the pack read back differs, nothing removed"
+                ));
+                continue;
+            }
+            // Only once the pack is safely on disk, and readable, do the originals go.
             let originals: Vec<PathBuf> = op_paths.iter().chain(&attempt_paths).cloned().collect();
             safe_fs::remove_files(&originals);
             let _ = std::fs::remove_dir(&sdir);
@@ -874,8 +976,11 @@ impl Store {
 
     /// Retention: finished sessions older than `retention_days` (by their end), then all but
     /// the newest `max_sessions` finished ones, go with every file of theirs; temp files left
-    /// by a killed writer go after an hour. Open or busy sessions, the guard state directory
-    /// and files that do not carry our names are never touched.
+    /// by a killed writer go after an hour. Orphans (attempt files no session refers to, and
+    /// operation directories whose session document never got written: a writer killed
+    /// half-way, or an older retryx that raced cleanup) go once older than the retention
+    /// period, and never before an hour. Open or busy sessions, the guard state directory and
+    /// files that do not carry our names are never touched.
     pub fn cleanup(
         &self,
         retention_days: u32,
@@ -911,8 +1016,9 @@ impl Store {
             // Recheck under the lock: a writer may have reopened it meanwhile.
             match self.read_session(sid) {
                 Ok(s) if s.session_status != "open" => {
-                    let n = self.remove_session(sid, &s)?;
-                    report.removed_files += n;
+                    let (files, ops) = self.remove_session(sid, &s)?;
+                    report.removed_files += files;
+                    report.removed_operations += ops;
                     report.removed_sessions.push(sid.clone());
                 }
                 _ => report.kept_open.push(sid.clone()),
@@ -922,10 +1028,114 @@ impl Store {
             drop(lock);
         }
         report.removed_files += self.remove_stale_temps(now)?;
+        let orphan_cutoff = (now.timestamp() - i64::from(retention_days) * 86_400)
+            .min(now.timestamp() - STALE_TEMP_SECS);
+        self.remove_orphans(orphan_cutoff, &mut report)?;
         Ok(report)
     }
 
-    fn remove_session(&self, sid: &str, s: &SessionDocument) -> Result<u64, RecordError> {
+    /// Orphans older than `cutoff` (epoch seconds). Attempt files are listed before the
+    /// references are gathered: a writer writes its operation file before its attempt files,
+    /// both under the session lock, so an attempt file seen first has its reference seen after.
+    fn remove_orphans(&self, cutoff: i64, report: &mut CleanupReport) -> Result<(), RecordError> {
+        let old = |m: &std::fs::Metadata| m.mtime() < cutoff;
+        let mut attempts = Vec::new();
+        let mut sdirs = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| FsError::Io {
+            path: self.dir.clone(),
+            source: e,
+        })?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if let Some(oid) = attempt_operation_of(&name)
+                && meta.is_file()
+                && old(&meta)
+            {
+                attempts.push((oid.to_string(), e.path()));
+            } else if let Some(sid) = name
+                .strip_prefix("retry_session_")
+                .filter(|sid| check_session_id(sid).is_ok())
+                && meta.is_dir()
+            {
+                sdirs.push(sid.to_string());
+            }
+        }
+        // Operation directories without a session document, untouched since the cutoff.
+        let mut referenced = std::collections::HashSet::new();
+        for sid in sdirs {
+            let ops = self.operation_files(&sid);
+            let removable = !self.session_file(&sid).exists()
+                && ops
+                    .iter()
+                    .all(|(_, p)| std::fs::symlink_metadata(p).is_ok_and(|m| old(&m)));
+            let lock = if removable { self.busy(&sid)? } else { None };
+            // Rechecked under the lock: a writer may have written the document meanwhile.
+            if lock.is_some() && !self.session_file(&sid).exists() {
+                let ops = self.operation_files(&sid);
+                let paths: Vec<PathBuf> = ops.iter().map(|(_, p)| p.clone()).collect();
+                report.removed_files += safe_fs::remove_files(&paths);
+                report.removed_operations += paths.len() as u64;
+                let _ = std::fs::remove_dir(self.session_dir(&sid));
+                report.orphans.push(format!("retry_session_{sid}/"));
+                let _ = std::fs::remove_file(self.lock_file(&sid));
+            } else {
+                referenced.extend(self.operation_files(&sid).into_iter().map(|(o, _)| o));
+            }
+            drop(lock);
+        }
+        for sid in self.session_ids()? {
+            match self.read_session(&sid) {
+                Ok(s) => referenced.extend(
+                    s.operations
+                        .iter()
+                        .map(|o| super::sanitize_file_part(&o.operation_id)),
+                ),
+                // Removed meanwhile (by another cleanup), with its attempts.
+                Err(RecordError::NoSuchSession { .. }) => {}
+                Err(e) => {
+                    // Which attempts are its own cannot be told: none is removed.
+                    report.skipped.push(format!("orphans: {sid}: {e}"));
+                    return Ok(());
+                }
+            }
+        }
+        let doomed: Vec<PathBuf> = attempts
+            .into_iter()
+            .filter(|(oid, _)| !referenced.contains(oid))
+            .map(|(_, p)| p)
+            .collect();
+        report.removed_files += safe_fs::remove_files(&doomed);
+        report.orphans.extend(
+            doomed
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string())),
+        );
+        Ok(())
+    }
+
+    /// A session directory's operation files, with the (sanitised) operation id each names.
+    fn operation_files(&self, sid: &str) -> Vec<(String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(self.session_dir(sid)) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let oid = name.strip_prefix("operation_").and_then(|r| {
+                    r.strip_suffix(".json")
+                        .or_else(|| r.strip_suffix(".json.gz"))
+                })?;
+                Some((oid.to_string(), e.path()))
+            })
+            .collect()
+    }
+
+    /// Removes a finished session's files; returns (files, operations) removed.
+    fn remove_session(&self, sid: &str, s: &SessionDocument) -> Result<(u64, u64), RecordError> {
         let mut n = 0;
         let mut oids: Vec<String> = s
             .operations
@@ -961,7 +1171,9 @@ impl Store {
         ] {
             n += u64::from(std::fs::remove_file(self.dir.join(name)).is_ok());
         }
-        Ok(n)
+        let operations: std::collections::HashSet<String> =
+            oids.iter().map(|o| super::sanitize_file_part(o)).collect();
+        Ok((n, operations.len() as u64))
     }
 
     fn remove_stale_temps(&self, now: DateTime<Utc>) -> Result<u64, RecordError> {
@@ -995,6 +1207,80 @@ impl Store {
             }
         }
         Ok(n)
+    }
+}
+
+/// The shape of a `RecordsPack`, read one document at a time.
+mod pack_stream {
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    use super::{AttemptDocument, OperationDocument};
+
+    pub(super) struct Pack<'a> {
+        pub on_op: &'a mut dyn FnMut(OperationDocument),
+        pub on_attempt: &'a mut dyn FnMut(AttemptDocument),
+    }
+
+    impl<'de> DeserializeSeed<'de> for Pack<'_> {
+        type Value = (usize, usize);
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Pack<'_> {
+        type Value = (usize, usize);
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a records pack (session_id, operations, attempts)")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut sid, mut ops, mut attempts) = (false, None, None);
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "session_id" => sid = map.next_value::<String>().map(|_| true)?,
+                    "operations" => ops = Some(map.next_value_seed(Each(&mut *self.on_op))?),
+                    "attempts" => {
+                        attempts = Some(map.next_value_seed(Each(&mut *self.on_attempt))?)
+                    }
+                    _ => drop(map.next_value::<IgnoredAny>()?),
+                }
+            }
+            if !sid {
+                return Err(de::Error::missing_field("session_id"));
+            }
+            Ok((
+                ops.ok_or_else(|| de::Error::missing_field("operations"))?,
+                attempts.ok_or_else(|| de::Error::missing_field("attempts"))?,
+            ))
+        }
+    }
+
+    /// A list whose items go to the callback one by one; its value is how many there were.
+    struct Each<'a, T>(&'a mut dyn FnMut(T));
+
+    impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Each<'_, T> {
+        type Value = usize;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Each<'_, T> {
+        type Value = usize;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of records")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while let Some(item) = seq.next_element::<T>()? {
+                (self.0)(item);
+                n += 1;
+            }
+            Ok(n)
+        }
     }
 }
 
@@ -1056,6 +1342,11 @@ pub struct CompressReport {
 pub struct CleanupReport {
     pub removed_sessions: Vec<String>,
     pub removed_files: u64,
+    /// Operations removed with their sessions (and with orphaned operation directories).
+    pub removed_operations: u64,
+    /// Orphans removed: attempt files no session refers to, operation directories without a
+    /// session document.
+    pub orphans: Vec<String>,
     pub kept_open: Vec<String>,
     pub skipped: Vec<String>,
 }

@@ -340,6 +340,7 @@ struct Secrets {
     bearer: String,
     header: String,
     dd_key: String,
+    dd_env: String,
     push_password: String,
     redis_password: String,
     env_value: String,
@@ -348,15 +349,16 @@ struct Secrets {
 fn secrets() -> impl Strategy<Value = Secrets> {
     (
         (secret(), secret(), secret(), secret(), secret()),
-        (secret(), secret(), secret(), secret()),
+        (secret(), secret(), secret(), secret(), secret()),
     )
-        .prop_map(|((a, b, c, d, e), (f, g, h, i))| Secrets {
+        .prop_map(|((a, b, c, d, e), (f, g, h, i, j))| Secrets {
             slack_token: a,
             path_token: b,
             query_token: c,
             bearer: d,
             header: e,
             dd_key: f,
+            dd_env: j,
             push_password: g,
             redis_password: h,
             env_value: i,
@@ -392,6 +394,9 @@ fn systems(port: u16, s: &Secrets) -> Value {
         ),
         quick(json!({"name": "push", "type": "prometheus_pushgateway",
             "url": format!("http://ops:{}@127.0.0.1:{port}", percent_encode(&s.push_password))})),
+        // the API key from DD_API_KEY (set by `retryx()`)
+        quick(json!({"name": "dd_events", "type": "datadog_events",
+            "url": format!("{base}/api/v1/events")})),
     ])
 }
 
@@ -401,11 +406,16 @@ fn retryx_bin() -> String {
     std::env::var("RETRYX_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_retryx").to_string())
 }
 
-fn retryx() -> Command {
-    let mut c = Command::new(retryx_bin());
+fn retryx(s: &Secrets) -> Command {
+    run_as(Path::new(&retryx_bin()), s)
+}
+
+/// The binary under another name (`retry_manager`: the module), with the test's environment.
+fn run_as(program: &Path, s: &Secrets) -> Command {
+    let mut c = Command::new(program);
     c.env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
-        .env_remove("DD_API_KEY")
+        .env("DD_API_KEY", &s.dd_env)
         .env_remove("RETRYX_STATE_BACKEND")
         .stdin(Stdio::null());
     c
@@ -430,7 +440,7 @@ fn run_case(s: &Secrets) -> Vec<String> {
     let cfg_path = dir.path().join("cfg.json");
     std::fs::write(&cfg_path, cfg.to_string()).expect("write config");
     let arts = dir.path().join("arts");
-    let out = retryx()
+    let out = retryx(s)
         .args([
             "-vv",
             "-n",
@@ -465,7 +475,7 @@ fn run_case(s: &Secrets) -> Vec<String> {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(outcomes.len(), 6, "every receiver was tried: {result}");
+    assert_eq!(outcomes.len(), 7, "every receiver was tried: {result}");
     // The secrets really went out, and the receivers really echoed them.
     let seen = receiver.seen();
     for t in [&s.slack_token, &s.path_token, &s.query_token] {
@@ -475,7 +485,7 @@ fn run_case(s: &Secrets) -> Vec<String> {
             "the receiver never saw {sent:?}: {seen}"
         );
     }
-    for t in [&s.bearer, &s.header, &s.dd_key] {
+    for t in [&s.bearer, &s.header, &s.dd_key, &s.dd_env] {
         assert!(
             seen.contains(t.as_str()),
             "the receiver never saw {t:?}: {seen}"
@@ -497,6 +507,47 @@ fn run_case(s: &Secrets) -> Vec<String> {
     );
 
     let mut places = written(&out.stdout, &out.stderr, dir.path());
+    // `notify test`: every receiver, each outcome described on a line.
+    let t = retryx(s)
+        .args(["notify", "test", "-c"])
+        .arg(&cfg_path)
+        .output()
+        .expect("run notify test");
+    places.push((
+        "notify test stdout".into(),
+        String::from_utf8_lossy(&t.stdout).into(),
+    ));
+    places.push((
+        "notify test stderr".into(),
+        String::from_utf8_lossy(&t.stderr).into(),
+    ));
+    // The module at Ansible's -vvv (its log lines in the result), every receiver and the Redis
+    // backend.
+    let module = dir.path().join("retry_manager");
+    std::os::unix::fs::symlink(retryx_bin(), &module).expect("symlink");
+    let verbose_arts = dir.path().join("verbose-arts");
+    let mut args = cfg.clone();
+    args["command"] = json!("echo connection refused >&2; exit 3");
+    args["max_attempts"] = json!(2);
+    args["base_delay"] = json!("5ms");
+    args["artifacts_dir"] = json!(verbose_arts.display().to_string());
+    args["_ansible_verbosity"] = json!(3);
+    let vargs = dir.path().join("verbose-args.json");
+    std::fs::write(&vargs, args.to_string()).expect("write args");
+    let v = run_as(&module, s)
+        .arg(&vargs)
+        .output()
+        .expect("run the module");
+    let answer: Value = serde_json::from_slice(&v.stdout).expect("the module answers JSON");
+    assert!(
+        answer["retry"]["log"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty()),
+        "the module's log lines are in its result: {answer}"
+    );
+    for (place, text) in written(&v.stdout, &v.stderr, &verbose_arts) {
+        places.push((format!("module at -vvv: {place}"), text));
+    }
     // The module, under no_log: the command prints the environment's secret, and a webhook gets
     // the report.
     let margs = dir.path().join("args.json");
@@ -510,12 +561,8 @@ fn run_case(s: &Secrets) -> Vec<String> {
         "_ansible_no_log": true, "_ansible_verbosity": 3,
     });
     std::fs::write(&margs, args.to_string()).expect("write args");
-    let module = dir.path().join("retry_manager");
-    std::os::unix::fs::symlink(retryx_bin(), &module).expect("symlink");
-    let m = Command::new(&module)
+    let m = run_as(&module, s)
         .arg(&margs)
-        .env("NO_PROXY", "127.0.0.1")
-        .stdin(Stdio::null())
         .output()
         .expect("run the module");
     let answer: Value = serde_json::from_slice(&m.stdout).expect("the module answers JSON");
@@ -535,6 +582,7 @@ fn run_case(s: &Secrets) -> Vec<String> {
         ("auth_header bearer", forms(&s.bearer)),
         ("custom header", forms(&s.header)),
         ("datadog api key", forms(&s.dd_key)),
+        ("DD_API_KEY", forms(&s.dd_env)),
         ("pushgateway password", push_forms),
         ("redis password", forms(&s.redis_password)),
         ("env under no_log", forms(&s.env_value)),
@@ -542,8 +590,8 @@ fn run_case(s: &Secrets) -> Vec<String> {
     leaks(&all, &places)
 }
 
-/// Runs this many cases: each is two real runs of the binary with six receivers' deliveries
-/// (a few tenths of a second in a debug build): 32 cases take about ten seconds.
+/// Runs this many cases: each is four real runs of the binary (the CLI, `notify test`, the
+/// module twice), about half a second in a debug build: 32 cases take some 20 seconds.
 const CASES: usize = 32;
 
 /// Every case runs (no stop at the first leak, so a measurement against an older build counts

@@ -110,10 +110,20 @@ impl EchoReceiver {
                                 }
                                 out
                             }
+                            // and what a word decodes to (a Basic header's user:password)
                             1 => words(t)
                                 .iter()
                                 .map(|w| {
-                                    format!("{} {}", STANDARD.encode(w), URL_SAFE_NO_PAD.encode(w))
+                                    let decoded = STANDARD
+                                        .decode(w)
+                                        .ok()
+                                        .and_then(|b| String::from_utf8(b).ok())
+                                        .unwrap_or_default();
+                                    format!(
+                                        "{} {} {decoded}",
+                                        STANDARD.encode(w),
+                                        URL_SAFE_NO_PAD.encode(w)
+                                    )
                                 })
                                 .collect::<Vec<_>>()
                                 .join(" "),
@@ -341,6 +351,7 @@ struct Secrets {
     header: String,
     dd_key: String,
     dd_env: String,
+    basic_password: String,
     push_password: String,
     redis_password: String,
     env_value: String,
@@ -349,9 +360,9 @@ struct Secrets {
 fn secrets() -> impl Strategy<Value = Secrets> {
     (
         (secret(), secret(), secret(), secret(), secret()),
-        (secret(), secret(), secret(), secret(), secret()),
+        (secret(), secret(), secret(), secret(), secret(), secret()),
     )
-        .prop_map(|((a, b, c, d, e), (f, g, h, i, j))| Secrets {
+        .prop_map(|((a, b, c, d, e), (f, g, h, i, j, k))| Secrets {
             slack_token: a,
             path_token: b,
             query_token: c,
@@ -359,6 +370,7 @@ fn secrets() -> impl Strategy<Value = Secrets> {
             header: e,
             dd_key: f,
             dd_env: j,
+            basic_password: k,
             push_password: g,
             redis_password: h,
             env_value: i,
@@ -394,6 +406,11 @@ fn systems(port: u16, s: &Secrets) -> Value {
         ),
         quick(json!({"name": "push", "type": "prometheus_pushgateway",
             "url": format!("http://ops:{}@127.0.0.1:{port}", percent_encode(&s.push_password))})),
+        quick(
+            json!({"name": "hook_basic", "type": "webhook", "url": format!("{base}/basic"),
+            "auth_header": format!("Basic {}", base64::engine::general_purpose::STANDARD
+                .encode(format!("ops:{}", s.basic_password)))})
+        ),
         // the API key from DD_API_KEY (set by `retryx()`)
         quick(json!({"name": "dd_events", "type": "datadog_events",
             "url": format!("{base}/api/v1/events")})),
@@ -475,7 +492,7 @@ fn run_case(s: &Secrets) -> Vec<String> {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(outcomes.len(), 7, "every receiver was tried: {result}");
+    assert_eq!(outcomes.len(), 8, "every receiver was tried: {result}");
     // The secrets really went out, and the receivers really echoed them.
     let seen = receiver.seen();
     for t in [&s.slack_token, &s.path_token, &s.query_token] {
@@ -584,6 +601,11 @@ fn run_case(s: &Secrets) -> Vec<String> {
         ("datadog api key", forms(&s.dd_key)),
         ("DD_API_KEY", forms(&s.dd_env)),
         ("pushgateway password", push_forms),
+        ("Basic auth_header password", {
+            let mut f = forms(&s.basic_password);
+            f.extend(forms(&format!("ops:{}", s.basic_password)));
+            f
+        }),
         ("redis password", forms(&s.redis_password)),
         ("env under no_log", forms(&s.env_value)),
     ];

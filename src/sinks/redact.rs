@@ -72,7 +72,10 @@ impl Redactor {
             self.add_one(&base64::engine::general_purpose::URL_SAFE.encode(s));
             self.add_one(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(s));
             self.add_one(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s));
-            self.add_one(&percent_encode(s));
+            let encoded = percent_encode(s);
+            // (form encoding writes a space as '+')
+            self.add_one(&encoded.replace("%20", "+"));
+            self.add_one(&encoded);
         }
         self.add_one(s);
     }

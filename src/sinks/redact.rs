@@ -204,8 +204,8 @@ mod tests {
         let mut r = Redactor::new();
         r.add("tok en/+=");
         let b64 = base64::engine::general_purpose::STANDARD.encode("tok en/+=");
-        let out = r.scrub(&format!("q=tok%20en%2F%2B%3D b={b64}"));
-        assert_eq!(out, "q=*** b=***");
+        let out = r.scrub(&format!("q=tok%20en%2F%2B%3D b={b64} f=tok+en%2F%2B%3D"));
+        assert_eq!(out, "q=*** b=*** f=***");
     }
 
     #[test]

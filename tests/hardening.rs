@@ -566,6 +566,15 @@ fn control_characters_reach_log_lines_and_text_views_escaped_and_the_output_unch
             failures.push(format!("log line: {l:?}"));
         }
     }
+    // retryx's own error lines: a config path that does not exist, named in the message.
+    let bad = retryx()
+        .args(["-c", "/nonexistent/\u{1b}]0;owned\u{7}.json", "--", "true"])
+        .output()
+        .unwrap();
+    let bad_err = String::from_utf8_lossy(&bad.stderr);
+    if !raw_controls(&bad_err).is_empty() || !bad_err.contains("\\x1b]0;owned") {
+        failures.push(format!("error line: {bad_err:?}"));
+    }
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
     let session = doc["retry"]["session_id"].as_str().unwrap().to_string();
@@ -595,7 +604,7 @@ fn control_characters_reach_log_lines_and_text_views_escaped_and_the_output_unch
     }
     assert!(
         failures.is_empty(),
-        "{} views with raw control characters (of {} log lines and 3 views):\n{}",
+        "{} views with raw control characters (of {} log lines, an error line and 3 views):\n{}",
         failures.len(),
         log_lines.len(),
         failures.join("\n")

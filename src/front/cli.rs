@@ -433,7 +433,8 @@ fn operation_from_short(
     }
     if warn {
         eprintln!(
-            "retryx: warning: -o for --operation is deprecated (-o will mean --output): use --operation {name}"
+            "retryx: warning: -o for --operation is deprecated (-o will mean --output): use --operation {}",
+            crate::log::escape_controls(&name)
         );
     }
     Ok(Some(name))
@@ -861,7 +862,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match outcome {
         Ok(code) => code,
         Err(Usage(msg)) => {
-            eprintln!("retryx: {msg}");
+            eprintln!("retryx: {}", crate::log::escape_controls(&msg));
             USAGE
         }
     }

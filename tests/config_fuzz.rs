@@ -1,6 +1,6 @@
 //! Feeds 20,000 random and mutated configs to the parser the CLI and the module share: none may
-//! panic, and every rejection must name a key it is about (the key mutated, one on the path down
-//! to it, or one inside the new value), or say that the top level must be a mapping.
+//! panic, and every rejection must name a key it is about (the key whose value was mutated, or one
+//! inside the new value), or say that the top level must be a mapping.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -165,25 +165,27 @@ fn keys_in(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Mutates `v` and adds to `touched` the keys a rejection of the mutation may name: the key
-/// changed, added or removed, the keys of the path down to it, and the keys inside a new value.
-fn mutate(rng: &mut ChaCha8Rng, v: &mut Value, touched: &mut Vec<String>) {
+/// Mutates `v` and adds to `touched` the keys a rejection of the mutation must name one of: the
+/// key whose value changed (added, removed, replaced, or an item or scalar under it; not the
+/// keys on the path down to it) and the keys inside a new value.
+fn mutate(rng: &mut ChaCha8Rng, v: &mut Value, parent: Option<&str>, touched: &mut Vec<String>) {
     match v {
         Value::Object(m) if !m.is_empty() && rng.random_range(0..3) == 0 => {
             let keys: Vec<String> = m.keys().cloned().collect();
             let k = &keys[rng.random_range(0..keys.len())];
-            touched.push(k.clone());
             match rng.random_range(0..3) {
                 0 => {
+                    touched.push(k.clone());
                     m.remove(k);
                 }
                 1 => {
                     if let Some(child) = m.get_mut(k) {
-                        mutate(rng, child, touched);
+                        mutate(rng, child, Some(k), touched);
                     }
                 }
                 _ => {
                     let new = random_value(rng, 1);
+                    touched.push(k.clone());
                     keys_in(&new, touched);
                     m.insert(k.clone(), new);
                 }
@@ -198,10 +200,11 @@ fn mutate(rng: &mut ChaCha8Rng, v: &mut Value, touched: &mut Vec<String>) {
         }
         Value::Array(items) if !items.is_empty() => {
             let i = rng.random_range(0..items.len());
-            mutate(rng, &mut items[i], touched);
+            mutate(rng, &mut items[i], parent, touched);
         }
         other => {
             let new = random_value(rng, 2);
+            touched.extend(parent.map(str::to_string));
             keys_in(&new, touched);
             *other = new;
         }
@@ -245,7 +248,7 @@ fn random_configs_never_panic_and_every_rejection_names_a_key_it_was_about() {
         } else {
             let mut v = seeds[rng.random_range(0..seeds.len())].clone();
             for _ in 0..rng.random_range(1..4) {
-                mutate(&mut rng, &mut v, &mut touched);
+                mutate(&mut rng, &mut v, None, &mut touched);
             }
             v
         };

@@ -97,11 +97,17 @@ pub struct Resolved {
 }
 
 fn compile_patterns(key: &str, p: &Option<Patterns>) -> Result<Vec<Regex>, ConfigError> {
+    let list = matches!(p, Some(Patterns::Many(_)));
     p.as_ref()
         .map(|p| p.as_slice())
         .unwrap_or_default()
         .into_iter()
-        .map(|text| compile(key, text))
+        .enumerate()
+        .map(|(i, text)| match list {
+            // an item of a list is named with its index, as the schema's messages name it
+            true => compile(&format!("{key}.{i}"), text),
+            false => compile(key, text),
+        })
         .collect()
 }
 
@@ -294,9 +300,10 @@ fn plan_for(c: &Config, operation: String) -> Result<Plan, ConfigError> {
         .error_patterns
         .iter()
         .flatten()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             Ok(UserPattern {
-                regex: compile("error_patterns", &p.pattern)?,
+                regex: compile(&format!("error_patterns.{i}.pattern"), &p.pattern)?,
                 class: p.class,
             })
         })

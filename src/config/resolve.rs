@@ -97,14 +97,14 @@ pub struct Resolved {
 }
 
 fn compile_patterns(key: &str, p: &Option<Patterns>) -> Result<Vec<Regex>, ConfigError> {
-    let list = matches!(p, Some(Patterns::Many(_)));
+    let list = matches!(p, Some(Patterns::Many(v)) if v.len() > 1);
     p.as_ref()
         .map(|p| p.as_slice())
         .unwrap_or_default()
         .into_iter()
         .enumerate()
         .map(|(i, text)| match list {
-            // an item of a list is named with its index, as the schema's messages name it
+            // an item of a longer list is named with its index, as the schema's messages name it
             true => compile(&format!("{key}.{i}"), text),
             false => compile(key, text),
         })

@@ -1,6 +1,8 @@
 //! Log lines in the seeds' format: `[2026-01-21 15:00:05] WARN: message | k=v, k=v`. To stderr
 //! (CLI) or kept in memory (module, where stderr is not the user's). Never logs secrets: callers
-//! pass redacted values. It also carries the run's observers (the `--events` stream, the live
+//! pass redacted values (`url_origin` is what may be shown of any URL, here and everywhere);
+//! never writes a raw control character (`escape_controls`, also used by the text views). It
+//! also carries the run's observers (the `--events` stream, the live
 //! progress line): the logger already reaches every place where something happens (engine,
 //! guards, sinks), and a line drawn in place on the terminal must step aside for a log line.
 

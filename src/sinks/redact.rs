@@ -49,6 +49,13 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Path segments of the receivers' documented endpoints (`/services/`, `/api/v2/series`,
+/// `/api/v1/write`, `/metrics/job/`): not registered as secrets.
+const ENDPOINT_WORDS: &[&str] = &[
+    "services", "api", "series", "events", "write", "push", "metrics", "job", "hooks", "webhook",
+    "webhooks",
+];
+
 /// Removes known secret strings from free text (error messages, response bodies).
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
@@ -110,7 +117,11 @@ impl Redactor {
         self.add_both(tail);
         let (path, query) = tail.split_once(['?', '#']).unwrap_or((tail, ""));
         for seg in path.split('/') {
-            self.add_both(seg);
+            // The receivers' own endpoint words are no one's secret, and masking them would
+            // mangle their answers ("out of order sample write").
+            if !ENDPOINT_WORDS.contains(&seg.to_ascii_lowercase().as_str()) {
+                self.add_both(seg);
+            }
         }
         self.add_both(query);
         for pair in query.split(['&', ';', '#']) {
@@ -194,6 +205,12 @@ mod tests {
         let mut r = Redactor::new();
         r.add_url("http://h:1/hook?key=a%2Bb%3Dc&x=1");
         assert_eq!(r.scrub("got a+b=c"), "got ***");
+        let mut r = Redactor::new();
+        r.add_url("http://h:1/api/v1/write");
+        assert_eq!(
+            r.scrub("out of order sample write"),
+            "out of order sample write"
+        );
         let mut r = Redactor::new();
         r.add_url("http://user:p%40ss%2Fw0rd@push.local:9091/metrics");
         let basic = base64::engine::general_purpose::STANDARD.encode("user:p@ss/w0rd");

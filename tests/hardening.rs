@@ -514,10 +514,13 @@ fn the_module_answers_one_json_object_whatever_its_args_file_is() {
     );
 }
 
-/// True when `text` holds a control character other than newline.
+/// The control characters (newline aside), line separators and bidi overrides in `text`.
 fn raw_controls(text: &str) -> Vec<char> {
     text.chars()
-        .filter(|c| c.is_control() && *c != '\n')
+        .filter(|c| {
+            (c.is_control() && *c != '\n')
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
         .collect()
 }
 

@@ -21,7 +21,10 @@ const TOP: f64 = 92.0;
 
 pub const WIDTH: u32 = (LABEL_W + PLOT_W + 40.0) as u32;
 
+/// XML text with control characters (and bidi overrides) shown as escapes, as in the text view
+/// and the log lines (XML 1.0 forbids most C0 characters anyway).
 fn esc(s: &str) -> String {
+    let s = escape_controls(s);
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -30,9 +33,6 @@ fn esc(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&#39;"),
-            // Shown as escapes, as in the text view and the log lines (XML 1.0 forbids most
-            // C0 characters anyway).
-            c if c.is_control() => o.push_str(&escape_controls(c.encode_utf8(&mut [0; 4]))),
             c => o.push(c),
         }
     }

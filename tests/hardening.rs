@@ -432,8 +432,18 @@ fn setsid_descendants_are_ended_at_timeout_and_no_zombies_pile_up() {
 
 /// The module's answer to an args file: exit 0 and exactly one JSON object on one line, or what
 /// came instead. Bounded: a FIFO without a writer must not hang it.
-fn module_answer(module: &Path, arg: &Path, cwd: &Path) -> Result<serde_json::Value, String> {
-    let mut child = Command::new(module)
+fn module_answer(
+    module: &Path,
+    arg: &Path,
+    cwd: &Path,
+    user: Option<(u32, u32)>,
+) -> Result<serde_json::Value, String> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(module);
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd
         .arg(arg)
         .current_dir(cwd)
         .stdin(Stdio::null())
@@ -483,7 +493,12 @@ fn the_module_answers_one_json_object_whatever_its_args_file_is() {
     // A socket cannot be opened as a file, whoever we are (root reads a 0000 file).
     let socket = d.join("socket");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let cases: Vec<(&str, PathBuf)> = vec![
+    // Root's own 0600 file, read by the planting user (root would read it).
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let private = d.join("private");
+    std::fs::write(&private, b"{}").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cases: Vec<(&str, PathBuf, Option<(u32, u32)>)> = vec![
         ("missing, by path", d.join("no-such-args")),
         ("missing, bare name", PathBuf::from("no-such-args-either")),
         ("a directory", dir),
@@ -495,10 +510,16 @@ fn the_module_answers_one_json_object_whatever_its_args_file_is() {
         ("only blanks", blank),
         ("a JSON list", list),
         ("unreadable (a socket)", socket),
-    ];
+    ]
+    .into_iter()
+    .map(|(what, path)| (what, path, None))
+    .collect();
+    if let Some(ids) = planting_user() {
+        cases.push(("unreadable (another user's 0600 file)", private, Some(ids)));
+    }
     let mut failures = Vec::new();
-    for (what, arg) in &cases {
-        match module_answer(&module, arg, d) {
+    for (what, arg, user) in &cases {
+        match module_answer(&module, arg, d, *user) {
             Ok(answer)
                 if answer["failed"] == true && answer["msg"].as_str().unwrap_or("").len() > 10 => {}
             Ok(answer) => failures.push(format!("{what}: {answer}")),

@@ -430,13 +430,16 @@ fn setsid_descendants_are_ended_at_timeout_and_no_zombies_pile_up() {
     );
 }
 
+/// A uid and gid.
+type Ids = (u32, u32);
+
 /// The module's answer to an args file: exit 0 and exactly one JSON object on one line, or what
 /// came instead. Bounded: a FIFO without a writer must not hang it.
 fn module_answer(
     module: &Path,
     arg: &Path,
     cwd: &Path,
-    user: Option<(u32, u32)>,
+    user: Option<Ids>,
 ) -> Result<serde_json::Value, String> {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(module);
@@ -498,7 +501,7 @@ fn the_module_answers_one_json_object_whatever_its_args_file_is() {
     let private = d.join("private");
     std::fs::write(&private, b"{}").unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut cases: Vec<(&str, PathBuf, Option<(u32, u32)>)> = vec![
+    let mut cases: Vec<(&str, PathBuf, Option<Ids>)> = vec![
         ("missing, by path", d.join("no-such-args")),
         ("missing, bare name", PathBuf::from("no-such-args-either")),
         ("a directory", dir),

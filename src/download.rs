@@ -101,8 +101,9 @@ impl std::fmt::Debug for DownloadSpec {
     }
 }
 
-/// `scheme://host[:port]/path` of an http(s) URL, without user info or query; `None` when the
-/// text is not an http(s) URL with a host.
+/// `scheme://host[:port]/path` of an http(s) URL; only `scheme://host[:port]` when it carries
+/// user info or a query (a secret-bearing URL: its token may be anywhere past the host);
+/// `None` when the text is not an http(s) URL with a host.
 pub fn shown_url(url: &str) -> Option<String> {
     let uri: ureq::http::Uri = url.parse().ok()?;
     let scheme = uri.scheme_str()?.to_ascii_lowercase();
@@ -111,7 +112,11 @@ pub fn shown_url(url: &str) -> Option<String> {
     }
     let host = uri.host().filter(|h| !h.is_empty())?;
     let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
-    Some(format!("{scheme}://{host}{port}{}", uri.path()))
+    let secret_bearing = uri.query().is_some()
+        || uri.authority().is_some_and(|a| a.as_str().contains('@'))
+        || url.contains('#');
+    let path = if secret_bearing { "" } else { uri.path() };
+    Some(format!("{scheme}://{host}{port}{path}"))
 }
 
 /// The file name the URL's path ends with, when it is usable as one.
@@ -233,16 +238,9 @@ impl DownloadSpec {
     }
 }
 
-/// A URL reduced to what can be shown when it does not even parse.
+/// A URL reduced to what can be shown when it does not even parse: scheme, host and port.
 fn strip_secrets(url: &str) -> String {
-    let no_query = url.split(['?', '#']).next().unwrap_or_default();
-    match no_query.split_once("://") {
-        Some((scheme, rest)) => {
-            let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
-            format!("{scheme}://{rest}")
-        }
-        None => no_query.chars().take(200).collect(),
-    }
+    crate::log::url_origin(url)
 }
 
 /// The sha256 of a file, read in chunks.
@@ -1328,11 +1326,15 @@ mod tests {
     fn urls_are_shown_without_secrets() {
         assert_eq!(
             shown_url("https://user:pw@example.com:8443/a/b.iso?token=x").as_deref(),
-            Some("https://example.com:8443/a/b.iso")
+            Some("https://example.com:8443")
+        );
+        assert_eq!(
+            shown_url("https://example.com/a/b.iso").as_deref(),
+            Some("https://example.com/a/b.iso")
         );
         assert_eq!(shown_url("ftp://example.com/x"), None);
         assert_eq!(shown_url("not a url"), None);
-        assert_eq!(strip_secrets("htp://u:p@h/x?t=1"), "htp://h/x");
+        assert_eq!(strip_secrets("htp://u:p@h/x?t=1"), "htp://h");
         assert_eq!(
             url_file_name("http://h/a/b.iso?x=1").as_deref(),
             Some("b.iso")

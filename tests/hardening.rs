@@ -1,8 +1,9 @@
 //! Attacks on the release behaviour, through the binary: links and directories planted by an
 //! unprivileged user (made by the test), a FIFO planted under `umask 000`, SIGTERM while
 //! retryx is blocked, endless stdin, `cleanup` racing writers, orphaned records, deeply nested
-//! context, a deadline against a child that ignores TERM, a wait cut short. Each test says what
-//! it attacks; none talks to the network.
+//! context, a deadline against a child that ignores TERM, a wait cut short, bad module args
+//! files, control characters in logs and views, rejections that must name their key. Each test
+//! says what it attacks; none talks to the network.
 //! Needs root for the planting user (`RETRYX_REQUIRE_ROOT=1` makes its absence a failure).
 
 mod common;
@@ -958,4 +959,298 @@ fn cleanup_removes_orphaned_attempt_files_once_old() {
     assert!(left.contains(&format!("attempt_{live}_2.json")), "{left:?}");
     assert!(left.contains(&"notes.txt".to_string()));
     assert!(!left.iter().any(|n| n.contains("lost")), "{left:?}");
+}
+
+/// A uid and gid.
+type Ids = (u32, u32);
+
+/// The module's answer to an args file: exit 0 and exactly one JSON object on one line, or what
+/// came instead. Bounded: a FIFO without a writer must not hang it.
+fn module_answer(
+    module: &Path,
+    arg: &Path,
+    cwd: &Path,
+    user: Option<Ids>,
+) -> Result<serde_json::Value, String> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(module);
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd
+        .arg(arg)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(30), "the module");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    if status.code() != Some(0) || stdout.trim_end().lines().count() != 1 {
+        return Err(format!("exit {:?}, stdout {stdout:?}", status.code()));
+    }
+    serde_json::from_str(stdout.trim_end()).map_err(|e| format!("not JSON ({e}): {stdout:?}"))
+}
+
+#[test]
+fn the_module_answers_one_json_object_whatever_its_args_file_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let module = d.join("retry_manager");
+    std::os::unix::fs::symlink(retryx_bin(), &module).unwrap();
+    let dir = d.join("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    let fifo = d.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let huge = d.join("huge");
+    // Over the 16 MiB cap (sparse: no disk used).
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    let binary = d.join("binary");
+    std::fs::write(&binary, b"{\"command\": \"\xff\xfe\"}").unwrap();
+    let empty = d.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let blank = d.join("blank");
+    std::fs::write(&blank, b"  \n\t\n").unwrap();
+    let list = d.join("list");
+    std::fs::write(&list, b"[1, 2]").unwrap();
+    // A socket cannot be opened as a file, whoever we are (root reads a 0000 file).
+    let socket = d.join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // Root's own 0600 file, read by the planting user (root would read it).
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let private = d.join("private");
+    std::fs::write(&private, b"{}").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cases: Vec<(&str, PathBuf, Option<Ids>)> = vec![
+        ("missing, by path", d.join("no-such-args")),
+        ("missing, bare name", PathBuf::from("no-such-args-either")),
+        ("a directory", dir),
+        ("a FIFO without a writer", fifo),
+        ("larger than the cap", huge),
+        ("endless (/dev/zero)", PathBuf::from("/dev/zero")),
+        ("not UTF-8", binary),
+        ("empty", empty),
+        ("only blanks", blank),
+        ("a JSON list", list),
+        ("unreadable (a socket)", socket),
+    ]
+    .into_iter()
+    .map(|(what, path)| (what, path, None))
+    .collect();
+    if let Some(ids) = planting_user() {
+        cases.push(("unreadable (another user's 0600 file)", private, Some(ids)));
+    }
+    let mut failures = Vec::new();
+    for (what, arg, user) in &cases {
+        match module_answer(&module, arg, d, *user) {
+            Ok(answer)
+                if answer["failed"] == true && answer["msg"].as_str().unwrap_or("").len() > 10 => {}
+            Ok(answer) => failures.push(format!("{what}: {answer}")),
+            Err(e) => failures.push(format!("{what}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} args files without a failed answer and its reason:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// The control characters (newline aside), line separators and bidi overrides in `text`.
+fn raw_controls(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|c| {
+            (c.is_control() && *c != '\n')
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
+#[test]
+fn control_characters_reach_log_lines_and_text_views_escaped_and_the_output_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let arts = tmp.path().join("arts");
+    let result = tmp.path().join("result.json");
+    // ESC/OSC (retitles the terminal), CSI as C1 (U+009B), BEL, DEL, a bidi override.
+    let name = "deploy \u{1b}]0;owned\u{7} \u{9b}31m \u{7f} \u{202e}x";
+    let script = "printf 'out \\033[2J kept\\n'; printf 'connection refused \\033]0;pwned\\007 \\302\\23331m \\177\\n' >&2; exit 1";
+    let out = retryx()
+        .args([
+            "-v",
+            "-n",
+            "2",
+            "-d",
+            "1ms",
+            "-j",
+            "none",
+            "--operation",
+            name,
+        ])
+        .arg("--artifacts-dir")
+        .arg(&arts)
+        .arg("--result-json")
+        .arg(&result)
+        .args(["--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(shell_code(out.status), 1);
+    // The command's own output passes through as it wrote it.
+    assert_eq!(out.stdout, b"out \x1b[2J kept\n".repeat(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let log_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("[20") && l.contains("] "))
+        .collect();
+    let mut failures = Vec::new();
+    if !log_lines.iter().any(|l| l.contains("\\x1b]0;owned\\x07")) {
+        failures.push("no log line shows the operation name escaped".to_string());
+    }
+    for l in &log_lines {
+        if !raw_controls(l).is_empty() {
+            failures.push(format!("log line: {l:?}"));
+        }
+    }
+    // retryx's own error lines: a config path that does not exist, named in the message.
+    let bad = retryx()
+        .args(["-c", "/nonexistent/\u{1b}]0;owned\u{7}.json", "--", "true"])
+        .output()
+        .unwrap();
+    let bad_err = String::from_utf8_lossy(&bad.stderr);
+    if !raw_controls(&bad_err).is_empty() || !bad_err.contains("\\x1b]0;owned") {
+        failures.push(format!("error line: {bad_err:?}"));
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    let session = doc["retry"]["session_id"].as_str().unwrap().to_string();
+    for format in ["text", "svg", "html"] {
+        let view = retryx()
+            .args([
+                "session",
+                "show",
+                &session,
+                "--format",
+                format,
+                "--artifacts-dir",
+            ])
+            .arg(&arts)
+            .output()
+            .unwrap();
+        assert_eq!(shell_code(view.status), 0, "{view:?}");
+        let text = String::from_utf8_lossy(&view.stdout);
+        if !raw_controls(&text).is_empty() {
+            failures.push(format!("session show --format {format}: {text:?}"));
+        }
+        if format == "text" && !text.contains("\\x1b]0;owned") {
+            failures.push(format!(
+                "the text view does not show the name escaped: {text:?}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} views with raw control characters (of {} log lines, an error line and 3 views):\n{}",
+        failures.len(),
+        log_lines.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn rejections_name_the_key_say_what_was_expected_and_never_echo_a_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("cfg.json");
+    let secret = "hunter2-Zq9xW7";
+    // (config, what the message must hold)
+    let cases: Vec<(serde_json::Value, &[&str])> = vec![
+        (
+            serde_json::json!({"jitter_seed": 1e308}),
+            &["key 'jitter_seed'", "expected a whole number"],
+        ),
+        (
+            serde_json::json!({"timeout": "40d"}),
+            &["key 'timeout'", "31 days"],
+        ),
+        (
+            serde_json::json!({"operation": "x", "operation_configs": {"x": {"base_delay": "1m", "max_delay": "1s"}}}),
+            &["key 'operation_configs.x.max_delay'", "expected a cap"],
+        ),
+        (
+            serde_json::json!({"operation_configs": {"x": {"timeout": "lots"}}}),
+            &["key 'operation_configs.x.timeout'", "expected a duration"],
+        ),
+        (
+            serde_json::json!({"circuit_breaker": {"minimum_calls": 0}}),
+            &["key 'circuit_breaker.minimum_calls'", "minimum of 1"],
+        ),
+        (
+            serde_json::json!({"external_systems": [{"name": "d", "type": "datadog", "site": "nope", "auth_header": format!("DD-API-KEY {secret}")}]}),
+            &["key 'external_systems[0].site'", "datadoghq.com"],
+        ),
+        (
+            serde_json::json!({"external_systems": [{"name": "d", "type": "datadog", "compression": "zz", "auth_header": format!("DD-API-KEY {secret}")}]}),
+            &[
+                "key 'external_systems[0].compression'",
+                "expected none, gzip or deflate",
+            ],
+        ),
+        (
+            serde_json::json!({"external_systems": {"name": "h", "url": format!("http://u:{secret}@h/x")}}),
+            &["key 'external_systems'", "expected a list"],
+        ),
+        (
+            serde_json::json!({"max_attempts": format!("http://u:{secret}@h:8080/x?token={secret}")}),
+            &["key 'max_attempts'", "expected an integer", "http://h:8080"],
+        ),
+        (
+            serde_json::json!({"state_backend": [format!("redis://:{secret}@h")]}),
+            &["key 'state_backend'", "expected a string"],
+        ),
+        (
+            serde_json::json!({"state_backend": format!("redis://u:{secret}/x@h:1/0")}),
+            &["key 'state_backend'", "expected a port"],
+        ),
+        (
+            serde_json::json!({"external_systems": [{"name": "h", "url": format!("ftp://u:{secret}@h/x")}]}),
+            &[
+                "key 'external_systems[0].url'",
+                "expected an http:// or https:// URL",
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (config, wanted) in &cases {
+        std::fs::write(&cfg, config.to_string()).unwrap();
+        let out = retryx()
+            .args(["validate"])
+            .arg(&cfg)
+            .env_remove("DD_API_KEY")
+            .output()
+            .unwrap();
+        let msg = String::from_utf8_lossy(&out.stderr).into_owned();
+        let missing: Vec<&&str> = wanted.iter().filter(|w| !msg.contains(**w)).collect();
+        if shell_code(out.status) != 125 || !missing.is_empty() || msg.contains(secret) {
+            failures.push(format!("{config}\n  -> {msg}  (missing {missing:?})"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rejections unclear or echoing a secret:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

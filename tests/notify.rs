@@ -179,12 +179,8 @@ fn notify_test_sends_slack_blocks_and_redacts_the_hook() {
     assert_eq!(n["inferred"], true);
     assert_eq!(n["http_status"], 200);
     assert_eq!(n["response"], "ok");
-    assert!(
-        n["target"]
-            .as_str()
-            .unwrap_or("")
-            .ends_with("/services/***")
-    );
+    // Scheme, host and port only: a hook's path is its secret.
+    assert_eq!(n["target"], format!("POST {}", rx.url("")));
     let seen = rx.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(

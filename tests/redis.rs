@@ -139,7 +139,7 @@ fn two_hosts_with_their_own_state_dirs_share_one_breaker() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(shown, format!("redis://:***@127.0.0.1:{}/3", redis.port));
+    assert_eq!(shown, format!("redis://127.0.0.1:{}", redis.port));
     // Keys are <prefix>:<kind>:<key>, in the URL's database, and expire.
     let keys = redis.cli(&["-n", "3", "KEYS", "retryx:*"]);
     assert!(keys.contains("retryx:breaker:vcenter"), "{keys}");
@@ -338,7 +338,8 @@ fn redis_killed_mid_run_open_goes_on_with_file_guards_and_keeps_the_exit_code() 
     );
     assert!(
         r.stderr
-            .contains(&format!("redis://:***@127.0.0.1:{}/0", redis.port)),
+            .contains(&format!("redis://127.0.0.1:{}", redis.port))
+            && !r.stderr.contains("@127.0.0.1"),
         "{}",
         r.stderr
     );
@@ -415,8 +416,7 @@ fn an_unreachable_backend_is_bounded_open_runs_closed_refuses_before_running() {
     assert_eq!(r.code, 7, "{}", r.stderr);
     assert!(marker.exists());
     assert!(
-        r.stderr
-            .contains(&format!("redis://ops:***@127.0.0.1:{port}/0")),
+        r.stderr.contains(&format!("redis://127.0.0.1:{port}")) && !r.stderr.contains("@127.0.0.1"),
         "{}",
         r.stderr
     );

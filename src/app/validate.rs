@@ -68,11 +68,6 @@ pub(crate) fn check_systems(config: &Config) -> Result<(), String> {
                 ));
             }
         }
-        if let Some(site) = &sys.site
-            && let Err(e) = crate::sinks::datadog::site_base(site)
-        {
-            return Err(format!("{}: {e}", key("site")));
-        }
         if let Some(h) = &sys.auth_header {
             let parsed = crate::sinks::system::parse_auth_header(h);
             if parsed.is_err() || !sendable(h) {
@@ -81,6 +76,20 @@ pub(crate) fn check_systems(config: &Config) -> Result<(), String> {
                     key("auth_header")
                 ));
             }
+        }
+        // Datadog's own keys, checked as a delivery would (which would only log a failure).
+        if let Some(site) = &sys.site
+            && let Err(e) = crate::sinks::datadog::site_base(site)
+        {
+            return Err(format!("{}: {e}", key("site")));
+        }
+        if let Some(how) = &sys.compression
+            && crate::sinks::datadog::compress(b"", Some(how)).is_err()
+        {
+            return Err(format!(
+                "{}: expected none, gzip or deflate, got {how:?}",
+                key("compression")
+            ));
         }
         for (name, value) in sys.headers.iter().flatten() {
             let name_ok = !name.is_empty()

@@ -97,11 +97,17 @@ pub struct Resolved {
 }
 
 fn compile_patterns(key: &str, p: &Option<Patterns>) -> Result<Vec<Regex>, ConfigError> {
+    let list = matches!(p, Some(Patterns::Many(v)) if v.len() > 1);
     p.as_ref()
         .map(|p| p.as_slice())
         .unwrap_or_default()
         .into_iter()
-        .map(|text| compile(key, text))
+        .enumerate()
+        .map(|(i, text)| match list {
+            // an item of a longer list is named with its index, as the schema's messages name it
+            true => compile(&format!("{key}.{i}"), text),
+            false => compile(key, text),
+        })
         .collect()
 }
 
@@ -160,6 +166,9 @@ impl Resolved {
             }
         };
         merged.retain(|_, v| !v.is_null());
+        // The keys the operation's own entry sets: a cross-key error about one of them names
+        // it where it was written (`operation_configs.<op>.max_delay`).
+        let mut from_operation: Vec<String> = Vec::new();
         if let Some(over) = top
             .operation_configs
             .as_ref()
@@ -167,6 +176,7 @@ impl Resolved {
         {
             if let Ok(Value::Object(mut m)) = serde_json::to_value(over) {
                 m.retain(|_, v| !v.is_null());
+                from_operation = m.keys().cloned().collect();
                 // A command given for the operation replaces a top-level argv and vice versa.
                 if m.contains_key("command") || m.contains_key("argv") {
                     merged.remove("command");
@@ -184,7 +194,18 @@ impl Resolved {
         // Everything merged is already valid; serde only re-reads it (and flags' values).
         let config: Config = serde_json::from_value(Value::Object(merged))
             .map_err(|e| ConfigError::invalid(format!("invalid option: {e}")))?;
-        let plan = plan_for(&config, operation)?;
+        let plan = plan_for(&config, operation.clone()).map_err(|ConfigError::Invalid(msg)| {
+            let mut msg = msg;
+            for k in &from_operation {
+                for end in ["'", "."] {
+                    msg = msg.replace(
+                        &format!("key '{k}{end}"),
+                        &format!("key 'operation_configs.{operation}.{k}{end}"),
+                    );
+                }
+            }
+            ConfigError::Invalid(msg)
+        })?;
         Ok(Resolved { config, plan })
     }
 }
@@ -279,9 +300,10 @@ fn plan_for(c: &Config, operation: String) -> Result<Plan, ConfigError> {
         .error_patterns
         .iter()
         .flatten()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             Ok(UserPattern {
-                regex: compile("error_patterns", &p.pattern)?,
+                regex: compile(&format!("error_patterns.{i}.pattern"), &p.pattern)?,
                 class: p.class,
             })
         })

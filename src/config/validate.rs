@@ -334,9 +334,66 @@ fn suggestion(unexpected: &str, allowed: &[&str]) -> Option<String> {
         .map(|(_, k)| format!(" (did you mean '{k}'?)"))
 }
 
+/// Keys whose values may hold a secret: a rejected value under them is described, not shown.
+const SECRET_KEYS: &[&str] = &[
+    "auth_header",
+    "headers",
+    "env",
+    "url",
+    "state_backend",
+    "api_key",
+    "password",
+    "token",
+];
+
+/// The value a message may show: under a secret-bearing key only its kind; elsewhere the value,
+/// with any URL in it cut to scheme, host and port (a URL in a list or a dict handed to the
+/// wrong key still carries its password).
+fn shown_instance(pointer: &str, v: &Value) -> Value {
+    let secret = pointer.split('/').any(|seg| SECRET_KEYS.contains(&seg));
+    if secret && !matches!(v, Value::Null | Value::Bool(_) | Value::Number(_)) {
+        return Value::String(format!("<{}, not shown>", kind_of(v)));
+    }
+    fn cut_urls(v: &Value) -> Value {
+        match v {
+            Value::String(s) if s.contains("://") => Value::String(crate::log::url_origin(s)),
+            Value::Array(items) => Value::Array(items.iter().map(cut_urls).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let shown = if SECRET_KEYS.contains(&k.as_str()) && v.is_string() {
+                            Value::String("<a string, not shown>".into())
+                        } else {
+                            cut_urls(v)
+                        };
+                        (k.clone(), shown)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    cut_urls(v)
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a dict",
+    }
+}
+
 fn format_error(root: &Value, e: &SchemaError) -> String {
     use super::schema_check::Kind as K;
     let pointer = e.instance_path.as_str();
+    let e = &SchemaError {
+        instance: shown_instance(pointer, &e.instance),
+        ..e.clone()
+    };
     let key = dotted(pointer);
     let at = if key.is_empty() {
         "the top level".to_string()
@@ -420,6 +477,7 @@ pub fn coerce_and_validate(mut value: Value, coerce_strings: bool) -> Result<Con
                 .err()
                 .map(|e| e.path().to_string())
                 .filter(|p| !p.is_empty() && p != ".");
+            let e = plain_words(&e.to_string());
             Err(ConfigError::invalid(match path {
                 Some(p) => format!("key '{p}': {e}"),
                 None => format!("invalid configuration: {e}"),
@@ -428,6 +486,25 @@ pub fn coerce_and_validate(mut value: Value, coerce_strings: bool) -> Result<Con
         // The schema accepted what the bounds check refused: the schema is the authority.
         Ok(config) => Ok(config),
     }
+}
+
+/// serde's type names said as the schema says them (`expected u64` means nothing to a user).
+fn plain_words(message: &str) -> String {
+    let mut out = message.to_string();
+    for (rust, plain) in [
+        ("u64", "a whole number from 0 to 18446744073709551615"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u8", "a whole number from 0 to 255"),
+        ("i64", "a whole number"),
+        ("usize", "a whole number from 0 up"),
+        ("f64", "a number"),
+    ] {
+        out = out.replace(&format!("expected {rust}"), &format!("expected {plain}"));
+    }
+    out.replace("invalid type: floating point", "got the number")
+        .replace("invalid type: ", "got ")
+        .replace("invalid value: ", "got ")
 }
 
 /// Whether the schema check alone accepts `value` (after the same null-dropping and

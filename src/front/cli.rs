@@ -439,7 +439,8 @@ fn operation_from_short(
     }
     if warn {
         eprintln!(
-            "retryx: warning: -o for --operation is deprecated (-o will mean --output): use --operation {name}"
+            "retryx: warning: -o for --operation is deprecated (-o will mean --output): use --operation {}",
+            crate::log::escape_controls(&name)
         );
     }
     Ok(Some(name))
@@ -867,7 +868,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match outcome {
         Ok(code) => code,
         Err(Usage(msg)) => {
-            eprintln!("retryx: {msg}");
+            eprintln!("retryx: {}", crate::log::escape_controls(&msg));
             USAGE
         }
     }

@@ -73,7 +73,8 @@ pub(crate) fn print_answer(
         }
         Err(AdminError::Usage(m)) => Err(format!("{what}: {m}")),
         Err(e) => {
-            eprintln!("retryx: {what} {key}: {e}");
+            let line = format!("{what} {key}: {e}");
+            eprintln!("retryx: {}", crate::log::escape_controls(&line));
             Ok(1)
         }
     }

@@ -32,8 +32,10 @@ const MAX_ARGS_BYTES: u64 = crate::sys::safe_fs::MAX_INPUT_BYTES;
 const ARGS_ON_STDIN: &str = "-";
 
 /// Whether this process was started as an Ansible binary module: exactly one argument, either
-/// `-` (args on stdin) or an existing file (not a flag, not a subcommand) when our name says so
-/// or the file holds a JSON object.
+/// `-` (args on stdin) or an existing file (not a flag, not a subcommand) that holds a JSON
+/// object. Under the module's name (`retry_manager`, `AnsiballZ_*`) any one argument but a flag
+/// or a subcommand is the args file, whatever it is (missing, a directory, a FIFO): the answer
+/// is then JSON that says what is wrong with it, never the CLI's usage text.
 pub fn is_module_invocation(args: &[OsString]) -> bool {
     if args.len() != 2 {
         return false;
@@ -43,7 +45,7 @@ pub fn is_module_invocation(args: &[OsString]) -> bool {
     }
     let arg = Path::new(&args[1]);
     let text = args[1].to_string_lossy();
-    if text.starts_with('-') || !arg.is_file() {
+    if text.starts_with('-') {
         return false;
     }
     let named = Path::new(&args[0])
@@ -53,8 +55,11 @@ pub fn is_module_invocation(args: &[OsString]) -> bool {
             n.contains("retry_manager") || n.contains("AnsiballZ")
         })
         .unwrap_or(false);
-    named
-        || std::fs::File::open(arg)
+    if named {
+        return arg.exists() || text.contains('/') || !is_subcommand(&text);
+    }
+    arg.is_file()
+        && std::fs::File::open(arg)
             .ok()
             .and_then(|mut f| {
                 let mut buf = [0u8; 64];
@@ -63,6 +68,14 @@ pub fn is_module_invocation(args: &[OsString]) -> bool {
                     .map(|n| buf[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
             })
             .unwrap_or(false)
+}
+
+/// Whether `word` is one of the CLI's subcommands (`retry_manager man` is still the CLI).
+fn is_subcommand(word: &str) -> bool {
+    use clap::CommandFactory;
+    super::cli::Cli::command()
+        .get_subcommands()
+        .any(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word))
 }
 
 fn failure(msg: impl Into<String>) -> Value {
@@ -168,13 +181,44 @@ fn read_args_file(path: &Path) -> Result<String, String> {
     if path.as_os_str() == ARGS_ON_STDIN {
         return read_args_from_stdin();
     }
-    match crate::sys::safe_fs::read_input(path, MAX_ARGS_BYTES) {
-        Ok(b) => String::from_utf8(b).map_err(|_| "the module args file is not UTF-8 text".into()),
-        Err(crate::sys::safe_fs::FsError::TooLarge { max, .. }) => Err(format!(
-            "the args file is larger than the {max} bytes allowed"
-        )),
-        Err(e) => Err(format!("cannot read the module args file: {e}")),
+    use std::io::Read;
+    let shown = path.display();
+    let bytes = open_args_file(path)
+        .and_then(|f| {
+            let mut buf = Vec::new();
+            f.take(MAX_ARGS_BYTES + 1)
+                .read_to_end(&mut buf)
+                .map(|_| buf)
+        })
+        .map_err(|e| format!("cannot read the module args file {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_ARGS_BYTES {
+        return Err(format!(
+            "the args file {shown} is larger than the {MAX_ARGS_BYTES} bytes allowed"
+        ));
     }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!(
+            "the module args file {shown} is empty: expected a JSON object"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("the module args file {shown} is not UTF-8 text"))
+}
+
+/// Opens the args file without blocking on a FIFO that has no writer (it then reads as empty),
+/// and refuses a directory before reading it.
+fn open_args_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlag::O_NONBLOCK.bits())
+        .open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(std::io::Error::other("it is a directory"));
+    }
+    // Reads block again (a pipe being written is read to its end).
+    fcntl(&file, FcntlArg::F_SETFL(OFlag::empty())).map_err(std::io::Error::from)?;
+    Ok(file)
 }
 
 fn run_module(path: &Path) -> Value {

@@ -152,7 +152,7 @@ fn report(r: Result<i32, String>) -> i32 {
     match r {
         Ok(c) => c,
         Err(msg) => {
-            eprintln!("retryx: {msg}");
+            eprintln!("retryx: {}", crate::log::escape_controls(&msg));
             USAGE
         }
     }
@@ -210,6 +210,7 @@ fn list(a: &ListArgs) -> Result<i32, String> {
         let s = match store.read_session(&sid) {
             Ok(s) => s,
             Err(err) => {
+                let err = crate::log::escape_controls(&err.to_string());
                 eprintln!("retryx: skipping {sid}: {err}");
                 continue;
             }

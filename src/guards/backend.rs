@@ -455,7 +455,7 @@ mod tests {
         assert!(dir.path().join("budget_k.json").exists());
         let lines = log.lines();
         assert_eq!(lines.len(), 1, "one warning: {lines:?}");
-        assert!(lines[0].contains("redis://:***@127.0.0.1:"), "{lines:?}");
+        assert!(lines[0].contains("backend=redis://127.0.0.1:"), "{lines:?}");
         assert!(!lines.join("\n").contains("pw-secret"));
         assert!(store.refusal().is_none());
         assert!(store.describe().contains("unavailable; used file"));

@@ -101,7 +101,8 @@ impl RedisUrl {
             None | Some("") => 6379,
             Some(p) => match p.parse::<u16>() {
                 Ok(n) if n > 0 => n,
-                _ => return Err(format!("expected a port 1-65535, got {p:?}")),
+                // Not echoed: with an unencoded '/' in a password, what stands here is part of it.
+                _ => return Err("expected a port 1-65535 after the host".into()),
             },
         };
         let db_text = path.split(['?', '#']).next().unwrap_or("");
@@ -110,7 +111,7 @@ impl RedisUrl {
         } else {
             db_text
                 .parse::<u32>()
-                .map_err(|_| format!("expected a database number after the '/', got {db_text:?}"))?
+                .map_err(|_| "expected a database number after the '/'".to_string())?
         };
         Ok(RedisUrl {
             tls,
@@ -122,21 +123,16 @@ impl RedisUrl {
         })
     }
 
-    /// The URL as it may be shown: the password is never part of it.
+    /// The URL as it may be shown: scheme, host and port, as every secret-bearing URL is shown
+    /// (no user, no password, no database).
     pub(crate) fn redacted(&self) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
-        let auth = match (&self.user, &self.password) {
-            (Some(u), Some(_)) => format!("{u}:***@"),
-            (None, Some(_)) => ":***@".to_string(),
-            (Some(u), None) => format!("{u}@"),
-            (None, None) => String::new(),
-        };
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        format!("{scheme}://{auth}{host}:{}/{}", self.port, self.db)
+        format!("{scheme}://{host}:{}", self.port)
     }
 }
 
@@ -317,11 +313,17 @@ impl Conn {
                 args.push(u.as_bytes());
             }
             args.push(pw.as_bytes());
-            // The server's answer to a wrong password names no password; ours neither.
-            c.cmd(&args)?.ok().map_err(|e| match e {
-                RespError::Server(m) => RespError::Connect(format!("AUTH refused: {m}")),
-                other => other,
-            })?;
+            // Redis's answer to a wrong password names none, but a server (or a proxy) that
+            // echoes the command would: the password is cut out of whatever it says.
+            let cut = |m: String| m.replace(pw.as_str(), "***");
+            c.cmd(&args)
+                .and_then(|reply| reply.ok())
+                .map_err(|e| match e {
+                    RespError::Server(m) => RespError::Connect(format!("AUTH refused: {}", cut(m))),
+                    RespError::Protocol(m) => RespError::Protocol(cut(m)),
+                    RespError::Io(m) => RespError::Io(cut(m)),
+                    RespError::Connect(m) => RespError::Connect(cut(m)),
+                })?;
         }
         if t.url.db != 0 {
             let db = t.url.db.to_string();
@@ -440,11 +442,11 @@ mod tests {
         );
         assert_eq!(u.user.as_deref(), Some("ops"));
         assert_eq!(u.password.as_deref(), Some("s@cret"));
-        assert_eq!(u.redacted(), "redis://ops:***@127.0.0.1:6380/2");
+        assert_eq!(u.redacted(), "redis://127.0.0.1:6380");
         assert!(!format!("{u:?}").contains("cret"));
         let u = RedisUrl::parse("rediss://:pw@[::1]:7000").unwrap();
         assert_eq!((u.tls, u.host.as_str(), u.db), (true, "::1", 0));
-        assert_eq!(u.redacted(), "rediss://:***@[::1]:7000/0");
+        assert_eq!(u.redacted(), "rediss://[::1]:7000");
         assert_eq!(RedisUrl::parse("redis://h").unwrap().port, 6379);
         for bad in [
             "http://h",

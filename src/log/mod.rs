@@ -1,6 +1,8 @@
 //! Log lines in the seeds' format: `[2026-01-21 15:00:05] WARN: message | k=v, k=v`. To stderr
 //! (CLI) or kept in memory (module, where stderr is not the user's). Never logs secrets: callers
-//! pass redacted values. It also carries the run's observers (the `--events` stream, the live
+//! pass redacted values (`url_origin` is what may be shown of any URL, here and everywhere);
+//! never writes a raw control character (`escape_controls`, also used by the text views). It
+//! also carries the run's observers (the `--events` stream, the live
 //! progress line): the logger already reaches every place where something happens (engine,
 //! guards, sinks), and a line drawn in place on the terminal must step aside for a log line.
 
@@ -137,7 +139,84 @@ impl Logger {
     }
 }
 
-/// One line; values are flattened to one line so a record cannot forge log lines.
+/// `text` with every control character shown as an escape: C0 and DEL as `\x1b`, C1 and the
+/// Unicode line separators and bidi overrides as `\u{9b}`. What an operation name, a message or
+/// a command's output carries must not drive the terminal reading a log line or a text view
+/// (ESC/OSC sequences retitle, recolour or hide text; a bidi override reorders it).
+pub fn escape_controls(text: &str) -> String {
+    if !text.chars().any(is_escaped) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        let code = u32::from(c);
+        if !is_escaped(c) {
+            out.push(c);
+        } else if code < 0x80 {
+            out.push_str(&format!("\\x{code:02x}"));
+        } else {
+            out.push_str(&format!("\\u{{{code:x}}}"));
+        }
+    }
+    out
+}
+
+fn is_escaped(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// What may be shown of a URL anywhere (a result's `target`, a log line, a record, an error, a
+/// validate message): `scheme://host:port`, nothing else. User info, path and query may all
+/// carry a secret (a password, a Slack hook's token behind a relay, `?api_key=`), and which
+/// part does cannot be told from the text. Anything that does not parse as plainly as that
+/// (`u:pa/ss@host`, an odd host) is shown as `scheme://***`.
+pub fn url_origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.trim().split_once("://") else {
+        return "***".to_string();
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return "***".to_string();
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let (host, port) = if let Some(inner) = host_port.strip_prefix('[') {
+        match inner.split_once(']') {
+            Some((h, p)) => (format!("[{h}]"), p),
+            None => (String::new(), ""),
+        }
+    } else {
+        match host_port.split_once(':') {
+            Some((h, p)) => (h.to_string(), p),
+            None => (host_port.to_string(), ""),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host.chars().all(|c| {
+            c.is_ascii_alphanumeric() || ".-_[]:".contains(c) || (!c.is_ascii() && !c.is_control())
+        });
+    let port_ok = match port.strip_prefix(':') {
+        Some(p) => !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()),
+        None => port.is_empty() || port.chars().all(|c| c.is_ascii_digit()),
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if !host_ok || !port_ok {
+        return format!("{scheme}://***");
+    }
+    let port = port.trim_start_matches(':');
+    if port.is_empty() {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}:{port}")
+    }
+}
+
+/// One line; values are flattened to one line so a record cannot forge log lines, and control
+/// characters are escaped so none reaches the terminal.
 pub fn format_line(
     at: chrono::NaiveDateTime,
     level: Level,
@@ -148,13 +227,13 @@ pub fn format_line(
         "[{}] {}: {}",
         at.format("%Y-%m-%d %H:%M:%S"),
         level.name(),
-        message
+        escape_controls(message)
     );
     if !fields.is_empty() {
         line.push_str(" | ");
         let parts: Vec<String> = fields
             .iter()
-            .map(|(k, v)| format!("{k}={}", v.replace(['\n', '\r'], " ")))
+            .map(|(k, v)| format!("{k}={}", escape_controls(&v.replace(['\n', '\r'], " "))))
             .collect();
         line.push_str(&parts.join(", "));
     }
@@ -186,5 +265,52 @@ mod tests {
             line,
             "[2026-01-21 15:00:05] WARN: operation failed, retrying | operation=vCenter login, attempt=1, delay=1s, error=connection timeout"
         );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_text_is_kept() {
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 1, 21)
+            .unwrap()
+            .and_hms_opt(15, 0, 5)
+            .unwrap();
+        let line = format_line(
+            at,
+            Level::Warn,
+            "failed \u{1b}[2J",
+            &[
+                ("operation", "a\u{1b}]0;owned\u{7}b".into()),
+                ("error", "x\u{9b}31m\u{7f}\ty\nz é ✓".into()),
+            ],
+        );
+        assert_eq!(
+            line,
+            "[2026-01-21 15:00:05] WARN: failed \\x1b[2J | operation=a\\x1b]0;owned\\x07b, error=x\\u{9b}31m\\x7f\\x09y z é ✓"
+        );
+        assert_eq!(escape_controls("\u{202e}abc"), "\\u{202e}abc");
+    }
+
+    #[test]
+    fn urls_are_shown_as_scheme_host_and_port_only() {
+        for (url, shown) in [
+            (
+                "http://relay.local:8080/x/services/T000/B000/SeCrEt",
+                "http://relay.local:8080",
+            ),
+            (
+                "https://hooks.slack.com/services/T/B/X",
+                "https://hooks.slack.com",
+            ),
+            (
+                "https://u:p%40ss@push.local:9091/metrics?token=abc#f",
+                "https://push.local:9091",
+            ),
+            ("redis://:pw@[::1]:7000/0", "redis://[::1]:7000"),
+            ("HTTP://h?api_key=1", "http://h"),
+            ("http://u:pa/ss@host/x", "http://***"),
+            ("http://u@p@ss@host:1/x", "http://host:1"),
+            ("not a url", "***"),
+        ] {
+            assert_eq!(url_origin(url), shown, "{url}");
+        }
     }
 }

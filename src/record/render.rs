@@ -1,8 +1,8 @@
 //! Pictures and listings of a session: a timeline in SVG (one row per operation, attempts as
 //! bars coloured by outcome with their error class, timeouts apart, waits as gaps, a wait cut by
 //! a stop signal drawn cut, every alert marked and written out, legend and time axis), the same
-//! in a single self-contained HTML file, and plain text for terminals. Pure: strings in, string
-//! out.
+//! in a single self-contained HTML file, and plain text for terminals. Control characters from
+//! records are shown escaped in every view, never raw. Pure: strings in, string out.
 
 use std::fmt::Write;
 
@@ -10,6 +10,7 @@ use super::alerts::Alert;
 use super::stats::seconds_between;
 use super::store::SessionView;
 use super::{AttemptRecord, AttemptStatus, OperationRecord, OperationStatus};
+use crate::log::escape_controls;
 
 /// Rows drawn at most; the rest are counted in a note (a picture of 10,000 rows helps no one).
 pub const MAX_ROWS: usize = 400;
@@ -20,7 +21,10 @@ const TOP: f64 = 92.0;
 
 pub const WIDTH: u32 = (LABEL_W + PLOT_W + 40.0) as u32;
 
+/// XML text with control characters (and bidi overrides) shown as escapes, as in the text view
+/// and the log lines (XML 1.0 forbids most C0 characters anyway).
 fn esc(s: &str) -> String {
+    let s = escape_controls(s);
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -29,7 +33,6 @@ fn esc(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&#39;"),
-            c if (c as u32) < 0x20 => o.push(' '),
             c => o.push(c),
         }
     }
@@ -405,12 +408,15 @@ pub fn text(view: &SessionView) -> String {
     let s = &view.session;
     let f = &s.final_statistics;
     let mut o = String::new();
-    let _ = writeln!(o, "session {}  {}", s.session_id, s.session_status);
+    // Every string from a record is shown with its control characters escaped: an operation
+    // name or an alert message must not drive the terminal.
+    let c = escape_controls;
+    let _ = writeln!(o, "session {}  {}", c(&s.session_id), c(&s.session_status));
     let _ = writeln!(
         o,
         "  {} → {}  ({:.3}s)",
-        s.session_start,
-        s.session_end.as_deref().unwrap_or("(open)"),
+        c(&s.session_start),
+        c(s.session_end.as_deref().unwrap_or("(open)")),
         s.session_duration
     );
     let _ = writeln!(
@@ -425,7 +431,7 @@ pub fn text(view: &SessionView) -> String {
         f.operations_per_minute
     );
     for a in all_alerts(view) {
-        let _ = writeln!(o, "  ALERT [{}] {}", a.severity, a.message);
+        let _ = writeln!(o, "  ALERT [{}] {}", c(&a.severity), c(&a.message));
     }
     for d in &view.operation_details {
         let r = &d.record;
@@ -451,12 +457,12 @@ pub fn text(view: &SessionView) -> String {
             o,
             "  {:<9} {:<24} {:>3}/{:<3} {:>9.3}s  {}  {}",
             r.status.as_str(),
-            short(&r.operation_name, 24),
+            short(&c(&r.operation_name), 24),
             r.attempt_count,
             r.max_attempts,
             r.execution_time,
             marks,
-            r.operation_id
+            c(&r.operation_id)
         );
     }
     o

@@ -352,8 +352,13 @@ pub fn log_outcomes(res: &NotifyResult, log: &Logger) {
     }
 }
 
-/// A human line for `retryx notify test`.
+/// A human line for `retryx notify test`, its control characters escaped (a receiver's answer
+/// must not drive the terminal).
 pub fn describe(o: &NotificationOutcome) -> String {
+    crate::log::escape_controls(&describe_raw(o))
+}
+
+fn describe_raw(o: &NotificationOutcome) -> String {
     let mut s = format!("{} ({}", o.system, o.kind);
     if let Some(why) = &o.inferred_from {
         s.push_str(&format!(", inferred from {why}"));

@@ -1,51 +1,17 @@
-//! Redaction of notification secrets: Slack hook paths, tokens in URLs (user info, query,
-//! token-like path segments) and auth header values. Everything a sink logs or records passes
-//! through here; nothing in this file may ever print a secret it was handed.
+//! Redaction of notification secrets: receivers' URLs shown as scheme, host and port only, and
+//! every secret a sink handles (the parts of a URL, auth header values, API keys) registered,
+//! with the forms it travels in (base64, percent-encoded and -decoded), to be scrubbed from
+//! errors and receivers' answers. Everything a sink logs or records passes through here;
+//! nothing in this file may ever print a secret it was handed.
 
 /// What is shown in place of a secret.
 pub const MASK: &str = "***";
 
-/// A URL with its secrets masked: user info dropped, query and fragment masked, Slack hook
-/// paths reduced to `/services/***`, token-like path segments masked.
+/// What is shown of a receiver's URL: scheme, host and port only (`crate::log::url_origin`).
+/// A relay can carry a Slack hook's token anywhere in its path, a webhook its key in a segment
+/// or the query: no part past the port is shown.
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (s, r),
-        None => return MASK.to_string(),
-    };
-    let (authority, path_and_more) = match rest.find(['/', '?', '#']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    let (path, tail) = match path_and_more.find(['?', '#']) {
-        Some(i) => path_and_more.split_at(i),
-        None => (path_and_more, ""),
-    };
-    let mut out = format!("{scheme}://{host}");
-    // A relay may carry a Slack hook anywhere in its path (`/x/services/T/B/TOKEN`).
-    if path.to_ascii_lowercase().contains("/services/")
-        || host.eq_ignore_ascii_case("hooks.slack.com")
-    {
-        out.push_str("/services/");
-        out.push_str(MASK);
-    } else {
-        let segments: Vec<String> = path
-            .split('/')
-            .map(|seg| {
-                if looks_like_token(seg) {
-                    MASK.to_string()
-                } else {
-                    seg.to_string()
-                }
-            })
-            .collect();
-        out.push_str(&segments.join("/"));
-    }
-    if !tail.is_empty() {
-        out.push_str(if tail.starts_with('?') { "?" } else { "#" });
-        out.push_str(MASK);
-    }
-    out
+    crate::log::url_origin(url)
 }
 
 /// `text` with every byte outside RFC 3986's unreserved set as `%XX` (the form a token takes
@@ -83,20 +49,12 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A path segment that is probably a credential: long and mixing letters and digits, or
-/// named like one.
-fn looks_like_token(seg: &str) -> bool {
-    let lower = seg.to_ascii_lowercase();
-    if ["token", "apikey", "api_key", "secret", "password"]
-        .iter()
-        .any(|w| lower.contains(w))
-    {
-        return true;
-    }
-    let letters = seg.chars().filter(|c| c.is_ascii_alphabetic()).count();
-    let digits = seg.chars().filter(|c| c.is_ascii_digit()).count();
-    seg.len() >= 20 && letters > 0 && digits > 0 && !seg.contains('@')
-}
+/// Path segments of the receivers' documented endpoints (`/services/`, `/api/v2/series`,
+/// `/api/v1/write`, `/metrics/job/`): not registered as secrets.
+const ENDPOINT_WORDS: &[&str] = &[
+    "services", "api", "series", "events", "write", "push", "metrics", "job", "hooks", "webhook",
+    "webhooks",
+];
 
 /// Removes known secret strings from free text (error messages, response bodies).
 #[derive(Debug, Clone, Default)]
@@ -121,7 +79,10 @@ impl Redactor {
             self.add_one(&base64::engine::general_purpose::URL_SAFE.encode(s));
             self.add_one(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(s));
             self.add_one(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s));
-            self.add_one(&percent_encode(s));
+            let encoded = percent_encode(s);
+            // (form encoding writes a space as '+')
+            self.add_one(&encoded.replace("%20", "+"));
+            self.add_one(&encoded);
         }
         self.add_one(s);
     }
@@ -134,40 +95,50 @@ impl Redactor {
         }
     }
 
-    /// Registers a URL's secret parts: the whole URL, its path and query, the user info and
-    /// each token-like path segment.
+    /// Registers a URL's secret parts, each also percent-decoded: the whole URL, the user info
+    /// and password (and so the base64 an `Authorization: Basic` header carries), everything
+    /// past the host (path and query), each path segment and each query value. Which part holds
+    /// a secret cannot be told (a relay puts a Slack token anywhere in its path); masking a
+    /// harmless segment in a receiver's echo costs nothing.
     pub fn add_url(&mut self, url: &str) {
-        self.add(url);
-        if let Some((_, rest)) = url.split_once("://") {
-            if let Some(at) = rest.find('@') {
-                let slash = rest.find('/').unwrap_or(rest.len());
-                if at < slash {
-                    let userinfo = &rest[..at];
-                    self.add(userinfo);
-                    // What `Authorization: Basic` carries: base64 of the decoded user:password.
-                    self.add(&percent_decode(userinfo));
-                    if let Some((_, password)) = userinfo.split_once(':') {
-                        self.add(password);
-                        self.add(&percent_decode(password));
-                    }
-                }
+        self.add_both(url);
+        let Some((_, rest)) = url.split_once("://") else {
+            return;
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            // What `Authorization: Basic` carries: base64 of the decoded user:password.
+            self.add_both(userinfo);
+            if let Some((_, password)) = userinfo.split_once(':') {
+                self.add_both(password);
             }
-            if let Some(i) = rest.find('/') {
-                let path = &rest[i..];
-                let is_slack = path.starts_with("/services/");
-                if is_slack {
-                    self.add(path);
-                }
-                let bare = path.split(['?', '#']).next().unwrap_or(path);
-                for seg in bare.split('/') {
-                    if looks_like_token(seg) || (is_slack && seg.len() >= 8) {
-                        self.add(seg);
-                    }
-                }
-                if let Some(q) = path.find('?') {
-                    self.add(&path[q + 1..]);
-                }
+        }
+        self.add_both(tail);
+        let (path, query) = tail.split_once(['?', '#']).unwrap_or((tail, ""));
+        for seg in path.split('/') {
+            // The receivers' own endpoint words are no one's secret, and masking them would
+            // mangle their answers ("out of order sample write").
+            if !ENDPOINT_WORDS.contains(&seg.to_ascii_lowercase().as_str()) {
+                self.add_both(seg);
             }
+        }
+        self.add_both(query);
+        for pair in query.split(['&', ';', '#']) {
+            self.add_both(pair);
+            if let Some((_, value)) = pair.split_once('=') {
+                self.add_both(value);
+            }
+        }
+    }
+
+    /// Registers `text` and its percent-decoded form (a URL carries a secret encoded, a request
+    /// or a receiver's echo may show it decoded).
+    fn add_both(&mut self, text: &str) {
+        self.add(text);
+        let decoded = percent_decode(text);
+        if decoded != text {
+            self.add(&decoded);
         }
     }
 
@@ -187,34 +158,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slack_hook_paths_are_masked() {
-        assert_eq!(
-            redact_url(
-                "https://hooks.slack.com/services/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"
+    fn urls_are_shown_as_scheme_host_and_port() {
+        for (url, shown) in [
+            (
+                "https://hooks.slack.com/services/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",
+                "https://hooks.slack.com",
             ),
-            "https://hooks.slack.com/services/***"
-        );
-        assert_eq!(
-            redact_url("http://127.0.0.1:9/services/T1/B2/abc"),
-            "http://127.0.0.1:9/services/***"
-        );
-    }
-
-    #[test]
-    fn user_info_query_and_tokens_are_masked() {
-        assert_eq!(
-            redact_url("https://user:pw@api.example.com/api/v2/series?api_key=abc#x"),
-            "https://api.example.com/api/v2/series?***"
-        );
-        assert_eq!(
-            redact_url("http://h:1/hook/a1b2c3d4e5f6a7b8c9d0e1f2/x"),
-            "http://h:1/hook/***/x"
-        );
-        assert_eq!(
-            redact_url("http://h:1/metrics/job/retryx"),
-            "http://h:1/metrics/job/retryx"
-        );
-        assert_eq!(redact_url("not a url"), MASK);
+            (
+                "http://127.0.0.1:9/services/T1/B2/abc",
+                "http://127.0.0.1:9",
+            ),
+            (
+                "https://user:pw@api.example.com/api/v2/series?api_key=abc#x",
+                "https://api.example.com",
+            ),
+            ("http://h:1/hook/a1b2c3d4e5f6a7b8c9d0e1f2/x", "http://h:1"),
+            ("not a url", MASK),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 
     #[test]
@@ -234,13 +196,21 @@ mod tests {
     #[test]
     fn a_relayed_hook_is_masked_and_derived_forms_of_secrets_too() {
         use base64::Engine as _;
-        let relay = "http://relay.local:8080/x/services/T000/B000/SeCrEtToKeN42xyz";
-        assert_eq!(redact_url(relay), "http://relay.local:8080/services/***");
+        let relay = "http://relay.local:8080/x/services/T000/B000/SeCrEt";
+        assert_eq!(redact_url(relay), "http://relay.local:8080");
+        let mut r = Redactor::new();
+        r.add_url(relay);
+        let echo = "POST /x/services/T000/B000/SeCrEt HTTP/1.1; token SeCrEt";
+        assert!(!r.scrub(echo).contains("SeCrEt"), "{}", r.scrub(echo));
+        let mut r = Redactor::new();
+        r.add_url("http://h:1/hook?key=a%2Bb%3Dc&x=1");
+        assert_eq!(r.scrub("got a+b=c"), "got ***");
+        let mut r = Redactor::new();
+        r.add_url("http://h:1/api/v1/write");
         assert_eq!(
-            redact_url("https://u:p@push.local:9091/metrics/job/x?token=abc"),
-            "https://push.local:9091/metrics/job/x?***"
+            r.scrub("out of order sample write"),
+            "out of order sample write"
         );
-        assert_eq!(redact_url("http://h:1"), "http://h:1");
         let mut r = Redactor::new();
         r.add_url("http://user:p%40ss%2Fw0rd@push.local:9091/metrics");
         let basic = base64::engine::general_purpose::STANDARD.encode("user:p@ss/w0rd");
@@ -251,8 +221,8 @@ mod tests {
         let mut r = Redactor::new();
         r.add("tok en/+=");
         let b64 = base64::engine::general_purpose::STANDARD.encode("tok en/+=");
-        let out = r.scrub(&format!("q=tok%20en%2F%2B%3D b={b64}"));
-        assert_eq!(out, "q=*** b=***");
+        let out = r.scrub(&format!("q=tok%20en%2F%2B%3D b={b64} f=tok+en%2F%2B%3D"));
+        assert_eq!(out, "q=*** b=*** f=***");
     }
 
     #[test]

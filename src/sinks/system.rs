@@ -173,8 +173,22 @@ fn with_headers(
     if let Some(a) = &sys.auth_header {
         let (k, v) = parse_auth_header(a)?;
         red.add(&v);
-        if let Some((_, tok)) = v.split_once(' ') {
+        if let Some((scheme, tok)) = v.split_once(' ') {
             red.add(tok);
+            // `Basic <base64>`: a receiver that decodes it shows `user:password` and the password.
+            if scheme.eq_ignore_ascii_case("basic") {
+                use base64::Engine as _;
+                if let Some(plain) = base64::engine::general_purpose::STANDARD
+                    .decode(tok.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                {
+                    red.add(&plain);
+                    if let Some((_, password)) = plain.split_once(':') {
+                        red.add(password);
+                    }
+                }
+            }
         }
         headers.push((k, v));
     }

@@ -719,6 +719,108 @@ fn an_aborted_wait_is_recorded_at_the_length_waited() {
     assert!(perf["total_wait_time"].as_f64().unwrap() < 10.0, "{perf}");
 }
 
+/// The module (as Ansible runs it) with one step of the role's `retry_tasks`, spawned.
+fn module_step(dir: &Path, name: &str, args: &serde_json::Value) -> std::process::Child {
+    let file = dir.join(format!("{name}.args"));
+    std::fs::write(&file, args.to_string()).unwrap();
+    let module = dir.join("AnsiballZ_retry_manager");
+    if !module.exists() {
+        std::os::unix::fs::symlink(retryx_bin(), &module).unwrap();
+    }
+    Command::new(&module)
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The one JSON object a module step printed.
+fn module_answer(child: std::process::Child, what: &str) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
+}
+
+/// The same through the role's `retry_tasks` path: `task_end` plans a 20 s wait, the next
+/// `task_start` sleeps it and gets SIGTERM as soon as it waits. The finished operation (the
+/// result and its record) must say far less than 20 s.
+#[test]
+fn an_aborted_wait_between_tasks_is_recorded_at_the_length_waited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let arts = tmp.path().join("arts");
+    let base = serde_json::json!({
+        "operation": "call the API", "tasks_file": "api.yml", "max_attempts": 3,
+        "base_delay": "20s", "jitter": "none", "artifacts_dir": arts,
+        "_ansible_check_mode": false, "_ansible_no_log": false, "_ansible_verbosity": 0,
+    });
+    let step = |extra: serde_json::Value| {
+        let mut a = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            a[k] = v.clone();
+        }
+        a
+    };
+    let first = module_step(
+        tmp.path(),
+        "start1",
+        &step(serde_json::json!({"action": "task_start"})),
+    );
+    let r = module_answer(first, "task_start 1");
+    assert_eq!(r["retry"]["next"], "attempt", "{r}");
+    let end = module_step(
+        tmp.path(),
+        "end1",
+        &step(
+            serde_json::json!({"action": "task_end", "task_state": r["retry"]["task_state"],
+            "task_failed": true, "task_name": "GET /health",
+            "task_result": {"status": 503, "msg": "Status code was 503"}}),
+        ),
+    );
+    let r = module_answer(end, "task_end 1");
+    assert_eq!(r["retry"]["next"], "retry", "{r}");
+    assert_eq!(r["retry"]["task_state"]["pending_delay"], 20.0, "{r}");
+    let started = std::time::Instant::now();
+    let wait = module_step(
+        tmp.path(),
+        "start2",
+        &step(serde_json::json!({"action": "task_start",
+            "task_state": r["retry"]["task_state"]})),
+    );
+    let pid = wait.id();
+    // The wait is a ppoll on the stop pipe (signal handlers are installed by then).
+    wait_until(Duration::from_secs(20), "task_start waiting", || {
+        wchan(pid).contains("poll")
+    });
+    signal(pid, "TERM");
+    let r = module_answer(wait, "task_start 2 after SIGTERM");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the wait ran on"
+    );
+    assert_eq!(r["retry"]["status"], "aborted", "{r}");
+    let waited = r["retry"]["attempts"][0]["delay_before_retry"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        waited < 10.0,
+        "recorded wait {waited} s of a 20 s wait cut short"
+    );
+    let sid = r["retry"]["session_id"].as_str().unwrap();
+    let op_dir = arts.join(format!("retry_session_{sid}"));
+    let op = names_in(&op_dir)
+        .into_iter()
+        .find(|n| n.ends_with(".json"))
+        .unwrap();
+    let op: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(op_dir.join(op)).unwrap()).unwrap();
+    assert_eq!(
+        op["attempts"][0]["delay_before_retry"].as_f64(),
+        Some(waited)
+    );
+}
+
 /// `{"a": {"a": ... 1}}`, `levels` dicts deep.
 fn nested(levels: usize) -> serde_json::Value {
     let mut v = serde_json::json!(1);

@@ -914,11 +914,20 @@ impl Store {
                 continue;
             }
             safe_fs::write_atomic(&self.dir, &pack_name, &gz)?;
-            if safe_fs::read_private(&pack_path, MAX_DOC_BYTES)? != gz {
-                report.skipped.push(format!(
-                    "{sid}: the pack read back differs, nothing removed"
-                ));
-                continue;
+            match safe_fs::read_private(&pack_path, MAX_DOC_BYTES) {
+                Ok(back) if back == gz => {}
+                Ok(_) => {
+                    report
+                        .skipped
+                        .push(format!("{sid}: the pack read back differs, originals kept"));
+                    continue;
+                }
+                Err(e) => {
+                    report.skipped.push(format!(
+                        "{sid}: the pack could not be read back ({e}), originals kept"
+                    ));
+                    continue;
+                }
             }
             // Only once the pack is safely on disk, and readable, do the originals go.
             let originals: Vec<PathBuf> = op_paths.iter().chain(&attempt_paths).cloned().collect();

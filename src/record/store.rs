@@ -222,6 +222,22 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap_or_default()
 }
 
+/// Whether the gzip file at `path`, read back from the disk, gives `original` byte for byte;
+/// why not otherwise.
+fn gunzips_to(path: &Path, original: &[u8]) -> Result<(), String> {
+    let gz = safe_fs::read_private(path, MAX_DOC_BYTES)
+        .map_err(|e| format!("the gzip could not be read back ({e})"))?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .take(original.len() as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("the gzip read back does not decompress ({e})"))?;
+    if out != original {
+        return Err("the gzip read back differs".into());
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Store { dir: dir.into() }
@@ -972,6 +988,13 @@ impl Store {
             let gz = gzip(&bytes);
             let gz_name = format!("{name}.gz");
             safe_fs::write_atomic(&self.dir, &gz_name, &gz)?;
+            // As for packs: the original goes only once its gzip, read back from the disk,
+            // gives the same bytes.
+            if let Err(why) = gunzips_to(&self.dir.join(&gz_name), &bytes) {
+                let _ = std::fs::remove_file(self.dir.join(&gz_name));
+                report.skipped.push(format!("{name}: {why}, original kept"));
+                continue;
+            }
             let _ = std::fs::remove_file(e.path());
             report.files.push(Compressed {
                 file: gz_name,
@@ -1491,6 +1514,29 @@ mod tests {
         assert_eq!(s.final_statistics.total_operations, 3);
         let (s, _) = store.finalize("s", None, false, now).unwrap();
         assert_eq!(s.operations.len(), 3);
+    }
+
+    /// The check compress makes before removing a file it gzipped: a good gzip passes; one
+    /// that is cut short, altered or missing does not, and says why.
+    #[test]
+    fn a_gzip_is_trusted_only_when_it_reads_back_to_the_original() {
+        let t = tempfile::tempdir().unwrap();
+        let original = br#"{"total_wait_time": 1.5}"#.repeat(100);
+        let gz = gzip(&original);
+        let path = t.path().join("x.json.gz");
+        std::fs::write(&path, &gz).unwrap();
+        assert_eq!(gunzips_to(&path, &original), Ok(()));
+        std::fs::write(&path, &gz[..gz.len() / 2]).unwrap();
+        let why = gunzips_to(&path, &original).unwrap_err();
+        assert!(why.contains("does not decompress"), "{why}");
+        std::fs::write(&path, gzip(b"{}")).unwrap();
+        assert_eq!(
+            gunzips_to(&path, &original).unwrap_err(),
+            "the gzip read back differs"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let why = gunzips_to(&path, &original).unwrap_err();
+        assert!(why.contains("could not be read back"), "{why}");
     }
 
     #[test]

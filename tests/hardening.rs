@@ -433,8 +433,9 @@ fn setsid_descendants_are_ended_at_timeout_and_no_zombies_pile_up() {
 }
 
 /// One writer of the race below: an operation of two failed attempts (attempt files on) into
-/// session `sid`, left open. Returns its operation id when its records were written.
-fn race_writer(arts: &Path, cfg: &Path, sid: &str) -> Option<String> {
+/// session `sid`, left open. Returns its operation id, or the `record_error` when its records
+/// were not written.
+fn race_writer(arts: &Path, cfg: &Path, sid: &str) -> Result<String, String> {
     let out = retryx()
         .args(["-q", "--result-json", "-", "-c"])
         .arg(cfg)
@@ -451,10 +452,10 @@ fn race_writer(arts: &Path, cfg: &Path, sid: &str) -> Option<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    if r["retry"].get("record_error").is_some() {
-        return None;
+    if let Some(e) = r["retry"].get("record_error") {
+        return Err(e.to_string());
     }
-    Some(r["retry"]["operation_id"].as_str().unwrap().to_string())
+    Ok(r["retry"]["operation_id"].as_str().unwrap().to_string())
 }
 
 /// `session show` as JSON: the session document's own count and the operation ids found.
@@ -508,6 +509,8 @@ fn cleanup_racing_writers_loses_no_operation_and_leaves_no_orphan() {
     )
     .unwrap();
     let written: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    // Writers whose records were not written (`record_error`): none may be.
+    let failed: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let removed_ops = AtomicU64::new(0);
     let removed_sessions = AtomicU64::new(0);
     let cleanups = AtomicU64::new(0);
@@ -515,7 +518,7 @@ fn cleanup_racing_writers_loses_no_operation_and_leaves_no_orphan() {
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
         for w in 0..3 {
-            let (arts, cfg, written, done) = (&arts, &cfg, &written, &done);
+            let (arts, cfg, written, failed, done) = (&arts, &cfg, &written, &failed, &done);
             s.spawn(move || {
                 let mut i = w;
                 while !done.load(Ordering::SeqCst) {
@@ -524,8 +527,9 @@ fn cleanup_racing_writers_loses_no_operation_and_leaves_no_orphan() {
                     } else {
                         "race_closed"
                     };
-                    if let Some(oid) = race_writer(arts, cfg, sid) {
-                        written.lock().unwrap().push((sid.to_string(), oid));
+                    match race_writer(arts, cfg, sid) {
+                        Ok(oid) => written.lock().unwrap().push((sid.to_string(), oid)),
+                        Err(e) => failed.lock().unwrap().push(format!("{sid}: {e}")),
                     }
                     i += 1;
                 }
@@ -571,6 +575,12 @@ fn cleanup_racing_writers_loses_no_operation_and_leaves_no_orphan() {
         done.store(true, Ordering::SeqCst);
     });
     let written = written.into_inner().unwrap();
+    let failed = failed.into_inner().unwrap();
+    assert_eq!(
+        failed.len(),
+        0,
+        "writers whose records were not written: {failed:?}"
+    );
     let of = |sid: &str| -> Vec<String> {
         let mut v: Vec<String> = written
             .iter()

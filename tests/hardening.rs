@@ -1005,6 +1005,8 @@ fn cleanup_removes_orphaned_attempt_files_once_old() {
     )
     .unwrap();
     std::fs::write(arts.join("notes.txt"), "mine").unwrap();
+    // A session directory with no operation file at all: its own age is all there is.
+    std::fs::create_dir(arts.join("retry_session_empty")).unwrap();
     let cleanup = |days: &str| -> serde_json::Value {
         let out = retryx()
             .args(["cleanup", "--retention-days", days, "--artifacts-dir"])
@@ -1026,13 +1028,15 @@ fn cleanup_removes_orphaned_attempt_files_once_old() {
         before,
         "fresh orphans are kept (a writer may be at work)"
     );
-    // Two hours later.
+    // Two hours later (files and the directories below `arts`).
     let ago = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
     let mut all = vec![arts.clone()];
+    let mut dirs = Vec::new();
     while let Some(d) = all.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
             if e.file_type().unwrap().is_dir() {
                 all.push(e.path());
+                dirs.push(e.path());
             } else {
                 std::fs::File::options()
                     .append(true)
@@ -1042,6 +1046,9 @@ fn cleanup_removes_orphaned_attempt_files_once_old() {
                     .unwrap();
             }
         }
+    }
+    for d in dirs {
+        std::fs::File::open(d).unwrap().set_modified(ago).unwrap();
     }
     let r = cleanup("1");
     assert_eq!(
@@ -1061,6 +1068,7 @@ fn cleanup_removes_orphaned_attempt_files_once_old() {
         "attempt_gone_1_0123456789abcdef_1.json".to_string(),
         format!("attempt_{lost}_1.json"),
         format!("attempt_{lost}_2.json"),
+        "retry_session_empty/".to_string(),
         "retry_session_lost/".to_string(),
     ];
     want.sort();

@@ -1095,24 +1095,36 @@ impl Store {
                 sdirs.push(sid.to_string());
             }
         }
-        // Operation directories without a session document, untouched since the cutoff.
+        // Operation directories without a session document, untouched since the cutoff: the
+        // directory itself too (an empty one, or one holding only temp files, has no operation
+        // file to date it).
+        let is_old = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| old(&m));
         let mut referenced = std::collections::HashSet::new();
         for sid in sdirs {
-            let ops = self.operation_files(&sid);
+            let sdir = self.session_dir(&sid);
             let removable = !self.session_file(&sid).exists()
-                && ops
-                    .iter()
-                    .all(|(_, p)| std::fs::symlink_metadata(p).is_ok_and(|m| old(&m)));
+                && is_old(&sdir)
+                && self.operation_files(&sid).iter().all(|(_, p)| is_old(p));
             let lock = if removable { self.busy(&sid)? } else { None };
-            // Rechecked under the lock: a writer may have written the document meanwhile.
-            if lock.is_some() && !self.session_file(&sid).exists() {
-                let ops = self.operation_files(&sid);
-                let paths: Vec<PathBuf> = ops.iter().map(|(_, p)| p.clone()).collect();
-                report.removed_files += safe_fs::remove_files(&paths);
-                report.removed_operations += paths.len() as u64;
-                let _ = std::fs::remove_dir(self.session_dir(&sid));
-                report.orphans.push(format!("retry_session_{sid}/"));
-                let _ = std::fs::remove_file(self.lock_file(&sid));
+            // Rechecked under the lock: a writer may have written the document or an
+            // operation meanwhile. Only what is still old goes; a young operation keeps the
+            // directory (and its attempts) for a later cleanup.
+            if lock.is_some() && !self.session_file(&sid).exists() && is_old(&sdir) {
+                let paths: Vec<PathBuf> = self
+                    .operation_files(&sid)
+                    .into_iter()
+                    .map(|(_, p)| p)
+                    .filter(|p| is_old(p))
+                    .collect();
+                let removed = safe_fs::remove_files(&paths);
+                report.removed_files += removed;
+                report.removed_operations += removed;
+                // What is left (young, or not removable) keeps its attempts.
+                referenced.extend(self.operation_files(&sid).into_iter().map(|(o, _)| o));
+                if std::fs::remove_dir(&sdir).is_ok() {
+                    report.orphans.push(format!("retry_session_{sid}/"));
+                    let _ = std::fs::remove_file(self.lock_file(&sid));
+                }
             } else {
                 referenced.extend(self.operation_files(&sid).into_iter().map(|(o, _)| o));
             }

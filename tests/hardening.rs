@@ -982,8 +982,9 @@ fn compress_keeps_what_its_pack_could_not_hold_and_the_limit_fits_the_pack() {
 
 /// Orphans (issue 17, item 3): attempt files no operation refers to, and an operation
 /// directory whose session document was never written (a writer killed half-way), are removed
-/// by `cleanup` once older than the retention period and an hour, never before; attempt files
-/// of live sessions and files that are not ours stay.
+/// by `cleanup` once older than the retention period and an hour, never before, and never
+/// while someone holds that session's lock; attempt files of live sessions and files that are
+/// not ours stay.
 #[test]
 fn cleanup_removes_orphaned_attempt_files_once_old() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1056,23 +1057,44 @@ fn cleanup_removes_orphaned_attempt_files_once_old() {
         serde_json::json!([]),
         "younger than the retention: {r}"
     );
+    let orphans_of = |r: &serde_json::Value| -> Vec<String> {
+        let mut v: Vec<String> = r["orphans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    // Someone (a writer, finalize) holds the "lost" session's lock: its directory and the
+    // attempts its operation refers to stay, however old; the other orphans go.
+    let lock = std::fs::File::open(arts.join("retry_session_lost.lock")).unwrap();
+    fs4::fs_std::FileExt::lock_exclusive(&lock).unwrap();
     let r = cleanup("0");
-    let mut orphans: Vec<String> = r["orphans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    orphans.sort();
+    assert_eq!(
+        orphans_of(&r),
+        [
+            "attempt_gone_1_0123456789abcdef_1.json",
+            "retry_session_empty/"
+        ],
+        "{r}"
+    );
+    assert_eq!(r["removed_operations"], 0, "{r}");
+    let left = names_in(&arts);
+    assert!(left.contains(&"retry_session_lost".to_string()), "{left:?}");
+    assert!(left.contains(&format!("attempt_{lost}_1.json")), "{left:?}");
+    assert_eq!(names_in(&arts.join("retry_session_lost")).len(), 1);
+    drop(lock);
+    // Released: now it goes.
+    let r = cleanup("0");
     let mut want = vec![
-        "attempt_gone_1_0123456789abcdef_1.json".to_string(),
         format!("attempt_{lost}_1.json"),
         format!("attempt_{lost}_2.json"),
-        "retry_session_empty/".to_string(),
         "retry_session_lost/".to_string(),
     ];
     want.sort();
-    assert_eq!(orphans, want, "{r}");
+    assert_eq!(orphans_of(&r), want, "{r}");
     assert_eq!(r["removed_operations"], 1, "{r}");
     let left = names_in(&arts);
     assert!(left.contains(&format!("attempt_{live}_1.json")), "{left:?}");

@@ -628,6 +628,9 @@ fn become_subreaper() {
 /// point, and pieces of it share the descriptors it owns.
 pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
     become_subreaper();
+    // `kill_by` is the time left as measured before this call: count from here, not from
+    // after the spawn, so building and spawning come out of it too.
+    let started = Instant::now();
     let mut cmd = match build_command(spec) {
         Ok(c) => c,
         Err(exit) => return AttemptOutput::synthetic(exit),
@@ -637,7 +640,6 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         Err(e) => return AttemptOutput::synthetic(spawn_failure(spec, &e)),
     };
     let pgid = Pid::from_raw(child.id() as i32);
-    let started = Instant::now();
     let mut out = Stream::new(child.stdout.take().map(OwnedFd::from), false, spec);
     let mut err = Stream::new(child.stderr.take().map(OwnedFd::from), true, spec);
     if let (StdinSpec::Text(text), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
@@ -661,8 +663,13 @@ pub fn run_attempt(spec: &AttemptSpec, cancel: &Cancel) -> AttemptOutput {
         let end = from + spec.kill_grace;
         hard_end.map_or(end, |h| end.min(h.max(from)))
     };
-    // The next moment something must be done: TERM at the timeout, KILL after the grace.
-    let mut kill_at: Option<Instant> = spec.timeout.map(|t| started + t);
+    // The next moment something must be done: TERM at the timeout, KILL after the grace. A
+    // `kill_by` without a timeout still stops the attempt (TERM then KILL at once).
+    let term_after = match (spec.timeout, spec.kill_by) {
+        (Some(t), Some(k)) => Some(t.min(k)),
+        (t, k) => t.or(k),
+    };
+    let mut kill_at: Option<Instant> = term_after.map(|t| started + t);
     let mut term_sent = false;
     let status = loop {
         let now = Instant::now();
@@ -858,6 +865,55 @@ mod tests {
         let mut big = Tail::new(4);
         big.push(b"abcdefgh");
         assert_eq!(big.finish().0, b"efgh");
+    }
+
+    /// An attempt with only `kill_by` (no timeout) is still stopped there, TERM ignored or not.
+    /// `run_attempt` signals and reaps every descendant of its process, so the test runs
+    /// alone in a fresh copy of this test binary, away from other tests' children.
+    #[test]
+    fn kill_by_alone_stops_an_attempt_that_ignores_term() {
+        const ALONE: &str = "RETRYX_EXEC_TEST_ALONE";
+        if std::env::var_os(ALONE).is_none() {
+            let exe = std::env::current_exe().unwrap();
+            let out = Command::new(exe)
+                .args([
+                    "--exact",
+                    "exec::tests::kill_by_alone_stops_an_attempt_that_ignores_term",
+                    "--test-threads=1",
+                ])
+                .env(ALONE, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("1 passed"), "the test ran: {text}");
+            return;
+        }
+        let command = CommandLine::Shell("trap '' TERM; sleep 30".into());
+        let spec = AttemptSpec {
+            command: &command,
+            chdir: None,
+            env: &[],
+            stdin: &StdinSpec::Null,
+            attempt: 1,
+            max_attempts: 1,
+            timeout: None,
+            kill_grace: Duration::from_secs(5),
+            kill_by: Some(Duration::from_millis(300)),
+            passthrough: false,
+            tail_bytes: 100,
+            retry_if: &[],
+            fail_if: &[],
+        };
+        let started = Instant::now();
+        let out = run_attempt(&spec, &Cancel::new());
+        // Generous: the machine may be loaded; unbounded, the child would run 30 s.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(out.exit, ExitKind::TimedOut));
     }
 
     #[test]

@@ -1016,3 +1016,69 @@ fn a_compress_stopped_before_removing_the_originals_is_finished_by_the_next() {
     );
     validate_all(&d);
 }
+
+/// `session finalize --config` reads its file as records are read: a FIFO (or a symlink) is
+/// refused at once with a message naming it, exit 125, never waited on; a regular file is read.
+#[test]
+fn finalize_refuses_a_fifo_as_its_config_instead_of_blocking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("records");
+    let ds = d.to_str().unwrap();
+    let o = retryx(&[
+        "-q",
+        "--artifacts-dir",
+        ds,
+        "--session-id",
+        "retry_fifo",
+        "--keep-open",
+        "--",
+        "true",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fifo = tmp.path().join("cfg.fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let link = tmp.path().join("cfg-link.json");
+    let real = tmp.path().join("cfg.json");
+    std::fs::write(&real, "{}").unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let finalize = |cfg: &Path| {
+        let mut child = Command::new(BIN)
+            .args(["session", "finalize", "retry_fifo", "--artifacts-dir", ds])
+            .arg("--config")
+            .arg(cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded: the old reader waited in `open` for a writer that never comes.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() >= until {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "finalize --config {} still running after 20 s",
+                    cfg.display()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.wait_with_output().unwrap()
+    };
+    for (cfg, why) in [(&fifo, "not a regular file"), (&link, "is a symlink")] {
+        let o = finalize(cfg);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(125), "{err}");
+        assert!(
+            err.contains("cannot read config") && err.contains(cfg.to_str().unwrap()),
+            "{err}"
+        );
+        assert!(err.contains(why), "{err}");
+    }
+    let o = finalize(&real);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["session_status"], "completed", "{r}");
+}

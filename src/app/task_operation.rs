@@ -331,7 +331,14 @@ impl Env<'_> {
         };
         if state.pending_delay > 0.0 && !self.check_mode {
             let wait = Duration::from_secs_f64(state.pending_delay);
+            let wait_start = self.timer.now();
             if let Some(sig) = self.timer.sleep(wait, self.cancel) {
+                // Recorded at the length actually waited, not the length planned (as the
+                // engine does).
+                let waited = self.timer.now().saturating_sub(wait_start).min(wait);
+                if let Some(last) = state.attempts.last_mut() {
+                    last.delay_before_retry = waited.as_secs_f64();
+                }
                 let err = last_error(&state);
                 return self.finish(
                     state,
@@ -709,6 +716,29 @@ mod tests {
         };
         assert_eq!(f.record.stop_reason, "max attempts reached");
         assert_eq!(f.record.status, OperationStatus::Failed);
+    }
+
+    #[test]
+    fn an_aborted_wait_is_recorded_at_the_length_waited() {
+        let r = resolved(json!({"command": "x", "max_attempts": 3, "base_delay": 20,
+            "jitter": "none"}));
+        let mut timer = FakeTimer::new();
+        timer.interrupt_at = Some((Duration::from_secs(5), 15));
+        let (cancel, log) = (Cancel::new(), Logger::memory(0));
+        let mut e = env(&r, &timer, &cancel, &log);
+        let Step::Attempt(s) = e.start(None) else {
+            panic!("no first attempt")
+        };
+        let Step::Retry { state, delay, .. } = e.end(s, &failed(json!({"status": 503}))) else {
+            panic!("503 is retried")
+        };
+        assert_eq!(delay, Duration::from_secs(20));
+        let Step::Done(f) = e.start(Some(state)) else {
+            panic!("the signal ends the operation")
+        };
+        assert_eq!(f.record.status, OperationStatus::Aborted);
+        assert_eq!(f.aborted_by, Some(15));
+        assert_eq!(f.record.attempts[0].delay_before_retry, 5.0);
     }
 
     #[test]

@@ -128,7 +128,8 @@ macro_rules! with_operation_keys {
             pub jitter_seed: Option<u64>,
             /// Per-attempt timeout: the attempt's process group is killed and classed `timeout`.
             pub timeout: Option<DurationSpec>,
-            /// Bound on the whole operation, waits included.
+            /// Bound on the whole operation, waits and kill grace included (a stopped attempt
+            /// gets TERM early enough that KILL lands at the deadline).
             pub deadline: Option<DurationSpec>,
             /// Grace between TERM and KILL when an attempt is stopped (default 2s).
             pub kill_grace: Option<DurationSpec>,
@@ -224,7 +225,8 @@ with_operation_keys! {
         pub operation: Option<String>,
         /// Per-operation overrides of the keys above.
         pub operation_configs: Option<BTreeMap<String, OperationConfig>>,
-        /// Context recorded with the operation (the role passes retry_component_context); never interpreted.
+        /// Context recorded with the operation (the role passes retry_component_context); never
+        /// interpreted; nested at most 64 levels deep.
         pub context: Option<serde_json::Value>,
         /// Add the operation to this session (default: a new one).
         pub session_id: Option<String>,

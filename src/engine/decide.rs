@@ -1,6 +1,8 @@
-//! The engine's pure decision: what an attempt came to (and, when a retry is wanted, the
-//! policy's wait and what the guards said) -> retry after d, or stop and why. No clock, no I/O,
-//! no randomness: the loop in `engine/mod.rs` gathers the facts and carries out the answer.
+//! The engine's pure decisions: before an attempt, when it is stopped (`attempt_bounds`: the
+//! timeout, and the deadline with the kill grace inside it); after it, what it came to (and,
+//! when a retry is wanted, the policy's wait and what the guards said) -> retry after d, or
+//! stop and why. No clock, no I/O, no randomness: the loop in `engine/mod.rs` gathers the
+//! facts and carries out the answer.
 
 use std::time::Duration;
 

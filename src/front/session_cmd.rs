@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::exit::USAGE;
 use crate::record::render;
 use crate::record::store::{DEFAULT_DIR, RecordError, Store};
+use crate::sys::safe_fs;
 
 #[derive(Args, Debug)]
 pub struct SessionArgs {
@@ -52,7 +53,8 @@ pub enum SessionCmd {
         id: String,
         #[command(flatten)]
         dir: DirArgs,
-        /// JSON config whose monitoring.alerts thresholds to apply [default: the session's own]
+        /// JSON config whose monitoring.alerts thresholds to apply (a regular file, not a link,
+        /// FIFO or device) [default: the session's own]
         #[arg(short = 'c', long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Close it as failed (as the role's "cleanup retry session on error")
@@ -310,9 +312,11 @@ fn finalize(
 ) -> Result<i32, String> {
     let t = match config {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|err| format!("cannot read config {}: {err}", p.display()))?;
-            let c: Config = serde_json::from_str(&text)
+            // As records are read (no symlink, no FIFO or device, so nothing can block us in
+            // `open`), under the cap `-c` has.
+            let text = safe_fs::read_private(p, safe_fs::MAX_INPUT_BYTES)
+                .map_err(|err| format!("cannot read config: {err}"))?;
+            let c: Config = serde_json::from_slice(&text)
                 .map_err(|err| format!("config {} is not valid: {err}", p.display()))?;
             thresholds(&c)
         }

@@ -222,6 +222,22 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap_or_default()
 }
 
+/// Whether the gzip file at `path`, read back from the disk, gives `original` byte for byte;
+/// why not otherwise.
+fn gunzips_to(path: &Path, original: &[u8]) -> Result<(), String> {
+    let gz = safe_fs::read_private(path, MAX_DOC_BYTES)
+        .map_err(|e| format!("the gzip could not be read back ({e})"))?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .take(original.len() as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("the gzip read back does not decompress ({e})"))?;
+    if out != original {
+        return Err("the gzip read back differs".into());
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Store { dir: dir.into() }
@@ -914,11 +930,20 @@ impl Store {
                 continue;
             }
             safe_fs::write_atomic(&self.dir, &pack_name, &gz)?;
-            if safe_fs::read_private(&pack_path, MAX_DOC_BYTES)? != gz {
-                report.skipped.push(format!(
-                    "{sid}: the pack read back differs, nothing removed"
-                ));
-                continue;
+            match safe_fs::read_private(&pack_path, MAX_DOC_BYTES) {
+                Ok(back) if back == gz => {}
+                Ok(_) => {
+                    report
+                        .skipped
+                        .push(format!("{sid}: the pack read back differs, originals kept"));
+                    continue;
+                }
+                Err(e) => {
+                    report.skipped.push(format!(
+                        "{sid}: the pack could not be read back ({e}), originals kept"
+                    ));
+                    continue;
+                }
             }
             // Only once the pack is safely on disk, and readable, do the originals go.
             let originals: Vec<PathBuf> = op_paths.iter().chain(&attempt_paths).cloned().collect();
@@ -963,6 +988,13 @@ impl Store {
             let gz = gzip(&bytes);
             let gz_name = format!("{name}.gz");
             safe_fs::write_atomic(&self.dir, &gz_name, &gz)?;
+            // As for packs: the original goes only once its gzip, read back from the disk,
+            // gives the same bytes.
+            if let Err(why) = gunzips_to(&self.dir.join(&gz_name), &bytes) {
+                let _ = std::fs::remove_file(self.dir.join(&gz_name));
+                report.skipped.push(format!("{name}: {why}, original kept"));
+                continue;
+            }
             let _ = std::fs::remove_file(e.path());
             report.files.push(Compressed {
                 file: gz_name,
@@ -1063,24 +1095,36 @@ impl Store {
                 sdirs.push(sid.to_string());
             }
         }
-        // Operation directories without a session document, untouched since the cutoff.
+        // Operation directories without a session document, untouched since the cutoff: the
+        // directory itself too (an empty one, or one holding only temp files, has no operation
+        // file to date it).
+        let is_old = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| old(&m));
         let mut referenced = std::collections::HashSet::new();
         for sid in sdirs {
-            let ops = self.operation_files(&sid);
+            let sdir = self.session_dir(&sid);
             let removable = !self.session_file(&sid).exists()
-                && ops
-                    .iter()
-                    .all(|(_, p)| std::fs::symlink_metadata(p).is_ok_and(|m| old(&m)));
+                && is_old(&sdir)
+                && self.operation_files(&sid).iter().all(|(_, p)| is_old(p));
             let lock = if removable { self.busy(&sid)? } else { None };
-            // Rechecked under the lock: a writer may have written the document meanwhile.
-            if lock.is_some() && !self.session_file(&sid).exists() {
-                let ops = self.operation_files(&sid);
-                let paths: Vec<PathBuf> = ops.iter().map(|(_, p)| p.clone()).collect();
-                report.removed_files += safe_fs::remove_files(&paths);
-                report.removed_operations += paths.len() as u64;
-                let _ = std::fs::remove_dir(self.session_dir(&sid));
-                report.orphans.push(format!("retry_session_{sid}/"));
-                let _ = std::fs::remove_file(self.lock_file(&sid));
+            // Rechecked under the lock: a writer may have written the document or an
+            // operation meanwhile. Only what is still old goes; a young operation keeps the
+            // directory (and its attempts) for a later cleanup.
+            if lock.is_some() && !self.session_file(&sid).exists() && is_old(&sdir) {
+                let paths: Vec<PathBuf> = self
+                    .operation_files(&sid)
+                    .into_iter()
+                    .map(|(_, p)| p)
+                    .filter(|p| is_old(p))
+                    .collect();
+                let removed = safe_fs::remove_files(&paths);
+                report.removed_files += removed;
+                report.removed_operations += removed;
+                // What is left (young, or not removable) keeps its attempts.
+                referenced.extend(self.operation_files(&sid).into_iter().map(|(o, _)| o));
+                if std::fs::remove_dir(&sdir).is_ok() {
+                    report.orphans.push(format!("retry_session_{sid}/"));
+                    let _ = std::fs::remove_file(self.lock_file(&sid));
+                }
             } else {
                 referenced.extend(self.operation_files(&sid).into_iter().map(|(o, _)| o));
             }
@@ -1482,6 +1526,29 @@ mod tests {
         assert_eq!(s.final_statistics.total_operations, 3);
         let (s, _) = store.finalize("s", None, false, now).unwrap();
         assert_eq!(s.operations.len(), 3);
+    }
+
+    /// The check compress makes before removing a file it gzipped: a good gzip passes; one
+    /// that is cut short, altered or missing does not, and says why.
+    #[test]
+    fn a_gzip_is_trusted_only_when_it_reads_back_to_the_original() {
+        let t = tempfile::tempdir().unwrap();
+        let original = br#"{"total_wait_time": 1.5}"#.repeat(100);
+        let gz = gzip(&original);
+        let path = t.path().join("x.json.gz");
+        std::fs::write(&path, &gz).unwrap();
+        assert_eq!(gunzips_to(&path, &original), Ok(()));
+        std::fs::write(&path, &gz[..gz.len() / 2]).unwrap();
+        let why = gunzips_to(&path, &original).unwrap_err();
+        assert!(why.contains("does not decompress"), "{why}");
+        std::fs::write(&path, gzip(b"{}")).unwrap();
+        assert_eq!(
+            gunzips_to(&path, &original).unwrap_err(),
+            "the gzip read back differs"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let why = gunzips_to(&path, &original).unwrap_err();
+        assert!(why.contains("could not be read back"), "{why}");
     }
 
     #[test]

@@ -175,7 +175,7 @@ PY
 }
 
 # debug_mode: the play's assertions, then the per-attempt lines in the default
-# (non -v) console output.
+# (non -v) console output, and retry_tasks' progress line.
 debug_mode_test() {
     local dir="$tmp/pb.debug_mode" out
     mkdir -p "$dir"
@@ -187,6 +187,9 @@ debug_mode_test() {
     grep -q '"attempt 1/3: rc 1, class connection_error' "$out" \
         && grep -q "attempt 1/3: rc 3, failed task 'Fail on the first attempt'" "$out" \
         || { echo "the attempts' lines are not in the default output"; return 1; }
+    # the progress line of retry_tasks' failed attempt, before the next one
+    grep -q 'FAILED - RETRYING: debug_tasks (attempt 1 of 3 failed: connection_error, ' "$out" \
+        || { echo "no progress line for the failed attempt"; return 1; }
 }
 
 # A small HTTP service (tests/ansible/services/http_service.py) on 127.0.0.1 for

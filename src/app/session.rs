@@ -193,6 +193,26 @@ pub(crate) fn action(
                     }),
             ),
         },
+        // A session "cleanup retry session on error" removed (it runs before this handler)
+        // has nothing to pack: said so, without touching the directory.
+        Action::Compress
+            if sid.is_some_and(|s| {
+                store::check_session_id(s).is_ok() && !store.session_file(s).exists()
+            }) =>
+        {
+            Answer::done(
+                false,
+                format!(
+                    "nothing to compress: no session {} in {}",
+                    sid.unwrap_or_default(),
+                    dir.display()
+                ),
+            )
+            .with(
+                "retry",
+                json!({"session_id": sid, "artifacts": [], "alerts": []}),
+            )
+        }
         Action::Compress => done(
             store
                 .compress(

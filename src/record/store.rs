@@ -1072,7 +1072,7 @@ impl Store {
             }
             let old = e
                 .metadata()
-                .map(|m| m.is_file() && now.timestamp() - m.mtime() > max_age)
+                .map(|m| m.is_file() && now.timestamp() - m.mtime() >= max_age)
                 .unwrap_or(false);
             if old {
                 n += u64::from(std::fs::remove_file(e.path()).is_ok());

@@ -143,4 +143,37 @@ mod tests {
             (json!(true), json!(REDACTED))
         );
     }
+
+    #[test]
+    fn attempt_detail_reads_the_redacted_document() {
+        let attempts = json!([
+            {"attempt_number": 1, "exit_code": 1, "error_type": "connection_error",
+             "should_retry": true, "retry_reason": "pattern", "status": "failed",
+             "error_message": "token hunter2 refused", "execution_time": 0.25,
+             "delay_before_retry": 1.5, "timed_out": false, "signal": null},
+            {"attempt_number": 2, "exit_code": null, "timed_out": true, "error_type": "timeout",
+             "should_retry": false, "status": "failed", "execution_time": 3.0,
+             "delay_before_retry": 0.0, "failed_task": "Call the API"}
+        ]);
+        let answer = Answer::failure("failed")
+            .with("retry", json!({"attempts": attempts, "max_attempts": 2}));
+        let mut d = of(&answer);
+        add_attempt_detail(&mut d);
+        assert_eq!(
+            d["retry"]["debug"],
+            json!([
+                "attempt 1/2: rc 1, class connection_error (retryable, pattern), matched \"token hunter2 refused\", took 0.250s, then waited 1.500s",
+                "attempt 2/2: timed out, failed task 'Call the API', class timeout (not retryable), took 3.000s"
+            ])
+        );
+        let mut hidden = answer.clone();
+        hidden.no_log = true;
+        let mut d = of(&hidden);
+        add_attempt_detail(&mut d);
+        let text = d["retry"]["debug"].to_string();
+        assert!(
+            !text.contains("hunter2") && text.contains(REDACTED),
+            "{text}"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! The module's front door for operations made of Ansible tasks (`action: task_start` /
 //! `task_end`, called by the role around each attempt of `retry_tasks`): reads the task-side
-//! args, runs one step of `task_op`, and turns it into the Ansible result. It decides nothing
-//! itself and never runs the tasks.
+//! args, runs one step of `task_op`, and turns it into the Ansible result; and reads the
+//! play's failed task for "cleanup retry session on error". It decides nothing itself and
+//! never runs the tasks.
 
 use serde_json::{Map, Value, json};
 

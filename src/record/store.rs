@@ -7,7 +7,8 @@
 //! retry_session_<sid>/operation_<oid>.json one per operation (seed "Operation Details", attempts included)
 //! attempt_<oid>_<n>.json                   one per attempt, when log_individual_attempts
 //! retry_performance_<sid>.json             written by finalize
-//! retry_session_error_<sid>.json           written by finalize when the session ended in failure
+//! retry_session_error_<sid>.json           written by finalize when the session ended in failure; by
+//!                                          close_on_error with the whole session, which it then removes
 //! retry_session_<sid>.records.json.gz      a finished session's operation and attempt files, packed by compress
 //! ```
 //!

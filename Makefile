@@ -53,7 +53,7 @@ rust-test:
 
 # The role's suite runs on the newest ansible-core that installs here (.venv) and on the
 # oldest the role supports (.venv-min, tests/requirements-min.txt: meta/main.yml says which).
-ROLE_SUITE := retry_tasks tasks_keywords success_after_retries check_mode no_log role handlers ansible_runner
+ROLE_SUITE := retry_tasks tasks_keywords success_after_retries check_mode no_log role handlers handlers_cleanup handlers_finalize_once handlers_notify debug_mode ansible_runner
 
 ## A Debian package for people without Ansible: the static binary, `man retryx`, completions.
 ## cargo-deb comes from crates.io the first time (~3 min).

@@ -749,7 +749,7 @@ fn module_step(dir: &Path, name: &str, args: &serde_json::Value) -> std::process
 }
 
 /// The one JSON object a module step printed.
-fn module_answer(child: std::process::Child, what: &str) -> serde_json::Value {
+fn task_step_answer(child: std::process::Child, what: &str) -> serde_json::Value {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
@@ -779,7 +779,7 @@ fn an_aborted_wait_between_tasks_is_recorded_at_the_length_waited() {
         "start1",
         &step(serde_json::json!({"action": "task_start"})),
     );
-    let r = module_answer(first, "task_start 1");
+    let r = task_step_answer(first, "task_start 1");
     assert_eq!(r["retry"]["next"], "attempt", "{r}");
     let end = module_step(
         tmp.path(),
@@ -790,7 +790,7 @@ fn an_aborted_wait_between_tasks_is_recorded_at_the_length_waited() {
             "task_result": {"status": 503, "msg": "Status code was 503"}}),
         ),
     );
-    let r = module_answer(end, "task_end 1");
+    let r = task_step_answer(end, "task_end 1");
     assert_eq!(r["retry"]["next"], "retry", "{r}");
     assert_eq!(r["retry"]["task_state"]["pending_delay"], 20.0, "{r}");
     let started = std::time::Instant::now();
@@ -806,7 +806,7 @@ fn an_aborted_wait_between_tasks_is_recorded_at_the_length_waited() {
         wchan(pid).contains("poll")
     });
     signal(pid, "TERM");
-    let r = module_answer(wait, "task_start 2 after SIGTERM");
+    let r = task_step_answer(wait, "task_start 2 after SIGTERM");
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "the wait ran on"

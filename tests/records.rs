@@ -1082,3 +1082,143 @@ fn finalize_refuses_a_fifo_as_its_config_instead_of_blocking() {
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["session_status"], "completed", "{r}");
 }
+
+/// The role's "cleanup retry session on error" (module `action: cleanup` with a session id):
+/// the session is closed as failed, its error record keeps the whole picture (session,
+/// operations with their attempts, the play's failed task classified), and every other file
+/// of that session goes; another session in the directory stays whole. Finalize closes a
+/// session once: called again with nothing new, it changes nothing.
+#[test]
+fn module_cleanup_on_error_keeps_the_picture_and_finalize_closes_once() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("r");
+    let flag = t.path().join("flag");
+    let common = json!({"artifacts_dir": d, "base_delay": 0, "log_individual_attempts": true});
+    let with = |extra: Value| {
+        let mut a = common.clone();
+        a.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        module(a)
+    };
+    let flaky = format!(
+        "[ -e {0} ] || {{ touch {0}; echo 'connection reset by peer' >&2; exit 1; }}",
+        flag.display()
+    );
+    let r = with(json!({"command": flaky, "session_id": "retry_2_err", "operation": "ok_op"}));
+    assert_eq!(r["retry"]["attempt_count"], 2, "{r}");
+    let r = with(json!({"command": "echo 'permission denied' >&2; exit 4",
+                        "session_id": "retry_2_err", "operation": "denied_op"}));
+    assert_eq!(r["failed"], true, "{r}");
+    let r = with(json!({"command": "true", "session_id": "retry_3_other", "operation": "other"}));
+    assert_eq!(r["failed"], false, "{r}");
+
+    // finalize twice: closed once
+    let fin =
+        |sid: &str| module(json!({"action": "finalize", "session_id": sid, "artifacts_dir": d}));
+    let first = fin("retry_3_other");
+    assert_eq!(
+        (
+            first["changed"].clone(),
+            first["retry"]["finalize_count"].clone()
+        ),
+        (json!(true), json!(1)),
+        "{first}"
+    );
+    let again = fin("retry_3_other");
+    assert_eq!(
+        (again["changed"].clone(), again["failed"].clone()),
+        (json!(false), json!(false)),
+        "{again}"
+    );
+    assert!(
+        again["msg"].as_str().unwrap().contains("already completed"),
+        "{again}"
+    );
+    let other = read_doc(&d.join("retry_session_retry_3_other.json"));
+    assert_eq!(other["finalize_count"], 1, "{other}");
+
+    let r = module(
+        json!({"action": "cleanup", "session_id": "retry_2_err", "artifacts_dir": d,
+                          "task_name": "Migrate the database",
+                          "task_result": {"failed": true, "rc": 7,
+                                          "stderr": "psql: could not connect: Connection refused"}}),
+    );
+    assert_eq!(
+        (r["failed"].clone(), r["changed"].clone()),
+        (json!(false), json!(true)),
+        "{r}"
+    );
+    assert!(
+        r["msg"].as_str().unwrap().contains("closed as failed"),
+        "{r}"
+    );
+    assert_eq!(r["retry"]["status"], "failed", "{r}");
+    assert_eq!(r["retry"]["error"]["class"], "connection_error", "{r}");
+
+    let names = validate_all(&d);
+    let of_err: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            n.contains("retry_2_err")
+                || n.starts_with("attempt_ok_op")
+                || n.starts_with("attempt_denied_op")
+        })
+        .collect();
+    assert_eq!(
+        of_err,
+        vec!["retry_session_error_retry_2_err.json"],
+        "{names:?}"
+    );
+    assert!(!d.join("retry_session_retry_2_err").exists());
+    assert!(!d.join("retry_session_retry_2_err.lock").exists());
+    for kept in [
+        "retry_session_retry_3_other.json",
+        "retry_performance_retry_3_other.json",
+    ] {
+        assert!(names.iter().any(|n| n == kept), "{kept} in {names:?}");
+    }
+    assert!(
+        names.iter().any(|n| n.starts_with("operation_other")),
+        "{names:?}"
+    );
+
+    let e = read_doc(&d.join("retry_session_error_retry_2_err.json"));
+    assert_eq!(e["session_status"], "failed");
+    assert_eq!(e["session"]["session_status"], "failed");
+    assert_eq!(e["session"]["final_statistics"]["total_operations"], 2);
+    assert_eq!(e["operations"].as_array().unwrap().len(), 2, "{e:#}");
+    let ok_op = e["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["operation_name"] == "ok_op")
+        .unwrap();
+    assert_eq!(ok_op["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(ok_op["attempts"][0]["error_type"], "connection_error");
+    assert_eq!(e["failed_operations"][0]["operation_name"], "denied_op");
+    assert_eq!(e["error"]["task"], "Migrate the database");
+    assert_eq!(e["error"]["rc"], 7);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Connection refused"),
+        "{e:#}"
+    );
+
+    // Nothing left to close: a warning, not a failure; retention later removes the old record.
+    let r = module(json!({"action": "cleanup", "session_id": "retry_2_err", "artifacts_dir": d}));
+    assert_eq!(
+        (r["failed"].clone(), r["changed"].clone()),
+        (json!(false), json!(false)),
+        "{r}"
+    );
+    assert!(
+        r["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("nothing to close"),
+        "{r}"
+    );
+}

@@ -47,6 +47,7 @@ pub(crate) fn after_operation(
         "notifications".into(),
         serde_json::to_value(&res.outcomes).unwrap_or_default(),
     );
+    answer.warnings.extend(failed_delivery_warnings(&res));
     if res.required_failed {
         let names: Vec<&str> = res
             .outcomes
@@ -114,15 +115,47 @@ pub(crate) fn action(config: &Config, check_mode: bool, log: &Logger) -> Answer 
     let failed = res.outcomes.iter().filter(|o| o.status == "failed").count();
     let msg = format!("notify {kind}: {sent} sent, {failed} failed");
     let mut answer = if res.required_failed {
-        Answer::failure(msg)
+        let names: Vec<&str> = res
+            .outcomes
+            .iter()
+            .filter(|o| o.required && o.status == "failed")
+            .map(|o| o.system.as_str())
+            .collect();
+        Answer::failure(format!(
+            "{msg}; required notification failed: {}",
+            names.join(", ")
+        ))
     } else {
         Answer::done(sent > 0, msg)
     };
+    answer.warnings.extend(failed_delivery_warnings(&res));
     answer.data.insert(
         "retry".into(),
         json!({"session_id": report.session_id, "notifications": res.outcomes}),
     );
     answer
+}
+
+/// One warning per delivery that failed (Ansible shows a result's `warnings` at any
+/// verbosity): the system, whether it was required, the HTTP status and the (redacted) error.
+fn failed_delivery_warnings(res: &NotifyResult) -> Vec<String> {
+    res.outcomes
+        .iter()
+        .filter(|o| o.status == "failed")
+        .map(|o| {
+            format!(
+                "notification to {} ({}{}) failed after {} attempt(s){}: {}",
+                o.system,
+                o.kind,
+                if o.required { ", required" } else { "" },
+                o.attempts,
+                o.http_status
+                    .map(|s| format!(", HTTP {s}"))
+                    .unwrap_or_default(),
+                o.error.as_deref().unwrap_or("no answer")
+            )
+        })
+        .collect()
 }
 
 /// `retryx notify test`: a test message to every enabled system.

@@ -130,8 +130,14 @@ pub(crate) fn close_own_session(config: &Config, record: &OperationRecord, log: 
 }
 
 /// The session actions (the role's handlers; `retryx session finalize`, `cleanup`,
-/// `compress`). In check mode nothing is written.
-pub(crate) fn action(action: Action, config: &Config, check_mode: bool) -> Answer {
+/// `compress`). In check mode nothing is written. `play_error` is what "cleanup retry session
+/// on error" knew of the play's failure (the failed task, classified).
+pub(crate) fn action(
+    action: Action,
+    config: &Config,
+    check_mode: bool,
+    play_error: Option<Value>,
+) -> Answer {
     let dir = artifacts_dir(config, true).unwrap_or_else(|| PathBuf::from(store::DEFAULT_DIR));
     let store = Store::new(&dir);
     let sid = config.session_id.as_deref();
@@ -155,13 +161,13 @@ pub(crate) fn action(action: Action, config: &Config, check_mode: bool) -> Answe
                     "action finalize needs session_id (the role passes retry_session_id)",
                 );
             };
-            done(finalize(&store, sid, config, false))
+            done(finalize_once(&store, sid, config))
         }
         // With a session id: the role's "cleanup retry session on error" closes the session
-        // as failed (records kept for the audit, an error record written). Without one:
-        // "cleanup old retry files", retention by age and count.
+        // as failed, keeps the whole picture in its error record and removes the rest. Without
+        // one: "cleanup old retry files", retention by age and count.
         Action::Cleanup => match sid {
-            Some(sid) => done(finalize(&store, sid, config, true)),
+            Some(sid) => done(close_on_error(&store, sid, config, play_error)),
             None => done(
                 store
                     .cleanup(
@@ -187,6 +193,26 @@ pub(crate) fn action(action: Action, config: &Config, check_mode: bool) -> Answe
                     }),
             ),
         },
+        // A session "cleanup retry session on error" removed (it runs before this handler)
+        // has nothing to pack: said so, without touching the directory.
+        Action::Compress
+            if sid.is_some_and(|s| {
+                store::check_session_id(s).is_ok() && !store.session_file(s).exists()
+            }) =>
+        {
+            Answer::done(
+                false,
+                format!(
+                    "nothing to compress: no session {} in {}",
+                    sid.unwrap_or_default(),
+                    dir.display()
+                ),
+            )
+            .with(
+                "retry",
+                json!({"session_id": sid, "artifacts": [], "alerts": []}),
+            )
+        }
         Action::Compress => done(
             store
                 .compress(
@@ -226,37 +252,105 @@ fn action_name(a: Action) -> String {
         .unwrap_or_default()
 }
 
-fn finalize(
+/// Finalize, unless the session is already closed and nothing changed since: no operation
+/// was added (that reopens it) and no other alert thresholds are given. Ansible runs a role's
+/// handler once per `include_role` that notified it, so "finalize retry session" may be
+/// called several times for one session; it closes the session once.
+fn finalize_once(store: &Store, sid: &str, config: &Config) -> Result<Answer, RecordError> {
+    let previous = match store.read_session(sid) {
+        Ok(s) => Some(s),
+        Err(RecordError::NoSuchSession { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(s) = previous
+        && s.session_status != "open"
+        && s.finalized_at.is_some()
+        && thresholds(config).is_none_or(|t| Some(&t) == s.thresholds.as_ref())
+    {
+        let msg = format!(
+            "session {sid} already {} (closed {} time(s)); nothing new to finalize",
+            s.session_status, s.finalize_count
+        );
+        return Ok(Answer::done(false, msg).with("retry", session_json(&s, &[])));
+    }
+    finalize(store, sid, config)
+}
+
+/// "cleanup retry session on error": the session closed as failed, its whole picture kept in
+/// `retry_session_error_<sid>.json`, every other file of it removed. A session with no records
+/// (no operation reached the host) has nothing to close: a warning, not a failure.
+fn close_on_error(
     store: &Store,
     sid: &str,
     config: &Config,
-    on_error: bool,
+    play_error: Option<Value>,
 ) -> Result<Answer, RecordError> {
-    let (s, files) = store.finalize(
+    let closed = store.close_on_error(
         sid,
         thresholds(config).as_ref(),
-        on_error,
+        play_error,
         chrono::Utc::now(),
-    )?;
+    );
+    let (doc, path, removed) = match closed {
+        Err(RecordError::NoSuchSession { id, dir }) => {
+            let msg = format!(
+                "no records of session {id} in {}: nothing to close",
+                dir.display()
+            );
+            let mut a = Answer::done(false, msg.clone()).with(
+                "retry",
+                json!({"session_id": sid, "artifacts": [], "alerts": []}),
+            );
+            a.warnings.push(msg);
+            return Ok(a);
+        }
+        other => other?,
+    };
+    let session = doc.session.as_ref();
+    let ops = session.map_or(0, |s| s.final_statistics.total_operations);
+    let failed = doc.failed_operations.len();
+    let msg = format!(
+        "session {sid} closed as failed ({failed} of {ops} operation(s) failed{}); \
+         kept {}, removed {removed} other file(s)",
+        doc.error
+            .as_ref()
+            .and_then(|e| e.get("task"))
+            .and_then(Value::as_str)
+            .map(|t| format!("; the play failed at task '{t}'"))
+            .unwrap_or_default(),
+        path.display()
+    );
+    let mut retry = session.map_or_else(|| json!({"session_id": sid}), |s| session_json(s, &[]));
+    retry["artifacts"] = json!([path.display().to_string()]);
+    retry["removed_files"] = json!(removed);
+    retry["error"] = doc.error.clone().unwrap_or(Value::Null);
+    Ok(Answer::done(true, msg).with("retry", retry))
+}
+
+/// The `retry` object of a closed session.
+fn session_json(s: &store::SessionDocument, files: &[PathBuf]) -> Value {
+    json!({
+        "session_id": s.session_id,
+        "status": s.session_status,
+        "session_start": s.session_start,
+        "session_end": s.session_end,
+        "session_duration": s.session_duration,
+        "statistics": s.final_statistics,
+        "alerts": s.alerts,
+        "finalize_count": s.finalize_count,
+        "artifacts": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    })
+}
+
+fn finalize(store: &Store, sid: &str, config: &Config) -> Result<Answer, RecordError> {
+    let (s, files) = store.finalize(sid, thresholds(config).as_ref(), false, chrono::Utc::now())?;
     let msg = format!(
         "session {sid} {}: {} operation(s), {} alert(s)",
         s.session_status,
         s.final_statistics.total_operations,
         s.alerts.len()
     );
-    Ok(Answer::done(true, msg).with(
-        "retry",
-        json!({
-            "session_id": sid,
-            "status": s.session_status,
-            "session_start": s.session_start,
-            "session_end": s.session_end,
-            "session_duration": s.session_duration,
-            "statistics": s.final_statistics,
-            "alerts": s.alerts,
-            "artifacts": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        }),
-    ))
+    Ok(Answer::done(true, msg).with("retry", session_json(&s, &files)))
 }
 
 /// The JSON Schema of each record document, by file name under `schemas/`.

@@ -259,6 +259,10 @@ fn run_module(path: &Path) -> Value {
         let name = crate::download::default_operation(dest, url);
         args.insert("operation".into(), json!(name));
     }
+    // "cleanup retry session on error": what the handler knew of the play's failure
+    // (ansible_failed_task / ansible_failed_result), kept out of the config.
+    let failed_task = (args.get("action").and_then(Value::as_str) == Some("cleanup"))
+        .then(|| crate::front::module_tasks::take_failed_task(&mut args));
     let mut resolved = match Resolved::from_value(Value::Object(args), Map::new(), true) {
         Ok(r) => r,
         Err(e) => return failure(e.to_string()),
@@ -297,10 +301,21 @@ fn run_module(path: &Path) -> Value {
         }
         // Issue 4: the role's finalize / cleanup / compress handlers.
         a @ (Action::Finalize | Action::Cleanup | Action::Compress) => {
-            crate::app::session::action(a, &resolved.config, flags.check_mode)
+            let play_error = match failed_task
+                .map(|t| crate::front::module_tasks::play_error(t, &resolved, no_log))
+                .transpose()
+            {
+                Ok(e) => e.flatten(),
+                Err(msg) => return failure(msg),
+            };
+            crate::app::session::action(a, &resolved.config, flags.check_mode, play_error)
         }
     };
-    document::of(&answer)
+    let mut out = document::of(&answer);
+    if resolved.config.debug_mode.unwrap_or(false) {
+        document::add_attempt_detail(&mut out);
+    }
+    out
 }
 
 /// Runs the module and prints its one JSON object. Always exits 0 when the result was printed

@@ -1,7 +1,8 @@
 //! The module's front door for operations made of Ansible tasks (`action: task_start` /
 //! `task_end`, called by the role around each attempt of `retry_tasks`): reads the task-side
-//! args, runs one step of `task_op`, and turns it into the Ansible result. It decides nothing
-//! itself and never runs the tasks.
+//! args, runs one step of `task_op`, and turns it into the Ansible result; and reads the
+//! play's failed task for "cleanup retry session on error". It decides nothing itself and
+//! never runs the tasks.
 
 use serde_json::{Map, Value, json};
 
@@ -219,6 +220,46 @@ fn task_facts(taken: &mut Map<String, Value>) -> Result<TaskFacts, String> {
     })
 }
 
+/// Takes the failed task's name and result (`task_name`, `task_result`) out of the args of
+/// "cleanup retry session on error".
+pub(crate) fn take_failed_task(args: &mut Map<String, Value>) -> Map<String, Value> {
+    let mut taken = Map::new();
+    for key in ["task_name", "task_result"] {
+        if let Some(v) = args.remove(key) {
+            taken.insert(key.to_string(), v);
+        }
+    }
+    taken
+}
+
+/// The play's error for the session's error record: the failed task, its result classified
+/// as an attempt's would be. None when the handler knew of no failed task.
+pub(crate) fn play_error(
+    mut taken: Map<String, Value>,
+    resolved: &Resolved,
+    no_log: bool,
+) -> Result<Option<Value>, String> {
+    let empty = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Object(m)) => m.is_empty(),
+        _ => false,
+    };
+    if empty(taken.get("task_name")) && empty(taken.get("task_result")) {
+        return Ok(None);
+    }
+    taken.insert("task_failed".into(), json!(true));
+    let facts = task_facts(&mut taken)?;
+    let verdict = crate::app::task_operation::classify_task(&resolved.plan, &facts);
+    Ok(Some(json!({
+        "task": facts.task,
+        "class": verdict.class,
+        "message": if no_log { REDACTED.to_string() } else { verdict.message },
+        "rc": facts.rc,
+        "status": facts.status,
+    })))
+}
+
 /// A step that is not the last: what the role needs for the next attempt.
 fn step_result(
     resolved: &Resolved,
@@ -303,5 +344,9 @@ fn finished(
     for k in ["stdout", "stderr", "stdout_lines", "stderr_lines"] {
         answer.data.remove(k);
     }
-    document::of(&answer)
+    let mut out = document::of(&answer);
+    if resolved.config.debug_mode.unwrap_or(false) {
+        document::add_attempt_detail(&mut out);
+    }
+    out
 }

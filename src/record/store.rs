@@ -7,7 +7,8 @@
 //! retry_session_<sid>/operation_<oid>.json one per operation (seed "Operation Details", attempts included)
 //! attempt_<oid>_<n>.json                   one per attempt, when log_individual_attempts
 //! retry_performance_<sid>.json             written by finalize
-//! retry_session_error_<sid>.json           written by finalize when the session ended in failure
+//! retry_session_error_<sid>.json           written by finalize when the session ended in failure; by
+//!                                          close_on_error with the whole session, which it then removes
 //! retry_session_<sid>.records.json.gz      a finished session's operation and attempt files, packed by compress
 //! ```
 //!
@@ -125,6 +126,10 @@ pub struct SessionDocument {
     pub finalized_at: Option<String>,
     /// The end of the latest operation seen (while open).
     pub last_operation_end: String,
+    /// How many times the session was closed (a finalize that found it already closed and
+    /// unchanged does not count: see `app::session`).
+    #[serde(default)]
+    pub finalize_count: u32,
 }
 
 /// `retry_performance_<id>.json`.
@@ -166,6 +171,17 @@ pub struct ErrorDocument {
     pub reason: String,
     pub failed_operations: Vec<FailedOperation>,
     pub error_distribution: BTreeMap<String, u64>,
+    /// "cleanup retry session on error" only: the error the play reported (the failed task,
+    /// its class and message), when the handler knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// "cleanup retry session on error" only: the closed session document, kept here because
+    /// every other file of the session is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionDocument>,
+    /// "cleanup retry session on error" only: every operation with its attempts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<OperationDocument>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -391,6 +407,7 @@ impl Store {
                     last_update: String::new(),
                     finalized_at: None,
                     last_operation_end: record.end_time.clone(),
+                    finalize_count: 0,
                 }
             }
             Err(e) => return Err(e),
@@ -546,6 +563,17 @@ impl Store {
         check_session_id(sid)?;
         safe_fs::ensure_private_dir(&self.dir)?;
         let _lock = self.lock(sid)?;
+        self.finalize_locked(sid, thresholds, force_failed, now)
+    }
+
+    /// `finalize` with the session lock already held.
+    fn finalize_locked(
+        &self,
+        sid: &str,
+        thresholds: Option<&AlertThresholds>,
+        force_failed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(SessionDocument, Vec<PathBuf>), RecordError> {
         let previous = match self.read_session(sid) {
             Ok(s) => Some(s),
             Err(RecordError::NoSuchSession { .. }) => None,
@@ -641,6 +669,7 @@ impl Store {
             last_update: timestamp(now),
             finalized_at: Some(timestamp(now)),
             last_operation_end: end,
+            finalize_count: previous.as_ref().map_or(0, |p| p.finalize_count) + 1,
         };
         let mut files = Vec::new();
         let perf = PerformanceDocument {
@@ -683,6 +712,9 @@ impl Store {
                 reason,
                 failed_operations: failed_ops,
                 error_distribution: errors,
+                error: None,
+                session: None,
+                operations: Vec::new(),
             };
             let bytes = to_bytes(&e, &self.dir.join(&ename))?;
             files.push(safe_fs::write_atomic(&self.dir, &ename, &bytes)?);
@@ -697,6 +729,52 @@ impl Store {
             safe_fs::write_atomic(&self.dir, &format!("retry_session_{sid}.json"), &bytes)?,
         );
         Ok((session, files))
+    }
+
+    /// "cleanup retry session on error": closes the session as failed, folds the whole picture
+    /// (the session document, every operation with its attempts, the play's error) into
+    /// `retry_session_error_<sid>.json`, then removes every other file of the session. The
+    /// error record is written (temp + fsync + rename) before anything is removed, all under
+    /// the session lock, so a kill at any point loses nothing. Returns the error record, its
+    /// path and how many files went.
+    pub fn close_on_error(
+        &self,
+        sid: &str,
+        thresholds: Option<&AlertThresholds>,
+        error: Option<Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(ErrorDocument, PathBuf, u64), RecordError> {
+        check_session_id(sid)?;
+        safe_fs::ensure_private_dir(&self.dir)?;
+        let lock = self.lock(sid)?;
+        let (session, _) = match self.finalize_locked(sid, thresholds, true, now) {
+            Err(e @ RecordError::NoSuchSession { .. }) => {
+                // Taking the lock made its file: leave no trace of a session that is not there.
+                let _ = std::fs::remove_file(self.lock_file(sid));
+                return Err(e);
+            }
+            other => other?,
+        };
+        let ename = format!("retry_session_error_{sid}.json");
+        let epath = self.dir.join(&ename);
+        let mut doc: ErrorDocument = Self::read_json(&epath)?;
+        let mut ops = Vec::new();
+        self.for_each_operation(sid, |d| ops.push(d))?;
+        ops.sort_by(|a, b| {
+            a.record
+                .start_time
+                .cmp(&b.record.start_time)
+                .then(a.record.operation_id.cmp(&b.record.operation_id))
+        });
+        doc.error = error;
+        doc.operations = ops;
+        doc.session = Some(session.clone());
+        let path = safe_fs::write_atomic(&self.dir, &ename, &to_bytes(&doc, &epath)?)?;
+        let (removed, _) = self.remove_session(sid, &session, true)?;
+        // The lock file goes last, while we still hold it (see `lock`).
+        let _ = std::fs::remove_file(self.lock_file(sid));
+        drop(lock);
+        Ok((doc, path, removed))
     }
 
     /// Session ids present in the directory, newest activity first.
@@ -1048,7 +1126,7 @@ impl Store {
             // Recheck under the lock: a writer may have reopened it meanwhile.
             match self.read_session(sid) {
                 Ok(s) if s.session_status != "open" => {
-                    let (files, ops) = self.remove_session(sid, &s)?;
+                    let (files, ops) = self.remove_session(sid, &s, false)?;
                     report.removed_files += files;
                     report.removed_operations += ops;
                     report.removed_sessions.push(sid.clone());
@@ -1063,6 +1141,7 @@ impl Store {
         let orphan_cutoff = (now.timestamp() - i64::from(retention_days) * 86_400)
             .min(now.timestamp() - STALE_TEMP_SECS);
         self.remove_orphans(orphan_cutoff, &mut report)?;
+        report.removed_files += self.remove_old_error_records(retention_days, now);
         Ok(report)
     }
 
@@ -1178,8 +1257,14 @@ impl Store {
             .collect()
     }
 
-    /// Removes a finished session's files; returns (files, operations) removed.
-    fn remove_session(&self, sid: &str, s: &SessionDocument) -> Result<(u64, u64), RecordError> {
+    /// Removes a finished session's files (with `keep_error`, all but its error record);
+    /// returns (files, operations) removed.
+    fn remove_session(
+        &self,
+        sid: &str,
+        s: &SessionDocument,
+        keep_error: bool,
+    ) -> Result<(u64, u64), RecordError> {
         let mut n = 0;
         let mut oids: Vec<String> = s
             .operations
@@ -1213,11 +1298,44 @@ impl Store {
             Self::pack_name(sid),
             format!("retry_session_{sid}.json"),
         ] {
+            if keep_error && name.starts_with("retry_session_error_") {
+                continue;
+            }
             n += u64::from(std::fs::remove_file(self.dir.join(name)).is_ok());
         }
         let operations: std::collections::HashSet<String> =
             oids.iter().map(|o| super::sanitize_file_part(o)).collect();
         Ok((n, operations.len() as u64))
+    }
+
+    /// The error records "cleanup retry session on error" kept when it removed the rest of
+    /// their session: they have no session document, so retention goes by their age alone.
+    fn remove_old_error_records(&self, retention_days: u32, now: DateTime<Utc>) -> u64 {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let max_age = i64::from(retention_days) * 86_400;
+        let mut n = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(sid) = name.strip_prefix("retry_session_error_").and_then(|r| {
+                r.strip_suffix(".json")
+                    .or_else(|| r.strip_suffix(".json.gz"))
+            }) else {
+                continue;
+            };
+            if check_session_id(sid).is_err() || self.session_file(sid).exists() {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .map(|m| m.is_file() && now.timestamp() - m.mtime() >= max_age)
+                .unwrap_or(false);
+            if old {
+                n += u64::from(std::fs::remove_file(e.path()).is_ok());
+            }
+        }
+        n
     }
 
     fn remove_stale_temps(&self, now: DateTime<Utc>) -> Result<u64, RecordError> {

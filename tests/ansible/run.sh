@@ -143,12 +143,53 @@ PY
     local server=$!
     for _ in $(seq 50); do [ -s "$dir/port" ] && break; sleep 0.1; done
     port="$(cat "$dir/port" 2>/dev/null)"
-    ansible-playbook "$root/tests/ansible/playbooks/handlers_notify.yml" -e "test_tmp=$dir" \
-        -e "receiver_url=http://127.0.0.1:$port/hook" -e "receiver_log=$dir/received.jsonl"
+    # a port nothing listens on: bound, then closed
+    dead="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    local args=(-e "test_tmp=$dir" -e "receiver_url=http://127.0.0.1:$port/hook"
+        -e "receiver_log=$dir/received.jsonl" -e "dead_url=http://127.0.0.1:$dead/hook")
+    # 1. the failed delivery is a warning, the handler ok and the play goes on
+    ansible-playbook "$root/tests/ansible/playbooks/handlers_notify.yml" "${args[@]}" \
+        >"$dir/out1" 2>&1
     rc=$?
+    cat "$dir/out1"
+    if [ $rc -eq 0 ] && ! grep -q '\[WARNING\]: notification to dead_hook (webhook) failed' "$dir/out1"; then
+        echo "no warning for the failed delivery"
+        rc=1
+    fi
+    # 2. required: true: the same failure fails the handler, naming the system
+    if [ $rc -eq 0 ]; then
+        : >"$dir/received.jsonl"
+        mkdir -p "$dir/required"
+        ansible-playbook "$root/tests/ansible/playbooks/handlers_notify.yml" "${args[@]}" \
+            -e dead_required=true -e "test_tmp=$dir/required" >"$dir/out2" 2>&1
+        local rc2=$?
+        cat "$dir/out2"
+        if [ $rc2 -eq 0 ] || ! grep -q 'required notification failed: dead_hook' "$dir/out2"; then
+            echo "a required system's failed delivery did not fail the handler (rc $rc2)"
+            rc=1
+        fi
+    fi
     kill "$server" 2>/dev/null
     wait "$server" 2>/dev/null
     return $rc
+}
+
+# debug_mode: the play's assertions, then the per-attempt lines in the default
+# (non -v) console output, and retry_tasks' progress line.
+debug_mode_test() {
+    local dir="$tmp/pb.debug_mode" out
+    mkdir -p "$dir"
+    out="$dir/console"
+    ansible-playbook "$root/tests/ansible/playbooks/debug_mode.yml" -e "test_tmp=$dir" >"$out" 2>&1
+    local rc=$?
+    cat "$out"
+    [ $rc -eq 0 ] || return 1
+    grep -q '"attempt 1/3: rc 1, class connection_error' "$out" \
+        && grep -q "attempt 1/3: rc 3, failed task 'Fail on the first attempt'" "$out" \
+        || { echo "the attempts' lines are not in the default output"; return 1; }
+    # the progress line of retry_tasks' failed attempt, before the next one
+    grep -q 'FAILED - RETRYING: debug_tasks (attempt 1 of 3 failed: connection_error, ' "$out" \
+        || { echo "no progress line for the failed attempt"; return 1; }
 }
 
 # A small HTTP service (tests/ansible/services/http_service.py) on 127.0.0.1 for
@@ -241,7 +282,10 @@ check no_log               no_log_test
 check bad_args             playbook bad_args
 check role                 playbook role
 check handlers             playbook handlers
+check handlers_cleanup     playbook handlers_cleanup
+check handlers_finalize_once playbook handlers_finalize_once
 check handlers_notify      handlers_notify_test
+check debug_mode           debug_mode_test
 check example_basic        example basic.yml
 check example_advanced     example advanced.yml
 check example_demo         example demo.yml

@@ -8,6 +8,7 @@ which is what AAP stores as the job's artifacts.
 import datetime
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -29,11 +30,34 @@ ARTIFACT_NAMES = {
 MODULE = REPO / "roles" / "retry_manager" / "library" / "retry_manager"
 
 
-def run_job(tmp_path: Path, extravars: dict):
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unreachable_host(name: str) -> str:
+    """An inventory line for a host whose ssh port refuses connections: really unreachable."""
+    return (
+        f"{name} ansible_connection=ssh ansible_host=127.0.0.1 ansible_port={closed_port()} "
+        "ansible_user=nobody ansible_ssh_common_args='-o ConnectTimeout=5 -o BatchMode=yes "
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'\n"
+    )
+
+
+def run_job(
+    tmp_path: Path,
+    extravars: dict,
+    inventory: str = "",
+    project_dir: Path = REPO / "ansible",
+    playbook: str = "aap/retry_job.yml",
+):
     pdd = tmp_path / "runner"
     (pdd / "inventory").mkdir(parents=True)
     (pdd / "inventory" / "hosts").write_text(
         f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        + inventory
     )
     env = {
         "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"),
@@ -43,8 +67,8 @@ def run_job(tmp_path: Path, extravars: dict):
     }
     runner = ansible_runner.run(
         private_data_dir=str(pdd),
-        project_dir=str(REPO / "ansible"),
-        playbook="aap/retry_job.yml",
+        project_dir=str(project_dir),
+        playbook=playbook,
         extravars=extravars,
         envvars=env,
         quiet=True,
@@ -52,11 +76,33 @@ def run_job(tmp_path: Path, extravars: dict):
     )
     stats = [e for e in runner.events if e.get("event") == "playbook_on_stats"]
     assert len(stats) == 1, f"runner status {runner.status}: no stats event"
+    runner.stats_event = stats[0]["event_data"]
     return runner, stats[0]["event_data"].get("artifact_data", {})
 
 
-def check_common(artifacts: dict, operation: str):
+def check_types(artifacts: dict):
+    """The nine artifacts with the types the README promises, on every ansible-core."""
     assert set(artifacts) == ARTIFACT_NAMES, sorted(artifacts)
+    for name in (
+        "retry_session_id",
+        "retry_current_operation",
+        "retry_operation_id",
+        "retry_operation_status",
+        "retry_timestamp",
+    ):
+        assert isinstance(artifacts[name], str), (name, artifacts[name])
+    count = artifacts["retry_attempt_count"]
+    assert isinstance(count, int) and not isinstance(count, bool), count
+    assert isinstance(artifacts["retry_execution_time"], float), artifacts["retry_execution_time"]
+    assert isinstance(artifacts["retry_session_statistics"], dict), artifacts["retry_session_statistics"]
+    assert isinstance(artifacts["retry_operation_success"], bool), artifacts["retry_operation_success"]
+    stamp = datetime.datetime.strptime(artifacts["retry_timestamp"], "%Y-%m-%dT%H:%M:%SZ")
+    age = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - stamp
+    assert datetime.timedelta(seconds=-5) < age < datetime.timedelta(minutes=5)
+
+
+def check_common(artifacts: dict, operation: str):
+    check_types(artifacts)
     assert re.fullmatch(r"retry_\d+_[0-9a-z]+", artifacts["retry_session_id"])
     assert artifacts["retry_current_operation"] == operation
     assert operation in artifacts["retry_operation_id"]
@@ -137,3 +183,53 @@ def test_artifacts_of_retried_tasks(tmp_path):
     assert artifacts["retry_operation_status"] == "completed"
     assert artifacts["retry_attempt_count"] == 2
     assert artifacts["retry_operation_success"] is True
+
+
+def test_artifacts_of_an_unreachable_host(tmp_path):
+    # the only host of the job refuses ssh: the module cannot run, and AAP still gets the
+    # nine artifacts, while the host ends unreachable (not failed) in the job's stats
+    runner, artifacts = run_job(
+        tmp_path,
+        {
+            "retry_target_hosts": "gone",
+            "retry_current_operation": "aap_gone",
+            "retry_command": "true",
+            "retry_artifacts_dir": str(tmp_path / "artifacts"),
+        },
+        inventory=unreachable_host("gone"),
+    )
+    assert runner.status == "failed", runner.status
+    assert "gone" in runner.stats_event.get("dark", {}), runner.stats_event
+    assert "gone" not in runner.stats_event.get("failures", {}), runner.stats_event
+    check_types(artifacts)
+    assert artifacts["retry_current_operation"] == "aap_gone"
+    assert artifacts["retry_operation_status"] == "unreachable"
+    assert artifacts["retry_attempt_count"] == 0
+    assert artifacts["retry_execution_time"] == 0.0
+    assert artifacts["retry_operation_success"] is False
+
+
+def test_artifacts_of_a_host_unreachable_mid_play(tmp_path):
+    # an operation succeeds, then the host's connection goes (its ssh port refuses): the
+    # second operation's artifacts name the session the first one opened
+    runner, artifacts = run_job(
+        tmp_path,
+        {
+            "dead_port": closed_port(),
+            "retry_artifacts_dir": str(tmp_path / "artifacts"),
+            "test_tmp": str(tmp_path),
+        },
+        project_dir=REPO / "tests" / "ansible" / "playbooks",
+        playbook="unreachable_midplay.yml",
+    )
+    assert runner.status == "failed", runner.status
+    assert "localhost" in runner.stats_event.get("dark", {}), runner.stats_event
+    check_types(artifacts)
+    assert re.fullmatch(r"retry_\d+_[0-9a-z]+", artifacts["retry_session_id"])
+    assert artifacts["retry_current_operation"] == "after_the_cut"
+    assert artifacts["retry_operation_status"] == "unreachable"
+    assert artifacts["retry_attempt_count"] == 0
+    assert artifacts["retry_operation_success"] is False
+    # the first operation was recorded in that session before the host went away
+    record = tmp_path / "artifacts" / f"retry_session_{artifacts['retry_session_id']}.json"
+    assert '"before_the_cut"' in record.read_text()

@@ -25,7 +25,7 @@ use crate::log::Logger;
 use deliver::{Delivery, DeliveryPolicy};
 use redact::{Redactor, redact_url};
 
-use metrics::{counter_samples, gauge_samples, textfile_families};
+use metrics::{TEST_SERIES, counter_samples, gauge_samples, textfile_families};
 use system::{is_metric_sink, judge_for, prepare};
 
 pub use metrics::{Metric, MetricKind, PromFamily, PromKind};
@@ -237,7 +237,7 @@ fn deliver_one(
     {
         // The push may have landed though its answer did not reach us.
         out.note = Some(format!(
-            "the test push may have landed; remove it with: curl -X DELETE {}",
+            "the test push may have landed; remove its group (job {TEST_SERIES}) with a DELETE on {}/metrics/job/{TEST_SERIES}/...",
             redact_url(&del.url)
         ));
     }
@@ -248,12 +248,12 @@ fn deliver_one(
         let gone = deliver::deliver(del, &policy, &judge, &red, &std::thread::sleep);
         out.note = Some(if gone.ok {
             format!(
-                "test group deleted afterwards: DELETE {}",
+                "test group (job {TEST_SERIES}) deleted afterwards: DELETE on {}",
                 redact_url(&del.url)
             )
         } else {
             format!(
-                "could not delete the test group ({}); remove it with: curl -X DELETE {}",
+                "could not delete the test group ({}); remove it (job {TEST_SERIES}) with a DELETE on {}/metrics/job/{TEST_SERIES}/...",
                 gone.error.unwrap_or_default(),
                 redact_url(&del.url)
             )

@@ -193,8 +193,9 @@ def test_notify_test_writes_its_own_series_and_removes_it(retryx_bin, tmp_path, 
     by = {n["system"]: n for n in json.loads(proc.stdout)}
     assert all(n["status"] == "sent" for n in by.values()), by
     pg = by["pushgateway"]
-    assert "/metrics/job/retryx_notify_test/" in pg["target"], pg
-    assert "deleted" in pg["note"], pg
+    # the target shows scheme, host and port only; the note names the test group
+    assert pg["target"] == "PUT " + pushgateway.base, pg
+    assert "deleted" in pg["note"] and "job retryx_notify_test" in pg["note"], pg
     assert "retryx_notify_test" in by["node"]["note"] and "removed" in by["node"]["note"]
     assert "delete_series" in by["prometheus"]["note"], by["prometheus"]
     assert "retryx.notify_test" in by["datadog"]["note"], by["datadog"]

@@ -213,7 +213,7 @@ def test_notify_test_writes_its_own_series_and_removes_it(retryx_bin, tmp_path, 
     assert not prometheus.query('retryx_operation_attempts{job="retryx_notify_test"}')
     # The plain output says the same, one line per system.
     proc = run(retryx_bin, "notify", "test", "--config", test_cfg)
-    assert "test group deleted afterwards" in proc.stdout, proc.stdout
+    assert "test group (job retryx_notify_test) deleted afterwards" in proc.stdout, proc.stdout
     assert "delete_series" in proc.stdout
 
 

@@ -15,12 +15,15 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `text` with every byte outside RFC 3986's unreserved set as `%XX` (the form a token takes
-/// in a query string).
-fn percent_encode(text: &str) -> String {
+/// in a query string), in upper-case hex (RFC 3986's advice) or lower-case (what some clients
+/// and relays write).
+fn percent_encode(text: &str, lower: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(char::from(b));
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
@@ -67,7 +70,8 @@ impl Redactor {
         Self::default()
     }
 
-    /// Registers a secret; very short strings are ignored (masking them would mangle text).
+    /// Registers a secret; strings under 4 bytes are ignored (masking every "ab" would mangle
+    /// text; docs/notifications.md says so).
     pub fn add(&mut self, secret: &str) {
         use base64::Engine as _;
         let s = secret.trim();
@@ -79,10 +83,13 @@ impl Redactor {
             self.add_one(&base64::engine::general_purpose::URL_SAFE.encode(s));
             self.add_one(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(s));
             self.add_one(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s));
-            let encoded = percent_encode(s);
-            // (form encoding writes a space as '+')
-            self.add_one(&encoded.replace("%20", "+"));
-            self.add_one(&encoded);
+            // Both hex cases (`add_one` keeps one copy when they are the same).
+            for lower in [false, true] {
+                let encoded = percent_encode(s, lower);
+                // (form encoding writes a space as '+')
+                self.add_one(&encoded.replace("%20", "+"));
+                self.add_one(&encoded);
+            }
         }
         self.add_one(s);
     }
@@ -98,8 +105,9 @@ impl Redactor {
     /// Registers a URL's secret parts, each also percent-decoded: the whole URL, the user info
     /// and password (and so the base64 an `Authorization: Basic` header carries), everything
     /// past the host (path and query), each path segment and each query value. Which part holds
-    /// a secret cannot be told (a relay puts a Slack token anywhere in its path); masking a
-    /// harmless segment in a receiver's echo costs nothing.
+    /// a secret cannot be told (a relay puts a Slack token anywhere in its path), so all are
+    /// masked: where a harmless segment (`in`, `v1`) recurs in a receiver's answer, that answer
+    /// is mangled a little (the segment shows as `***`).
     pub fn add_url(&mut self, url: &str) {
         self.add_both(url);
         let Some((_, rest)) = url.split_once("://") else {
@@ -223,6 +231,8 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode("tok en/+=");
         let out = r.scrub(&format!("q=tok%20en%2F%2B%3D b={b64} f=tok+en%2F%2B%3D"));
         assert_eq!(out, "q=*** b=*** f=***");
+        // lower-case hex, as some clients and relays write it
+        assert_eq!(r.scrub("q=tok%20en%2f%2b%3d"), "q=***");
     }
 
     #[test]

@@ -109,6 +109,39 @@ impl Redactor {
     /// masked: where a harmless segment (`in`, `v1`) recurs in a receiver's answer, that answer
     /// is mangled a little (the segment shows as `***`).
     pub fn add_url(&mut self, url: &str) {
+        self.add_url_parts(url, true);
+    }
+
+    /// Registers a download URL's secret parts: as `add_url`, but the last path segment (the
+    /// file name, which `dest` and the operation's name show anyway) is left out, so that a
+    /// message about the file stays readable.
+    pub fn add_download_url(&mut self, url: &str) {
+        self.add_url_parts(url, false);
+    }
+
+    /// Registers a header value, and what it carries: the token after an auth scheme (`Bearer
+    /// <t>`), and for `Basic <base64>` the decoded `user:password` and the password (a receiver
+    /// that decodes it shows them).
+    pub fn add_header_value(&mut self, v: &str) {
+        use base64::Engine as _;
+        self.add(v);
+        if let Some((scheme, tok)) = v.split_once(' ') {
+            self.add(tok);
+            if scheme.eq_ignore_ascii_case("basic")
+                && let Some(plain) = base64::engine::general_purpose::STANDARD
+                    .decode(tok.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+            {
+                self.add(&plain);
+                if let Some((_, password)) = plain.split_once(':') {
+                    self.add(password);
+                }
+            }
+        }
+    }
+
+    fn add_url_parts(&mut self, url: &str, last_segment: bool) {
         self.add_both(url);
         let Some((_, rest)) = url.split_once("://") else {
             return;
@@ -124,7 +157,13 @@ impl Redactor {
         }
         self.add_both(tail);
         let (path, query) = tail.split_once(['?', '#']).unwrap_or((tail, ""));
-        for seg in path.split('/') {
+        let segments: Vec<&str> = path.split('/').collect();
+        let keep = if last_segment {
+            segments.len()
+        } else {
+            segments.len().saturating_sub(1)
+        };
+        for seg in &segments[..keep] {
             // The receivers' own endpoint words are no one's secret, and masking them would
             // mangle their answers ("out of order sample write").
             if !ENDPOINT_WORDS.contains(&seg.to_ascii_lowercase().as_str()) {

@@ -1402,11 +1402,19 @@ fn rejections_name_the_key_say_what_was_expected_and_never_echo_a_secret() {
         // A dict or a list under a secret-bearing key inside a rejected value is not shown.
         (
             serde_json::json!({"external_systems": {"name": "h", "url": "http://x", "headers": {"X-Api-Key": secret}}}),
-            &["key 'external_systems'", "expected a list", "<a dict, not shown>"],
+            &[
+                "key 'external_systems'",
+                "expected a list",
+                "<a dict, not shown>",
+            ],
         ),
         (
             serde_json::json!({"external_systems": {"name": "h", "url": "http://x", "env": [secret]}}),
-            &["key 'external_systems'", "expected a list", "<a list, not shown>"],
+            &[
+                "key 'external_systems'",
+                "expected a list",
+                "<a list, not shown>",
+            ],
         ),
         // Not a mapping at all: the value shown has its URLs cut to the origin.
         (

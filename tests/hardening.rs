@@ -1338,6 +1338,46 @@ fn control_characters_reach_log_lines_and_text_views_escaped_and_the_output_unch
     );
 }
 
+/// A flag laid over an operation's key owns it: an error about it names the key, not
+/// `operation_configs.<op>.<key>`, while the operation's keys no flag touched are still named
+/// where they were written.
+#[test]
+fn an_error_about_a_key_a_flag_set_does_not_name_the_operations_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("cfg.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({"operation": "x", "operation_configs": {"x": {"base_delay": "1m", "max_delay": "2m"}}})
+            .to_string(),
+    )
+    .unwrap();
+    let run = |flags: &[&str]| {
+        let mut child = retryx()
+            .arg("-c")
+            .arg(&cfg)
+            .args(flags)
+            .args(["--", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_bounded(&mut child, Duration::from_secs(30), "retryx");
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        (shell_code(status), err)
+    };
+    let (code, err) = run(&["-M", "1s"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("key 'max_delay'") && !err.contains("operation_configs.x.max_delay"),
+        "{err}"
+    );
+    // The cap a flag did not touch is still the operation's.
+    let (code, err) = run(&["-d", "5m"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("key 'operation_configs.x.max_delay'"), "{err}");
+}
+
 #[test]
 fn rejections_name_the_key_say_what_was_expected_and_never_echo_a_secret() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1329,9 +1329,57 @@ fn control_characters_reach_log_lines_and_text_views_escaped_and_the_output_unch
             ));
         }
     }
+    // `session list`: a session document whose status and start someone rewrote.
+    let doc_path = arts.join(format!("retry_session_{session}.json"));
+    let mut planted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&doc_path).unwrap()).unwrap();
+    planted["session_status"] = serde_json::json!("failed\u{1b}]0;owned\u{7}");
+    let start = planted["session_start"].as_str().unwrap().to_string();
+    planted["session_start"] = serde_json::json!(format!("{start}\u{9b}31m"));
+    std::fs::write(&doc_path, planted.to_string()).unwrap();
+    let list = retryx()
+        .args(["session", "list", "--artifacts-dir"])
+        .arg(&arts)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    if shell_code(list.status) != 0
+        || !raw_controls(&text).is_empty()
+        || !text.contains("\\x1b]0;owned")
+        || !text.contains("\\u{9b}31m")
+    {
+        failures.push(format!(
+            "session list: {text:?} {:?}",
+            String::from_utf8_lossy(&list.stderr)
+        ));
+    }
+    // `validate` names its file; the hint to put a command after `--` and clap's own error
+    // quote the user's words.
+    let cfg = tmp.path().join("c\u{1b}]0;owned\u{7}.json");
+    std::fs::write(&cfg, "{}").unwrap();
+    let valid = retryx().arg("validate").arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&valid.stdout);
+    if shell_code(valid.status) != 0
+        || !raw_controls(&text).is_empty()
+        || !text.contains("\\x1b]0;owned")
+    {
+        failures.push(format!("validate: {text:?}"));
+    }
+    let hint = retryx()
+        .args(["ech\u{1b}]0;owned\u{7}o", "hi"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&hint.stderr);
+    if shell_code(hint.status) != 125
+        || !raw_controls(&text).is_empty()
+        || !text.contains("put the command after --")
+        || !text.contains("\\x1b]0;owned")
+    {
+        failures.push(format!("the hint to use --: {text:?}"));
+    }
     assert!(
         failures.is_empty(),
-        "{} views with raw control characters (of {} log lines, an error line and 3 views):\n{}",
+        "{} views with raw control characters (of {} log lines, an error line, 3 views, session list, validate and a usage hint):\n{}",
         failures.len(),
         log_lines.len(),
         failures.join("\n")

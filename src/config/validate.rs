@@ -417,12 +417,17 @@ fn format_error(root: &Value, e: &SchemaError) -> String {
                 .map(|u| {
                     let full = if key.is_empty() { u.clone() } else { format!("{key}.{u}") };
                     let hint = suggestion(u, &allowed).unwrap_or_default();
-                    format!("unknown key '{full}' at {at}{hint}; see `retryx schema` for the keys allowed")
+                    format!("unknown key '{full}' at {at}{hint} (`retryx schema` lists the keys allowed)")
                 })
                 .collect::<Vec<_>>()
                 .join("; ")
         }
-        K::Required { property } => format!("{at} is missing the required key {property}"),
+        K::Required { property } => format!(
+            "{at} is missing the required key '{}'",
+            property
+                .as_str()
+                .map_or_else(|| property.to_string(), String::from)
+        ),
         K::Type { .. } | K::Enum | K::Pattern { .. } => format!(
             "key {at}: expected {}, got {}",
             node.map(describe_expected)

@@ -9,7 +9,8 @@
 //! "connection reset by peer") so the classifier, the policy and the records treat a download
 //! like any other operation.
 //!
-//! It must not: log, record or echo header values (they are secrets); hold more than a few
+//! It must not: log, record or echo header values or any part of the URL past the port (they
+//! are secrets, scrubbed in every form by the sinks' `Redactor`); hold more than a few
 //! chunks of the body in memory; write anywhere but `dest.part`, `dest.part.resume` and `dest`.
 
 use std::fs::{File, OpenOptions};
@@ -25,8 +26,8 @@ use crate::config::{Config, Plan};
 use crate::engine::Attempter;
 use crate::exec::{AttemptOutput, ExitKind};
 use crate::log::{Level, Logger};
-use crate::record::REDACTED;
 use crate::record::{DownloadAttempt, OperationRecord};
+use crate::sinks::redact::Redactor;
 use crate::sys::stop::Cancel;
 
 /// Bytes read from the network (and written to disk) at a time.
@@ -74,8 +75,11 @@ pub enum DownloadError {
 #[derive(Clone)]
 pub struct DownloadSpec {
     url: String,
-    /// The URL as shown in logs and results: no user info, no query string.
+    /// The URL as shown in logs and results: scheme, host and port.
     pub shown_url: String,
+    /// The URL's secret parts (user info, password, path, query) and the header values, with
+    /// the forms they travel in (base64, percent-encoded): scrubbed from every failure text.
+    redactor: Redactor,
     pub dest: PathBuf,
     pub part: PathBuf,
     /// `dest.part.resume`: what the next run needs to resume the part safely.
@@ -101,9 +105,9 @@ impl std::fmt::Debug for DownloadSpec {
     }
 }
 
-/// `scheme://host[:port]/path` of an http(s) URL; only `scheme://host[:port]` when it carries
-/// user info or a query (a secret-bearing URL: its token may be anywhere past the host);
-/// `None` when the text is not an http(s) URL with a host.
+/// `scheme://host[:port]` of an http(s) URL, nothing past the port: a token may be anywhere in
+/// the path, and the file name is shown by `dest` and the operation's name anyway; `None` when
+/// the text is not an http(s) URL with a host.
 pub fn shown_url(url: &str) -> Option<String> {
     let uri: ureq::http::Uri = url.parse().ok()?;
     let scheme = uri.scheme_str()?.to_ascii_lowercase();
@@ -112,11 +116,7 @@ pub fn shown_url(url: &str) -> Option<String> {
     }
     let host = uri.host().filter(|h| !h.is_empty())?;
     let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
-    let secret_bearing = uri.query().is_some()
-        || uri.authority().is_some_and(|a| a.as_str().contains('@'))
-        || url.contains('#');
-    let path = if secret_bearing { "" } else { uri.path() };
-    Some(format!("{scheme}://{host}{port}{path}"))
+    Some(format!("{scheme}://{host}{port}"))
 }
 
 /// The file name the URL's path ends with, when it is usable as one.
@@ -201,9 +201,15 @@ impl DownloadSpec {
             }
             headers.push((k.clone(), v.clone()));
         }
+        let mut redactor = Redactor::new();
+        redactor.add_download_url(&url);
+        for (_, v) in &headers {
+            redactor.add_header_value(v);
+        }
         Ok(DownloadSpec {
             url,
             shown_url: shown,
+            redactor,
             dest,
             part: PathBuf::from(part),
             resume: PathBuf::from(resume),
@@ -228,13 +234,8 @@ impl DownloadSpec {
 
     /// Hides the URL's secrets and header values in a message that might echo them.
     fn scrub(&self, text: &str) -> String {
-        let mut t = text.replace(&self.url, &self.shown_url);
-        for (_, v) in &self.headers {
-            if v.len() >= 4 {
-                t = t.replace(v.as_str(), REDACTED);
-            }
-        }
-        t
+        self.redactor
+            .scrub(&text.replace(&self.url, &self.shown_url))
     }
 }
 
@@ -1329,8 +1330,8 @@ mod tests {
             Some("https://example.com:8443")
         );
         assert_eq!(
-            shown_url("https://example.com/a/b.iso").as_deref(),
-            Some("https://example.com/a/b.iso")
+            shown_url("https://example.com/dl/T0KEN/b.iso").as_deref(),
+            Some("https://example.com")
         );
         assert_eq!(shown_url("ftp://example.com/x"), None);
         assert_eq!(shown_url("not a url"), None);

@@ -1,6 +1,7 @@
 //! Feeds 20,000 random and mutated configs to the parser the CLI and the module share: none may
-//! panic, and every rejection must name a key it is about (the key whose value was mutated, or one
-//! inside the new value), or say that the top level must be a mapping.
+//! panic, and every clause of every rejection (messages are joined with "; ") must name a key it
+//! is about (the key whose value was mutated, or one inside the new value; not inside a quoted
+//! value it echoes), or say that the top level must be a mapping.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -211,14 +212,30 @@ fn mutate(rng: &mut ChaCha8Rng, v: &mut Value, parent: Option<&str>, touched: &m
     }
 }
 
-/// Whether `message` names `key` as a word (`'key'`, `a.key`, `key:` — not inside another word).
+/// Whether `message` names `key` as a word (`'key'`, `a.key`, `key:` — not inside another word,
+/// nor inside a double-quoted value the message echoes: `got "max_attempts"` names nothing).
 fn names(message: &str, key: &str) -> bool {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     message.match_indices(key).any(|(i, _)| {
         let before = message[..i].chars().next_back();
         let after = message[i + key.len()..].chars().next();
-        !before.is_some_and(word) && !after.is_some_and(word)
+        !before.is_some_and(word) && !after.is_some_and(word) && !in_quotes(&message[..i])
     })
+}
+
+/// Whether the end of `text` is inside a double-quoted JSON string (quotes escaped with a
+/// backslash do not count).
+fn in_quotes(text: &str) -> bool {
+    let (mut inside, mut escaped) = (false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if inside => escaped = true,
+            '"' => inside = !inside,
+            _ => {}
+        }
+    }
+    inside
 }
 
 /// Configs tried: enough to reach every key with every kind of bad value many times over (the
@@ -247,7 +264,14 @@ fn random_configs_never_panic_and_every_rejection_names_a_key_it_was_about() {
             v
         } else {
             let mut v = seeds[rng.random_range(0..seeds.len())].clone();
-            for _ in 0..rng.random_range(1..4) {
+            // Half the mutated cases get exactly one mutation, so that every clause of their
+            // message is about the one key touched.
+            let mutations = if i % 2 == 0 {
+                1
+            } else {
+                rng.random_range(1..4)
+            };
+            for _ in 0..mutations {
                 mutate(&mut rng, &mut v, None, &mut touched);
             }
             v
@@ -285,9 +309,11 @@ fn random_configs_never_panic_and_every_rejection_names_a_key_it_was_about() {
             Ok(Err(e)) => {
                 rejected += 1;
                 let msg = e.to_string();
-                // Not a mapping at all: the message says what the top level must be.
+                // Not a mapping at all: the message says what the top level must be. Else each
+                // of the joined messages ("; ") names a key that was touched.
                 let explained = if is_object {
-                    touched.iter().any(|k| names(&msg, k))
+                    msg.split("; ")
+                        .all(|clause| touched.iter().any(|k| names(clause, k)))
                 } else {
                     msg.contains("top level")
                 };

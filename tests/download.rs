@@ -760,3 +760,219 @@ fn a_download_is_notified_like_any_operation() {
     assert_eq!(notes.len(), 1, "{}", run.result["retry"]["notifications"]);
     assert_eq!(notes[0]["system"], "hook");
 }
+
+/// A server that answers every request with `206` and a `Content-Range` that echoes the request
+/// (its target plain and percent-decoded, every header value plain, base64-decoded and
+/// base64-encoded): the download quotes that header in its failure text. Hands back what it was
+/// sent.
+fn echoing_range_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use base64::Engine as _;
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let Ok(read) = conn.try_clone() else { continue };
+            let mut reader = BufReader::new(read);
+            let mut lines = Vec::new();
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l).unwrap_or(0) == 0 || l.trim_end().is_empty() {
+                    break;
+                }
+                lines.push(l.trim_end().to_string());
+            }
+            log.lock().unwrap().push(lines.join(" | "));
+            let target = lines
+                .first()
+                .and_then(|l| l.split(' ').nth(1))
+                .unwrap_or("")
+                .to_string();
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let mut echo = vec![target.clone(), percent_decode(&target)];
+            for l in lines.iter().skip(1) {
+                let Some((k, v)) = l.split_once(':') else {
+                    continue;
+                };
+                if ["host", "user-agent", "accept", "accept-encoding"]
+                    .contains(&k.trim().to_ascii_lowercase().as_str())
+                {
+                    continue;
+                }
+                for word in v.split_whitespace() {
+                    echo.push(word.to_string());
+                    echo.push(b64.encode(word));
+                    if let Some(plain) = b64
+                        .decode(word)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                    {
+                        echo.push(plain);
+                    }
+                }
+            }
+            let reply = format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/1 {}\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+                echo.join(" ")
+            );
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+fn percent_decode(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match text.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16)) {
+            Some(Ok(v)) if b[i] == b'%' => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A secret in the forms it travels in: plain, base64 (standard and url-safe, padded or not),
+/// percent-encoded with upper- and lower-case hex.
+fn secret_forms(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let encoded = |lower: bool| -> String {
+        secret
+            .bytes()
+            .map(|b| match b {
+                b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => char::from(b).to_string(),
+                b if lower => format!("%{b:02x}"),
+                b => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    vec![
+        secret.to_string(),
+        STANDARD.encode(secret),
+        URL_SAFE.encode(secret),
+        STANDARD_NO_PAD.encode(secret),
+        URL_SAFE_NO_PAD.encode(secret),
+        encoded(false),
+        encoded(true),
+    ]
+}
+
+#[test]
+fn a_download_url_and_its_headers_never_show_their_secrets_even_to_an_echoing_server() {
+    let (port, seen) = echoing_range_server();
+    let password = "pw/Zk81q0Xy!";
+    let path_token = "PtK93jdL2mQ7";
+    let header = "Hv77aa1ZZqR0";
+    let bearer = "Br44kkW9xYz1";
+    let dir = tempfile::tempdir().unwrap();
+    let arts = dir.path().join("arts");
+    let urls = [
+        // user info (the password percent-encoded) and a token in the path
+        format!("http://ops:pw%2FZk81q0Xy%21@127.0.0.1:{port}/dl/{path_token}/file.bin"),
+        // a token in the path alone
+        format!("http://127.0.0.1:{port}/dl/{path_token}/file.bin"),
+    ];
+    let mut leaks = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let dest = dir.path().join(format!("file{i}.bin"));
+        let out = Command::new(env!("CARGO_BIN_EXE_retryx"))
+            .args(["download", url, "-o"])
+            .arg(&dest)
+            .args(["-n", "2", "-d", "10ms", "-j", "none", "-vv"])
+            .args(["-H", &format!("X-Token: {header}")])
+            .args(["-H", &format!("Authorization: Bearer {bearer}")])
+            .arg("--artifacts-dir")
+            .arg(&arts)
+            .args(["--result-json", "-"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let result: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("result is not JSON ({e}); stderr:\n{stderr}"));
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        // The echo came back and was quoted in the failure (masked).
+        let error = attempts(&result)[0]["error_message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            error.contains("unexpected Content-Range") && error.contains("***"),
+            "the echo did not reach the failure text: {result}"
+        );
+        assert_eq!(
+            result["cmd"]
+                .as_str()
+                .map(|c| c.starts_with(&format!("download http://127.0.0.1:{port} -> "))),
+            Some(true),
+            "{result}"
+        );
+        let mut places = vec![
+            (
+                "stdout".to_string(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            ),
+            ("stderr".to_string(), stderr),
+        ];
+        for f in walk(&arts) {
+            places.push((
+                f.display().to_string(),
+                std::fs::read_to_string(&f).unwrap_or_default(),
+            ));
+        }
+        let mut secrets = vec![
+            ("path token", path_token.to_string()),
+            ("header", header.to_string()),
+            ("bearer", bearer.to_string()),
+        ];
+        if i == 0 {
+            secrets.push(("password", password.to_string()));
+            secrets.push(("user info", format!("ops:{password}")));
+        }
+        for (what, secret) in &secrets {
+            for form in secret_forms(secret) {
+                for (place, text) in &places {
+                    if text.contains(&form) {
+                        leaks.push(format!("url {i}: {what} as {form:?} in {place}"));
+                    }
+                }
+            }
+        }
+    }
+    // The secrets really went out.
+    let sent = seen.lock().unwrap().join("\n");
+    for s in [path_token, header, bearer] {
+        assert!(sent.contains(s), "the server never saw {s:?}: {sent}");
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} leaks:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -188,7 +188,11 @@ impl Resolved {
         if flags.contains_key("command") || flags.contains_key("argv") {
             merged.remove("command");
             merged.remove("argv");
+            from_operation.retain(|k| k != "command" && k != "argv");
         }
+        // A key a flag sets is the flag's, not the operation's: an error about it must not send
+        // the user to `operation_configs` (`-M 1s` under a longer base_delay).
+        from_operation.retain(|k| !flags.contains_key(k));
         overlay(&mut merged, &flags);
         merged.insert("operation".into(), Value::from(operation.clone()));
         // Everything merged is already valid; serde only re-reads it (and flags' values).

@@ -688,7 +688,10 @@ fn validate(file: &std::path::Path, operation: Option<String>) -> Result<i32, Us
         .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
     crate::app::validate::check(&resolved)
         .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
-    println!("{}: valid", file.display());
+    println!(
+        "{}: valid",
+        crate::log::escape_controls(&file.display().to_string())
+    );
     Ok(0)
 }
 
@@ -770,13 +773,16 @@ fn command_without_dashes(e: &clap::Error, args: &[OsString]) -> Option<String> 
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .find(|name| word.len() > 3 && edit_distance(word, name) <= 2);
-    Some(match near {
+    // The words are the user's: escaped, so a control character in them cannot drive the
+    // terminal.
+    let hint = match near {
         Some(name) => format!(
             "retryx: no subcommand '{word}' (did you mean '{name}'?); to run a command, put it after --: {}",
             fixed.join(" ")
         ),
         None => format!("retryx: put the command after --: {}", fixed.join(" ")),
-    })
+    };
+    Some(crate::log::escape_controls(&hint))
 }
 
 /// Levenshtein distance, for "did you mean" (words are a few characters long).
@@ -802,7 +808,22 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { USAGE } else { 0 };
-            let _ = e.print();
+            // clap quotes the user's words as given: with a control character among them the
+            // message is printed plain and escaped, line by line.
+            let plain = e.render().to_string();
+            if plain.chars().any(|c| c.is_control() && c != '\n') {
+                let escaped: String = plain
+                    .lines()
+                    .map(|l| crate::log::escape_controls(l) + "\n")
+                    .collect();
+                if e.use_stderr() {
+                    eprint!("{escaped}");
+                } else {
+                    print!("{escaped}");
+                }
+            } else {
+                let _ = e.print();
+            }
             if let Some(hint) = command_without_dashes(&e, &args) {
                 eprintln!("{hint}");
             }

@@ -204,19 +204,33 @@ fn read_args_file(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| format!("the module args file {shown} is not UTF-8 text"))
 }
 
-/// Opens the args file without blocking on a FIFO that has no writer (it then reads as empty),
-/// and refuses a directory before reading it.
+/// Opens the args file without blocking on a FIFO (`O_NONBLOCK`), then refuses anything but a
+/// regular file: reading a FIFO that something holds open, or a terminal, would block forever.
 fn open_args_file(path: &Path) -> std::io::Result<std::fs::File> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(OFlag::O_NONBLOCK.bits())
         .open(path)?;
-    if file.metadata()?.is_dir() {
-        return Err(std::io::Error::other("it is a directory"));
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else {
+            "a socket or another special file"
+        };
+        return Err(std::io::Error::other(format!(
+            "it is {what}: expected a regular file; use - for stdin"
+        )));
     }
-    // Reads block again (a pipe being written is read to its end).
+    // A regular file never blocks; plain reads are simpler to reason about.
     fcntl(&file, FcntlArg::F_SETFL(OFlag::empty())).map_err(std::io::Error::from)?;
     Ok(file)
 }

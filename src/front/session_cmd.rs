@@ -265,9 +265,12 @@ fn list(a: &ListArgs) -> Result<i32, String> {
 }
 
 fn list_text(rows: &[Row]) -> String {
+    use crate::log::escape_controls as esc;
+    // Ids, status and start come from files anyone who can write the directory wrote: escaped,
+    // so a control character in them cannot drive the terminal.
     let w = rows
         .iter()
-        .map(|r| r.session_id.len())
+        .map(|r| esc(&r.session_id).chars().count())
         .max()
         .unwrap_or(0)
         .max("SESSION".len());
@@ -278,9 +281,9 @@ fn list_text(rows: &[Row]) -> String {
     for r in rows {
         t.push_str(&format!(
             "{:<w$}  {:<9}  {:<24}  {:>4}  {:>6}  {:>6}\n",
-            r.session_id,
-            r.session_status,
-            r.session_start,
+            esc(&r.session_id),
+            esc(&r.session_status),
+            esc(&r.session_start),
             r.total_operations,
             r.failed_operations,
             r.alerts

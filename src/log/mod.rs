@@ -1,6 +1,7 @@
 //! Log lines in the seeds' format: `[2026-01-21 15:00:05] WARN: message | k=v, k=v`. To stderr
 //! (CLI) or kept in memory (module, where stderr is not the user's). Never logs secrets: callers
-//! pass redacted values (`url_origin` is what may be shown of any URL, here and everywhere);
+//! pass redacted values (`url_origin` is what may be shown of any URL, here and everywhere; a
+//! download's URL is shown in the same `scheme://host:port` form by `download::shown_url`);
 //! never writes a raw control character (`escape_controls`, also used by the text views). It
 //! also carries the run's observers (the `--events` stream, the live
 //! progress line): the logger already reaches every place where something happens (engine,

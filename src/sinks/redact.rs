@@ -15,12 +15,15 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `text` with every byte outside RFC 3986's unreserved set as `%XX` (the form a token takes
-/// in a query string).
-fn percent_encode(text: &str) -> String {
+/// in a query string), in upper-case hex (RFC 3986's advice) or lower-case (what some clients
+/// and relays write).
+fn percent_encode(text: &str, lower: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(char::from(b));
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
@@ -67,7 +70,8 @@ impl Redactor {
         Self::default()
     }
 
-    /// Registers a secret; very short strings are ignored (masking them would mangle text).
+    /// Registers a secret; strings under 4 bytes are ignored (masking every "ab" would mangle
+    /// text; docs/notifications.md says so).
     pub fn add(&mut self, secret: &str) {
         use base64::Engine as _;
         let s = secret.trim();
@@ -79,10 +83,13 @@ impl Redactor {
             self.add_one(&base64::engine::general_purpose::URL_SAFE.encode(s));
             self.add_one(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(s));
             self.add_one(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s));
-            let encoded = percent_encode(s);
-            // (form encoding writes a space as '+')
-            self.add_one(&encoded.replace("%20", "+"));
-            self.add_one(&encoded);
+            // Both hex cases (`add_one` keeps one copy when they are the same).
+            for lower in [false, true] {
+                let encoded = percent_encode(s, lower);
+                // (form encoding writes a space as '+')
+                self.add_one(&encoded.replace("%20", "+"));
+                self.add_one(&encoded);
+            }
         }
         self.add_one(s);
     }
@@ -98,9 +105,43 @@ impl Redactor {
     /// Registers a URL's secret parts, each also percent-decoded: the whole URL, the user info
     /// and password (and so the base64 an `Authorization: Basic` header carries), everything
     /// past the host (path and query), each path segment and each query value. Which part holds
-    /// a secret cannot be told (a relay puts a Slack token anywhere in its path); masking a
-    /// harmless segment in a receiver's echo costs nothing.
+    /// a secret cannot be told (a relay puts a Slack token anywhere in its path), so all are
+    /// masked: where a harmless segment (`in`, `v1`) recurs in a receiver's answer, that answer
+    /// is mangled a little (the segment shows as `***`).
     pub fn add_url(&mut self, url: &str) {
+        self.add_url_parts(url, true);
+    }
+
+    /// Registers a download URL's secret parts: as `add_url`, but the last path segment (the
+    /// file name, which `dest` and the operation's name show anyway) is left out, so that a
+    /// message about the file stays readable.
+    pub fn add_download_url(&mut self, url: &str) {
+        self.add_url_parts(url, false);
+    }
+
+    /// Registers a header value, and what it carries: the token after an auth scheme (`Bearer
+    /// <t>`), and for `Basic <base64>` the decoded `user:password` and the password (a receiver
+    /// that decodes it shows them).
+    pub fn add_header_value(&mut self, v: &str) {
+        use base64::Engine as _;
+        self.add(v);
+        if let Some((scheme, tok)) = v.split_once(' ') {
+            self.add(tok);
+            if scheme.eq_ignore_ascii_case("basic")
+                && let Some(plain) = base64::engine::general_purpose::STANDARD
+                    .decode(tok.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+            {
+                self.add(&plain);
+                if let Some((_, password)) = plain.split_once(':') {
+                    self.add(password);
+                }
+            }
+        }
+    }
+
+    fn add_url_parts(&mut self, url: &str, last_segment: bool) {
         self.add_both(url);
         let Some((_, rest)) = url.split_once("://") else {
             return;
@@ -116,7 +157,13 @@ impl Redactor {
         }
         self.add_both(tail);
         let (path, query) = tail.split_once(['?', '#']).unwrap_or((tail, ""));
-        for seg in path.split('/') {
+        let segments: Vec<&str> = path.split('/').collect();
+        let keep = if last_segment {
+            segments.len()
+        } else {
+            segments.len().saturating_sub(1)
+        };
+        for seg in &segments[..keep] {
             // The receivers' own endpoint words are no one's secret, and masking them would
             // mangle their answers ("out of order sample write").
             if !ENDPOINT_WORDS.contains(&seg.to_ascii_lowercase().as_str()) {
@@ -223,6 +270,8 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode("tok en/+=");
         let out = r.scrub(&format!("q=tok%20en%2F%2B%3D b={b64} f=tok+en%2F%2B%3D"));
         assert_eq!(out, "q=*** b=*** f=***");
+        // lower-case hex, as some clients and relays write it
+        assert_eq!(r.scrub("q=tok%20en%2f%2b%3d"), "q=***");
     }
 
     #[test]

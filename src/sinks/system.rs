@@ -172,28 +172,11 @@ fn with_headers(
     let mut headers = Vec::new();
     if let Some(a) = &sys.auth_header {
         let (k, v) = parse_auth_header(a)?;
-        red.add(&v);
-        if let Some((scheme, tok)) = v.split_once(' ') {
-            red.add(tok);
-            // `Basic <base64>`: a receiver that decodes it shows `user:password` and the password.
-            if scheme.eq_ignore_ascii_case("basic") {
-                use base64::Engine as _;
-                if let Some(plain) = base64::engine::general_purpose::STANDARD
-                    .decode(tok.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                {
-                    red.add(&plain);
-                    if let Some((_, password)) = plain.split_once(':') {
-                        red.add(password);
-                    }
-                }
-            }
-        }
+        red.add_header_value(&v);
         headers.push((k, v));
     }
     for (k, v) in sys.headers.iter().flatten() {
-        red.add(v);
+        red.add_header_value(v);
         headers.push((k.clone(), v.clone()));
     }
     Ok(headers)

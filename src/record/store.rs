@@ -275,6 +275,10 @@ impl Store {
     pub fn session_dir(&self, sid: &str) -> PathBuf {
         self.dir.join(format!("retry_session_{sid}"))
     }
+    /// Whether the session's directory is a real directory (not a symlink to one).
+    fn is_real_session_dir(&self, sid: &str) -> bool {
+        std::fs::symlink_metadata(self.session_dir(sid)).is_ok_and(|m| m.file_type().is_dir())
+    }
     fn pack_name(sid: &str) -> String {
         format!("retry_session_{sid}.records.json.gz")
     }
@@ -468,7 +472,13 @@ impl Store {
             }
         };
         let sdir = self.session_dir(sid);
-        match std::fs::read_dir(&sdir) {
+        // Never read through a symlink planted where the session's directory goes.
+        let listed = if self.is_real_session_dir(sid) {
+            std::fs::read_dir(&sdir)
+        } else {
+            Err(std::io::ErrorKind::NotFound.into())
+        };
+        match listed {
             Ok(entries) => {
                 for e in entries.flatten() {
                     let name = e.file_name();
@@ -1301,7 +1311,13 @@ impl Store {
             .map(|o| o.operation_id.clone())
             .collect();
         let sdir = self.session_dir(sid);
-        if let Ok(entries) = std::fs::read_dir(&sdir) {
+        // Never remove through a symlink planted where the session's directory goes.
+        let listed = if self.is_real_session_dir(sid) {
+            std::fs::read_dir(&sdir).ok()
+        } else {
+            None
+        };
+        if let Some(entries) = listed {
             let mut doomed = Vec::new();
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();

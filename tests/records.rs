@@ -1222,3 +1222,89 @@ fn module_cleanup_on_error_keeps_the_picture_and_finalize_closes_once() {
         "{r}"
     );
 }
+
+/// After "cleanup retry session on error": a finalize answers from the error record (leaving
+/// no lock file), a later session that reuses the id finalizes without removing the record,
+/// the failed task's own no_log keeps its output out of the record, and a session directory
+/// planted as a symlink is neither read nor emptied.
+#[test]
+fn after_cleanup_on_error_the_picture_stays_and_symlinked_dirs_are_left_alone() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("r");
+    let run = |sid: &str, op: &str| {
+        let r = module(
+            json!({"command": "true", "session_id": sid, "operation": op,
+                              "artifacts_dir": d}),
+        );
+        assert_eq!(r["failed"], false, "{r}");
+    };
+    run("retry_4_err", "first");
+    let secret = "S3CR3T-4f9a2c";
+    let r = module(
+        json!({"action": "cleanup", "session_id": "retry_4_err", "artifacts_dir": d,
+                          "task_name": "Call the service",
+                          "task_result": {"rc": 7, "_ansible_no_log": true,
+                                          "stderr": format!("connection refused for token={secret}"),
+                                          "msg": format!("non-zero return code {secret}")}}),
+    );
+    assert_eq!(r["retry"]["error"]["class"], "connection_error", "{r}");
+    assert!(!r.to_string().contains(secret), "{r}");
+    let epath = d.join("retry_session_error_retry_4_err.json");
+    let record = std::fs::read_to_string(&epath).unwrap();
+    assert!(!record.contains(secret), "{record}");
+    assert!(
+        record.contains("VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"),
+        "{record}"
+    );
+
+    // the finalize handler runs after the cleanup: already closed, from the error record
+    let fin =
+        module(json!({"action": "finalize", "session_id": "retry_4_err", "artifacts_dir": d}));
+    assert_eq!(
+        (fin["failed"].clone(), fin["changed"].clone()),
+        (json!(false), json!(false)),
+        "{fin}"
+    );
+    assert!(
+        fin["msg"]
+            .as_str()
+            .unwrap()
+            .contains("already closed on error"),
+        "{fin}"
+    );
+    assert_eq!(fin["retry"]["status"], "failed", "{fin}");
+    assert!(!d.join("retry_session_retry_4_err.lock").exists());
+
+    // the id reused by a later include: its successful finalize keeps the whole picture
+    run("retry_4_err", "second");
+    let fin =
+        module(json!({"action": "finalize", "session_id": "retry_4_err", "artifacts_dir": d}));
+    assert_eq!(fin["retry"]["status"], "completed", "{fin}");
+    let e = read_doc(&epath);
+    assert_eq!(
+        e["session"]["final_statistics"]["total_operations"], 1,
+        "{e:#}"
+    );
+    assert_eq!(e["operations"][0]["operation_name"], "first", "{e:#}");
+    assert_eq!(e["error"]["task"], "Call the service", "{e:#}");
+
+    // a symlink planted where a session's directory goes: nothing read or removed through it
+    run("retry_5_link", "linked");
+    let sdir = d.join("retry_session_retry_5_link");
+    let outside = t.path().join("outside");
+    std::fs::rename(&sdir, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &sdir).unwrap();
+    let theirs: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    let r = module(json!({"action": "cleanup", "session_id": "retry_5_link", "artifacts_dir": d}));
+    assert_eq!(r["failed"], false, "{r}");
+    assert!(theirs[0].exists(), "removed through the symlink: {r}");
+    let e = read_doc(&d.join("retry_session_error_retry_5_link.json"));
+    assert!(
+        e.get("operations").is_none(),
+        "read through the symlink: {e:#}"
+    );
+}

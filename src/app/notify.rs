@@ -174,7 +174,15 @@ fn session_or_new(config: &Config) -> String {
         .unwrap_or_else(|| crate::record::new_session_id(chrono::Utc::now().timestamp()))
 }
 
-/// The report of the session record named by `session_id` in `artifacts_dir`.
+/// The session document "cleanup retry session on error" kept in the error record, if any.
+fn closed_on_error(dir: &str, session: &str) -> Option<Value> {
+    let store = crate::record::store::Store::new(dir);
+    let doc = store.read_error_record(session).ok()??;
+    doc.session.and_then(|s| serde_json::to_value(s).ok())
+}
+
+/// The report of the session record named by `session_id` in `artifacts_dir` (or of the
+/// session its error record kept, once "cleanup retry session on error" removed the record).
 fn session_report(config: &Config) -> Result<Report, Box<Answer>> {
     let fail = |msg: String| Box::new(Answer::failure(msg));
     let Some(session) = config.session_id.as_deref() else {
@@ -192,15 +200,26 @@ fn session_report(config: &Config) -> Result<Report, Box<Answer>> {
         .as_deref()
         .unwrap_or(crate::record::store::DEFAULT_DIR);
     let path = Path::new(dir).join(format!("retry_session_{session}.json"));
-    let doc = std::fs::read_to_string(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            fail(format!(
-                "cannot read the session record {}: {e}",
-                path.display()
-            ))
-        })?;
+    let doc = match std::fs::read_to_string(&path) {
+        // "cleanup retry session on error" ran first (handlers run in definition order): the
+        // session lives on in its error record's `session`.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => closed_on_error(dir, session)
+            .ok_or_else(|| {
+                fail(format!(
+                    "cannot read the session record {}: {e}",
+                    path.display()
+                ))
+            })?,
+        read => read
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                fail(format!(
+                    "cannot read the session record {}: {e}",
+                    path.display()
+                ))
+            })?,
+    };
     let Some(mut r) = Report::from_session(&doc) else {
         return Err(fail(format!(
             "{} is not a session record (no session_id)",

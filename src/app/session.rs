@@ -262,6 +262,17 @@ fn finalize_once(store: &Store, sid: &str, config: &Config) -> Result<Answer, Re
         Err(RecordError::NoSuchSession { .. }) => None,
         Err(e) => return Err(e),
     };
+    // "cleanup retry session on error" ran first (handlers run in definition order): the
+    // session lives on only in its error record, already closed.
+    if previous.is_none()
+        && let Some(s) = store.read_error_record(sid)?.and_then(|d| d.session)
+    {
+        let msg = format!(
+            "session {sid} already closed on error ({}); nothing new to finalize",
+            s.session_status
+        );
+        return Ok(Answer::done(false, msg).with("retry", session_json(&s, &[])));
+    }
     if let Some(s) = previous
         && s.session_status != "open"
         && s.finalized_at.is_some()

@@ -55,6 +55,9 @@ pub(crate) struct TaskFacts {
     pub task: Option<String>,
     /// `retry_until` was given and was false after the tasks succeeded: its text.
     pub until_false: Option<String>,
+    /// The failed task had its own `no_log` (`_ansible_no_log` in its result): its output
+    /// classifies the failure but never becomes the message.
+    pub no_log: bool,
 }
 
 /// Where the operation stands after a call.
@@ -181,6 +184,9 @@ pub(crate) fn classify_task(plan: &Plan, facts: &TaskFacts) -> Verdict {
         verdict.message = m.chars().take(500).collect();
     } else if let Some(o) = output {
         verdict.message = o;
+    }
+    if facts.no_log {
+        verdict.message = crate::record::REDACTED.to_string();
     }
     if let Some(task) = &facts.task {
         verdict.message = format!("task '{task}': {}", verdict.message);
@@ -583,7 +589,24 @@ mod tests {
             status: result.get("status").and_then(Value::as_i64),
             task: Some("call the API".into()),
             until_false: None,
+            no_log: result.get("_ansible_no_log").and_then(Value::as_bool) == Some(true),
         }
+    }
+
+    #[test]
+    fn a_no_log_task_classifies_but_never_quotes_its_output() {
+        let r = resolved(json!({"command": "x"}));
+        let v = classify_task(
+            &r.plan,
+            &failed(json!({"msg": "connection refused: token S3CR3T", "rc": 1,
+                           "stderr": "S3CR3T", "_ansible_no_log": true})),
+        );
+        assert_eq!(v.class, ErrorClass::ConnectionError);
+        assert!(!v.message.contains("S3CR3T"), "{}", v.message);
+        assert_eq!(
+            v.message,
+            format!("task 'call the API': {}", crate::record::REDACTED)
+        );
     }
 
     #[test]

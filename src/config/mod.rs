@@ -247,7 +247,8 @@ with_operation_keys! {
         pub state_backend_timeout: Option<DurationSpec>,
         /// PEM file of extra CA certificates trusted for `rediss://`.
         pub state_backend_ca: Option<String>,
-        /// Verbose log lines in the result.
+        /// One line per attempt in `retry.debug` (number, rc, class, matched text, time, wait;
+        /// the role prints them) and the log lines in `retry.log`.
         pub debug_mode: Option<bool>,
         /// Write attempt_<operation_id>_<n>.json for every attempt.
         pub log_individual_attempts: Option<bool>,

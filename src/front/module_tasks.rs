@@ -189,7 +189,8 @@ fn text_of(v: Option<&Value>) -> String {
 }
 
 /// The failed task's result (`ansible_failed_result`) read into the facts the operation
-/// classifies: msg, stdout, stderr, exception, rc, and an HTTP status.
+/// classifies: msg, stdout, stderr, exception, rc, an HTTP status, and whether the task had
+/// its own `no_log` (Ansible's raw result is uncensored; `_ansible_no_log` says so).
 fn task_facts(taken: &mut Map<String, Value>) -> Result<TaskFacts, String> {
     let result = match taken.remove("task_result") {
         None | Some(Value::Null) => Map::new(),
@@ -217,6 +218,7 @@ fn task_facts(taken: &mut Map<String, Value>) -> Result<TaskFacts, String> {
         status: number("status"),
         task: opt_string(taken, "task_name")?,
         until_false,
+        no_log: truthy(result.get("_ansible_no_log")),
     })
 }
 
@@ -254,7 +256,7 @@ pub(crate) fn play_error(
     Ok(Some(json!({
         "task": facts.task,
         "class": verdict.class,
-        "message": if no_log { REDACTED.to_string() } else { verdict.message },
+        "message": if no_log || facts.no_log { REDACTED.to_string() } else { verdict.message },
         "rc": facts.rc,
         "status": facts.status,
     })))

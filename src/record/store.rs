@@ -275,6 +275,10 @@ impl Store {
     pub fn session_dir(&self, sid: &str) -> PathBuf {
         self.dir.join(format!("retry_session_{sid}"))
     }
+    /// Whether the session's directory is a real directory (not a symlink to one).
+    fn is_real_session_dir(&self, sid: &str) -> bool {
+        std::fs::symlink_metadata(self.session_dir(sid)).is_ok_and(|m| m.file_type().is_dir())
+    }
     fn pack_name(sid: &str) -> String {
         format!("retry_session_{sid}.records.json.gz")
     }
@@ -468,7 +472,13 @@ impl Store {
             }
         };
         let sdir = self.session_dir(sid);
-        match std::fs::read_dir(&sdir) {
+        // Never read through a symlink planted where the session's directory goes.
+        let listed = if self.is_real_session_dir(sid) {
+            std::fs::read_dir(&sdir)
+        } else {
+            Err(std::io::ErrorKind::NotFound.into())
+        };
+        match listed {
             Ok(entries) => {
                 for e in entries.flatten() {
                     let name = e.file_name();
@@ -562,8 +572,28 @@ impl Store {
     ) -> Result<(SessionDocument, Vec<PathBuf>), RecordError> {
         check_session_id(sid)?;
         safe_fs::ensure_private_dir(&self.dir)?;
-        let _lock = self.lock(sid)?;
-        self.finalize_locked(sid, thresholds, force_failed, now)
+        let lock = self.lock(sid)?;
+        let done = self.finalize_locked(sid, thresholds, force_failed, now);
+        if matches!(done, Err(RecordError::NoSuchSession { .. })) {
+            // Taking the lock made its file: leave no trace of a session that is not there.
+            let _ = std::fs::remove_file(self.lock_file(sid));
+        }
+        drop(lock);
+        done
+    }
+
+    /// `retry_session_error_<sid>.json` (or its `.gz`), None when there is none.
+    pub fn read_error_record(&self, sid: &str) -> Result<Option<ErrorDocument>, RecordError> {
+        check_session_id(sid)?;
+        match Self::read_json(&self.dir.join(format!("retry_session_error_{sid}.json"))) {
+            Ok(d) => Ok(Some(d)),
+            Err(RecordError::Fs(FsError::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `finalize` with the session lock already held.
@@ -696,7 +726,16 @@ impl Store {
         let bytes = to_bytes(&perf, &self.dir.join(&name))?;
         files.push(safe_fs::write_atomic(&self.dir, &name, &bytes)?);
         let ename = format!("retry_session_error_{sid}.json");
-        if failed {
+        // The whole picture "cleanup retry session on error" kept (it holds the session) is
+        // the only record left of that session: a later finalize of the same id neither
+        // replaces nor removes it.
+        let whole_picture = !force_failed
+            && self
+                .read_error_record(sid)
+                .ok()
+                .flatten()
+                .is_some_and(|d| d.session.is_some());
+        if failed && !whole_picture {
             let reason = if force_failed {
                 "closed by 'cleanup retry session on error'".to_string()
             } else {
@@ -718,7 +757,7 @@ impl Store {
             };
             let bytes = to_bytes(&e, &self.dir.join(&ename))?;
             files.push(safe_fs::write_atomic(&self.dir, &ename, &bytes)?);
-        } else {
+        } else if !failed && !whole_picture {
             // A session re-finalized after a later success must not keep a stale error record.
             let _ = std::fs::remove_file(self.dir.join(&ename));
         }
@@ -1272,7 +1311,13 @@ impl Store {
             .map(|o| o.operation_id.clone())
             .collect();
         let sdir = self.session_dir(sid);
-        if let Ok(entries) = std::fs::read_dir(&sdir) {
+        // Never remove through a symlink planted where the session's directory goes.
+        let listed = if self.is_real_session_dir(sid) {
+            std::fs::read_dir(&sdir).ok()
+        } else {
+            None
+        };
+        if let Some(entries) = listed {
             let mut doomed = Vec::new();
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();

@@ -52,6 +52,7 @@ def run_job(
     inventory: str = "",
     project_dir: Path = REPO / "ansible",
     playbook: str = "aap/retry_job.yml",
+    cmdline: str | None = None,
 ):
     pdd = tmp_path / "runner"
     (pdd / "inventory").mkdir(parents=True)
@@ -73,6 +74,7 @@ def run_job(
         envvars=env,
         quiet=True,
         timeout=120,
+        cmdline=cmdline,
     )
     stats = [e for e in runner.events if e.get("event") == "playbook_on_stats"]
     assert len(stats) == 1, f"runner status {runner.status}: no stats event"
@@ -207,6 +209,26 @@ def test_artifacts_of_an_unreachable_host(tmp_path):
     assert artifacts["retry_attempt_count"] == 0
     assert artifacts["retry_execution_time"] == 0.0
     assert artifacts["retry_operation_success"] is False
+
+
+def test_an_unreachable_host_in_check_mode_is_not_failed(tmp_path):
+    # --check: the role's reconnect (raw) does not run, so nothing says the host answers; the
+    # operation must not be failed on a guess
+    runner, artifacts = run_job(
+        tmp_path,
+        {
+            "retry_target_hosts": "gone",
+            "retry_current_operation": "aap_gone_check",
+            "retry_command": "true",
+            "retry_artifacts_dir": str(tmp_path / "artifacts"),
+        },
+        inventory=unreachable_host("gone"),
+        cmdline="--check",
+    )
+    assert "gone" not in runner.stats_event.get("failures", {}), runner.stats_event
+    check_types(artifacts)
+    assert artifacts["retry_current_operation"] == "aap_gone_check"
+    assert artifacts["retry_operation_status"] == "unreachable"
 
 
 def test_artifacts_of_a_host_unreachable_mid_play(tmp_path):

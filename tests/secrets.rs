@@ -11,7 +11,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,34 +32,6 @@ struct EchoReceiver {
     seen: Seen,
 }
 
-/// A request: its first line, its headers (names lower-cased) and its body.
-type Request = (String, Vec<(String, String)>, Vec<u8>);
-
-fn read_http(stream: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len.min(1 << 20)];
-    reader.read_exact(&mut body).ok()?;
-    Some((line.trim_end().to_string(), headers, body))
-}
-
 impl EchoReceiver {
     fn start() -> EchoReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
@@ -72,7 +44,7 @@ impl EchoReceiver {
                 let Ok(mut stream) = stream else { continue };
                 let (log, turn) = (Arc::clone(&log), Arc::clone(&turn));
                 std::thread::spawn(move || {
-                    let Some((line, headers, body)) = read_http(&stream) else {
+                    let Some((line, headers, body)) = common::http::read_request(&stream) else {
                         return;
                     };
                     // Echoed in one of three forms by turns (plain; base64; percent-decoded

@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod http;
 pub mod redis;

@@ -202,7 +202,7 @@ impl DownloadSpec {
             headers.push((k.clone(), v.clone()));
         }
         let mut redactor = Redactor::new();
-        redactor.add_download_url(&url);
+        redactor.add_download_url(&url, dest.file_name().and_then(|n| n.to_str()));
         for (_, v) in &headers {
             redactor.add_header_value(v);
         }

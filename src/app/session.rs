@@ -262,8 +262,8 @@ fn finalize_once(store: &Store, sid: &str, config: &Config) -> Result<Answer, Re
         Err(RecordError::NoSuchSession { .. }) => None,
         Err(e) => return Err(e),
     };
-    // "cleanup retry session on error" ran first (handlers run in definition order): the
-    // session lives on only in its error record, already closed.
+    // "cleanup retry session on error" ran in an earlier flush: the session lives on only in
+    // its error record, already closed.
     if previous.is_none()
         && let Some(s) = store.read_error_record(sid)?.and_then(|d| d.session)
     {

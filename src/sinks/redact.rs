@@ -112,11 +112,21 @@ impl Redactor {
         self.add_url_parts(url, true);
     }
 
-    /// Registers a download URL's secret parts: as `add_url`, but the last path segment (the
-    /// file name, which `dest` and the operation's name show anyway) is left out, so that a
-    /// message about the file stays readable.
-    pub fn add_download_url(&mut self, url: &str) {
-        self.add_url_parts(url, false);
+    /// Registers a download URL's secret parts: as `add_url`, but when the last path segment is
+    /// the file name `dest` has (which messages about the file show anyway), it is left out, so
+    /// that those messages stay readable. A last segment `dest` does not show is a secret like
+    /// the rest (`https://h/download/<token>` saved as `/opt/app.tgz`).
+    pub fn add_download_url(&mut self, url: &str, dest_file_name: Option<&str>) {
+        let path = url
+            .split_once("://")
+            .map_or("", |(_, rest)| rest)
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("");
+        let last = path.rsplit('/').next().unwrap_or("");
+        let shown_anyway = dest_file_name
+            .is_some_and(|name| !last.is_empty() && (last == name || percent_decode(last) == name));
+        self.add_url_parts(url, !shown_anyway);
     }
 
     /// Registers a header value, and what it carries: the token after an auth scheme (`Bearer
@@ -155,8 +165,13 @@ impl Redactor {
                 self.add_both(password);
             }
         }
-        self.add_both(tail);
         let (path, query) = tail.split_once(['?', '#']).unwrap_or((tail, ""));
+        if last_segment {
+            self.add_both(tail);
+        } else {
+            // the tail without the file name (a message about the file quotes its path)
+            self.add_both(path.rsplit_once('/').map_or("", |(dir, _)| dir));
+        }
         let segments: Vec<&str> = path.split('/').collect();
         let keep = if last_segment {
             segments.len()
@@ -288,5 +303,24 @@ mod tests {
             let out = red.scrub(&format!("echo: {e}"));
             assert_eq!(out, format!("echo: {MASK}"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_download_url_keeps_the_file_name_dest_shows_and_masks_one_it_does_not() {
+        let mut red = Redactor::new();
+        red.add_download_url("http://h/images/f.bin", Some("f.bin"));
+        // a message about the file (dest and its .part) stays readable
+        assert_eq!(red.scrub("/tmp/x/f.bin.part"), "/tmp/x/f.bin.part");
+        assert_eq!(red.scrub("GET /images/f.bin"), format!("GET {MASK}/f.bin"));
+        let token = "T0kenS3cretXYZ";
+        let mut red = Redactor::new();
+        red.add_download_url(&format!("https://h/download/{token}"), Some("app.tgz"));
+        assert_eq!(
+            red.scrub(&format!("no such file {token}")),
+            format!("no such file {MASK}")
+        );
+        let mut red = Redactor::new();
+        red.add_download_url(&format!("https://h/d/{token}?x=1"), None);
+        assert!(!red.scrub(token).contains(token));
     }
 }

@@ -212,8 +212,8 @@ def test_artifacts_of_an_unreachable_host(tmp_path):
 
 
 def test_an_unreachable_host_in_check_mode_is_not_failed(tmp_path):
-    # --check: the role's reconnect (raw) does not run, so nothing says the host answers; the
-    # operation must not be failed on a guess
+    # --check: the role's reconnect (raw, which changes nothing) still runs, so the host ends
+    # unreachable as it would without the role, not failed and not carried on as ok
     runner, artifacts = run_job(
         tmp_path,
         {
@@ -226,6 +226,7 @@ def test_an_unreachable_host_in_check_mode_is_not_failed(tmp_path):
         cmdline="--check",
     )
     assert "gone" not in runner.stats_event.get("failures", {}), runner.stats_event
+    assert "gone" in runner.stats_event.get("dark", {}), runner.stats_event
     check_types(artifacts)
     assert artifacts["retry_current_operation"] == "aap_gone_check"
     assert artifacts["retry_operation_status"] == "unreachable"

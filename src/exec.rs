@@ -165,11 +165,7 @@ impl Tail {
         {
             cut = cut.saturating_sub(1) + nl + 1;
         }
-        if !self.evicted.settled() {
-            for line in self.buf[..cut].split(|&b| b == b'\n') {
-                self.evicted.feed_line(line);
-            }
-        }
+        self.evicted.feed_lines(&self.buf[..cut]);
         self.buf.drain(..cut);
     }
     fn finish(mut self) -> (Vec<u8>, crate::classify::BuiltinScan) {

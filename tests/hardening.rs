@@ -749,9 +749,11 @@ fn module_step(dir: &Path, name: &str, args: &serde_json::Value) -> std::process
 }
 
 /// The one JSON object a module step printed.
-fn task_step_answer(child: std::process::Child, what: &str) -> serde_json::Value {
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+/// Bounded: a step that hangs fails the test instead of CI.
+fn task_step_answer(mut child: std::process::Child, what: &str) -> serde_json::Value {
+    wait_bounded(&mut child, Duration::from_secs(60), what);
+    let mut text = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
 }
 

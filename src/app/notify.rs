@@ -49,18 +49,12 @@ pub(crate) fn after_operation(
     );
     answer.warnings.extend(failed_delivery_warnings(&res));
     if res.required_failed {
-        let names: Vec<&str> = res
-            .outcomes
-            .iter()
-            .filter(|o| o.required && o.status == "failed")
-            .map(|o| o.system.as_str())
-            .collect();
         answer.status = Status::Failed;
         let sep = if answer.msg.is_empty() { "" } else { "; " };
         answer.msg = format!(
             "{}{sep}required notification failed: {}",
             answer.msg,
-            names.join(", ")
+            failed_required(&res)
         );
         answer.exit_code = crate::exit::with_required_notification_failed(answer.exit_code);
     }
@@ -115,15 +109,9 @@ pub(crate) fn action(config: &Config, check_mode: bool, log: &Logger) -> Answer 
     let failed = res.outcomes.iter().filter(|o| o.status == "failed").count();
     let msg = format!("notify {kind}: {sent} sent, {failed} failed");
     let mut answer = if res.required_failed {
-        let names: Vec<&str> = res
-            .outcomes
-            .iter()
-            .filter(|o| o.required && o.status == "failed")
-            .map(|o| o.system.as_str())
-            .collect();
         Answer::failure(format!(
             "{msg}; required notification failed: {}",
-            names.join(", ")
+            failed_required(&res)
         ))
     } else {
         Answer::done(sent > 0, msg)
@@ -138,6 +126,17 @@ pub(crate) fn action(config: &Config, check_mode: bool, log: &Logger) -> Answer 
 
 /// One warning per delivery that failed (Ansible shows a result's `warnings` at any
 /// verbosity): the system, whether it was required, the HTTP status and the (redacted) error.
+/// The `required: true` systems that failed, named for the message that fails the task.
+fn failed_required(res: &NotifyResult) -> String {
+    let names: Vec<&str> = res
+        .outcomes
+        .iter()
+        .filter(|o| o.required && o.status == "failed")
+        .map(|o| o.system.as_str())
+        .collect();
+    names.join(", ")
+}
+
 fn failed_delivery_warnings(res: &NotifyResult) -> Vec<String> {
     res.outcomes
         .iter()

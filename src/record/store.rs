@@ -558,8 +558,6 @@ impl Store {
         }
     }
 
-    /// Long (~160 lines): everything under one session lock, in the order the records depend on
-    /// each other (statistics, then the documents that quote them).
     /// Closes a session: statistics from every operation, end and duration, status, alerts;
     /// writes the session, performance and (when failed) error records. `force_failed` is the
     /// role's "cleanup retry session on error". Linear in the session's operations.
@@ -596,7 +594,9 @@ impl Store {
         }
     }
 
-    /// `finalize` with the session lock already held.
+    /// `finalize` with the session lock already held. Long (~160 lines): everything under one
+    /// session lock, in the order the records depend on each other (statistics, then the
+    /// documents that quote them).
     fn finalize_locked(
         &self,
         sid: &str,
@@ -797,14 +797,7 @@ impl Store {
         let ename = format!("retry_session_error_{sid}.json");
         let epath = self.dir.join(&ename);
         let mut doc: ErrorDocument = Self::read_json(&epath)?;
-        let mut ops = Vec::new();
-        self.for_each_operation(sid, |d| ops.push(d))?;
-        ops.sort_by(|a, b| {
-            a.record
-                .start_time
-                .cmp(&b.record.start_time)
-                .then(a.record.operation_id.cmp(&b.record.operation_id))
-        });
+        let ops = self.operations_in_order(sid)?;
         doc.error = error;
         doc.operations = ops;
         doc.session = Some(session.clone());
@@ -1566,8 +1559,8 @@ pub struct SessionView {
 }
 
 impl Store {
-    pub fn view(&self, sid: &str) -> Result<SessionView, RecordError> {
-        let session = self.read_session(sid)?;
+    /// A session's operations (directory and pack), oldest first.
+    fn operations_in_order(&self, sid: &str) -> Result<Vec<OperationDocument>, RecordError> {
         let mut ops = Vec::new();
         self.for_each_operation(sid, |d| ops.push(d))?;
         ops.sort_by(|a, b| {
@@ -1576,6 +1569,12 @@ impl Store {
                 .cmp(&b.record.start_time)
                 .then(a.record.operation_id.cmp(&b.record.operation_id))
         });
+        Ok(ops)
+    }
+
+    pub fn view(&self, sid: &str) -> Result<SessionView, RecordError> {
+        let session = self.read_session(sid)?;
+        let ops = self.operations_in_order(sid)?;
         Ok(SessionView {
             session,
             operation_details: ops,
